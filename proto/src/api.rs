@@ -1,0 +1,171 @@
+//! The local socket's protocol: one JSON object per line each way. A request names the protocol
+//! version `v` and a `cmd`; the answer carries `v`, `ok`, and either `error` or the result.
+
+use serde::{Deserialize, Serialize};
+
+use crate::gossip::Role;
+
+/// Longest request line the agent reads; anything longer is refused without buffering it all.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    Status,
+    Events {
+        /// At most this many of the newest events; all that are kept when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<Event>>,
+}
+
+impl Response {
+    pub fn error(message: impl Into<String>) -> Self {
+        Response {
+            v: crate::PROTOCOL_VERSION,
+            ok: false,
+            error: Some(message.into()),
+            status: None,
+            events: None,
+        }
+    }
+
+    pub fn status(report: StatusReport) -> Self {
+        Response {
+            status: Some(report),
+            ..Self::empty_ok()
+        }
+    }
+
+    pub fn events(events: Vec<Event>) -> Self {
+        Response {
+            events: Some(events),
+            ..Self::empty_ok()
+        }
+    }
+
+    fn empty_ok() -> Self {
+        Response {
+            v: crate::PROTOCOL_VERSION,
+            ok: true,
+            error: None,
+            status: None,
+            events: None,
+        }
+    }
+}
+
+/// What `gossip-ha status --json` prints: this agent's view of the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    #[serde(rename = "self")]
+    pub self_name: String,
+    pub cluster_id: String,
+    pub server_master: Option<String>,
+    pub threshold_ms: u64,
+    pub uptime_ms: u64,
+    pub nodes: Vec<NodeStatus>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeLiveness {
+    Alive,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub name: String,
+    /// The peer's advertised gossip address.
+    pub addr: String,
+    pub roles: Vec<Role>,
+    pub master: u8,
+    pub state: NodeLiveness,
+    /// Age of the last heartbeat advance seen from this node, on the reporting agent's clock.
+    pub last_contact_ms: u64,
+    pub generation: u64,
+    pub threshold_ms: u64,
+    pub is_self: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    AgentStarted,
+    AgentStopping,
+    NodeUp,
+    NodeDown,
+    NodeRestarted,
+    ServerMasterChanged,
+    PeerIgnored,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Increases by one per event of this agent's run.
+    pub seq: u64,
+    /// Wall-clock time of the event, for display only.
+    pub unix_ms: u64,
+    pub kind: EventKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_parse_from_the_documented_json() {
+        let request: Request = serde_json::from_str(r#"{"v":1,"cmd":"status"}"#).unwrap();
+        assert_eq!(request.command, Command::Status);
+        let request: Request = serde_json::from_str(r#"{"v":1,"cmd":"events","limit":5}"#).unwrap();
+        assert_eq!(request.command, Command::Events { limit: Some(5) });
+    }
+
+    #[test]
+    fn unknown_commands_are_refused_with_the_known_ones_named() {
+        let err = serde_json::from_str::<Request>(r#"{"v":1,"cmd":"explode"}"#).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("explode") && message.contains("status"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn status_uses_self_as_the_field_name() {
+        let report = StatusReport {
+            self_name: "a".into(),
+            cluster_id: "c".into(),
+            server_master: None,
+            threshold_ms: 2000,
+            uptime_ms: 1,
+            nodes: vec![],
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["self"], "a");
+        assert!(json["server_master"].is_null());
+    }
+}

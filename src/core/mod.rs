@@ -1,0 +1,24 @@
+//! The pure decision core (DESIGN §5): no clock, socket, file, task or RNG in here. The shell
+//! feeds it what gossip shows and the time on the agent's own monotonic clock; it answers with
+//! decisions, each carrying its reason. The simulations drive the very same code.
+
+pub mod election;
+pub mod liveness;
+mod state;
+
+pub use state::{Core, Decision, NodeView, Observation};
+
+/// Milliseconds on the observing agent's monotonic clock. Never compared across agents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MonoMs(pub u64);
+
+impl MonoMs {
+    pub fn since(self, earlier: MonoMs) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+/// Formats milliseconds as seconds with one decimal, for reasons read by people.
+pub(crate) fn seconds(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}

@@ -1,0 +1,3 @@
+//! gossip-ha: quorum-free high availability for Pandora FMS. See ARCHITECTURE.md for the map.
+
+pub mod core;
