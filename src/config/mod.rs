@@ -1,0 +1,392 @@
+//! Configuration: built-in defaults < `pandora_server_conf` import < TOML file <
+//! `GOSSIP_HA_<KEY>` environment variables (`GOSSIP_HA_DB__URL` for `db.url`) < flags.
+//! Every refusal names where the bad value came from: file and line, variable, or flag.
+
+mod locate;
+pub mod pandora;
+mod secret;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, FileFormat, Value};
+use gossip_ha_proto::gossip::{Role, MAX_MASTER_PRIORITY};
+use serde::{Deserialize, Serialize};
+
+use locate::Locator;
+pub use locate::Override;
+use pandora::PandoraServerConf;
+pub use secret::{Secret, MASK};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7946";
+pub const DEFAULT_THRESHOLD_SECONDS: f64 = 2.0;
+const THRESHOLD_RANGE_SECONDS: std::ops::RangeInclusive<f64> = 0.1..=3600.0;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: key `{key}`: {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Load(String),
+}
+
+/// The effective configuration of one agent, validated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub node_name: String,
+    pub cluster_id: String,
+    pub listen: SocketAddr,
+    pub advertise: SocketAddr,
+    pub seeds: Vec<String>,
+    pub roles: BTreeSet<Role>,
+    pub master: u8,
+    /// Seconds, as Pandora's `server_threshold`; see `threshold_ms`.
+    pub server_threshold: f64,
+    pub socket: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pandora_server_conf: Option<PathBuf>,
+    pub db: DbSettings,
+}
+
+/// DB-related keys, imported from `pandora_server.conf` or set in `[db]`. Used by DB failover.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbSettings {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ha_hosts: Vec<String>,
+    pub ha_hosts_file: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub name: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+    pub admin_user: Option<String>,
+    pub admin_password: Option<Secret>,
+    pub replication_user: Option<String>,
+    pub replication_password: Option<Secret>,
+    pub splitbrain_autofix: Option<bool>,
+    pub url: Option<Secret>,
+    pub advertise: Option<String>,
+    pub priority: Option<u8>,
+    pub check_interval: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    node_name: Option<String>,
+    #[serde(default = "default_cluster_id")]
+    cluster_id: String,
+    #[serde(default = "default_listen")]
+    listen: String,
+    advertise: Option<String>,
+    #[serde(default)]
+    seeds: Vec<String>,
+    #[serde(default = "default_roles")]
+    roles: Vec<String>,
+    #[serde(default = "default_master")]
+    master: i64,
+    #[serde(default = "default_threshold")]
+    server_threshold: f64,
+    socket: Option<PathBuf>,
+    pandora_server_conf: Option<PathBuf>,
+    #[serde(default)]
+    db: DbSettings,
+}
+
+fn default_cluster_id() -> String {
+    "gossip-ha".into()
+}
+fn default_listen() -> String {
+    DEFAULT_LISTEN.into()
+}
+fn default_roles() -> Vec<String> {
+    vec!["server".into()]
+}
+fn default_master() -> i64 {
+    1
+}
+fn default_threshold() -> f64 {
+    DEFAULT_THRESHOLD_SECONDS
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "node_name",
+    "cluster_id",
+    "listen",
+    "advertise",
+    "seeds",
+    "roles",
+    "master",
+    "server_threshold",
+    "socket",
+    "pandora_server_conf",
+    "db",
+];
+const DB_KEYS: &[&str] = &[
+    "ha_hosts",
+    "ha_hosts_file",
+    "host",
+    "port",
+    "name",
+    "user",
+    "password",
+    "admin_user",
+    "admin_password",
+    "replication_user",
+    "replication_password",
+    "splitbrain_autofix",
+    "url",
+    "advertise",
+    "priority",
+    "check_interval",
+];
+
+impl Settings {
+    pub fn threshold_ms(&self) -> u64 {
+        (self.server_threshold * 1000.0).round() as u64
+    }
+
+    /// Loads and validates; `config_file` is the `--config` path, `overrides` the flags given.
+    pub fn load(
+        config_file: Option<&Path>,
+        overrides: &[Override],
+    ) -> Result<Settings, ConfigError> {
+        let environment = std::env::vars()
+            .filter(|(name, _)| name.starts_with("GOSSIP_HA_"))
+            .collect();
+        Self::load_with_env(config_file, overrides, environment)
+    }
+
+    /// As `load`, with the environment given explicitly (tests must not share process state).
+    pub fn load_with_env(
+        config_file: Option<&Path>,
+        overrides: &[Override],
+        environment: config::Map<String, String>,
+    ) -> Result<Settings, ConfigError> {
+        let file_text = match config_file {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.to_path_buf(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let locator = Locator::new(config_file, file_text.as_deref(), overrides);
+        let layered = |pandora: Option<PandoraServerConf>| -> Result<Config, ConfigError> {
+            let mut builder = Config::builder();
+            if let Some(pandora) = pandora {
+                builder = builder.add_source(pandora);
+            }
+            if let Some(path) = config_file {
+                builder =
+                    builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+            }
+            builder = builder.add_source(
+                Environment::with_prefix("GOSSIP_HA")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("seeds")
+                    .with_list_parse_key("roles")
+                    .with_list_parse_key("db.ha_hosts")
+                    .ignore_empty(true)
+                    .try_parsing(true)
+                    .source(Some(environment.clone())),
+            );
+            for flag in overrides {
+                builder = builder
+                    .set_override(flag.key, flag.value.clone())
+                    .map_err(|err| ConfigError::Load(err.to_string()))?;
+            }
+            builder.build().map_err(|err| locator.load_error(err))
+        };
+
+        let without_import = layered(None)?;
+        let pandora_path: Option<PathBuf> = without_import
+            .get("pandora_server_conf")
+            .map_err(|err| locator.load_error(err))
+            .ok();
+        let merged = match &pandora_path {
+            Some(path) => layered(Some(PandoraServerConf::read(path)?))?,
+            None => without_import,
+        };
+        locator.refuse_unknown_keys(&merged, TOP_LEVEL_KEYS, DB_KEYS)?;
+        let raw: RawSettings = merged
+            .clone()
+            .try_deserialize()
+            .map_err(|err| locator.load_error(err))?;
+        validate(raw, &merged, &locator)
+    }
+}
+
+fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Settings, ConfigError> {
+    let invalid = |key: &str, message: String| locator.invalid(merged, key, message);
+
+    let node_name = match raw.node_name {
+        Some(name) => name,
+        None => nix::unistd::gethostname()
+            .map_err(|err| {
+                invalid(
+                    "node_name",
+                    format!("not set and the host name is unreadable: {err}"),
+                )
+            })?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    if node_name.is_empty()
+        || node_name.len() > 64
+        || !node_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(invalid(
+            "node_name",
+            format!(
+                "expected 1–64 characters of letters, digits, `.`, `_` or `-`, got `{node_name}`"
+            ),
+        ));
+    }
+    if raw.cluster_id.trim().is_empty() {
+        return Err(invalid(
+            "cluster_id",
+            "expected a non-empty cluster name".into(),
+        ));
+    }
+
+    let master = u8::try_from(raw.master)
+        .ok()
+        .filter(|m| *m <= MAX_MASTER_PRIORITY)
+        .ok_or_else(|| {
+            invalid(
+                "master",
+                format!("expected a priority from 0 to {MAX_MASTER_PRIORITY} (0 = never master), got {}", raw.master),
+            )
+        })?;
+    if !raw.server_threshold.is_finite() || !THRESHOLD_RANGE_SECONDS.contains(&raw.server_threshold)
+    {
+        return Err(invalid(
+            "server_threshold",
+            format!(
+                "expected seconds between {} and {}, got {}",
+                THRESHOLD_RANGE_SECONDS.start(),
+                THRESHOLD_RANGE_SECONDS.end(),
+                raw.server_threshold
+            ),
+        ));
+    }
+
+    if raw.roles.is_empty() {
+        return Err(invalid(
+            "roles",
+            "expected at least one of: server, db, console".into(),
+        ));
+    }
+    let roles = raw
+        .roles
+        .iter()
+        .map(|role| role.parse::<Role>())
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map_err(|err| invalid("roles", err.to_string()))?;
+
+    let listen: SocketAddr = raw
+        .listen
+        .parse()
+        .map_err(|_| invalid("listen", format!("expected ip:port, got `{}`", raw.listen)))?;
+    let advertise: SocketAddr = match &raw.advertise {
+        Some(text) => text
+            .parse()
+            .map_err(|_| invalid("advertise", format!("expected ip:port, got `{text}`")))?,
+        None if listen.ip().is_unspecified() => {
+            return Err(invalid(
+                "advertise",
+                format!("`listen` is {listen}, a wildcard: set `advertise` to the address peers reach this host at"),
+            ))
+        }
+        None => listen,
+    };
+    let mut seeds = Vec::with_capacity(raw.seeds.len());
+    for seed in raw
+        .seeds
+        .iter()
+        .map(|seed| seed.trim())
+        .filter(|seed| !seed.is_empty())
+    {
+        seeds.push(parse_seed(seed).map_err(|message| invalid("seeds", message))?);
+    }
+
+    // TLS is not in this build: plain text gossip is confined to loopback (DESIGN §4).
+    let mut gossip_ips = vec![("listen", listen.ip()), ("advertise", advertise.ip())];
+    gossip_ips.extend(seeds.iter().map(|seed| ("seeds", seed.ip())));
+    if let Some((key, ip)) = gossip_ips.into_iter().find(|(_, ip)| !ip.is_loopback()) {
+        return Err(invalid(
+            key,
+            format!("{ip} is not a loopback address; plain-text gossip is refused off loopback and this build has no TLS transport yet"),
+        ));
+    }
+
+    let socket = raw.socket.unwrap_or_else(default_socket_path);
+    Ok(Settings {
+        node_name,
+        cluster_id: raw.cluster_id,
+        listen,
+        advertise,
+        seeds: seeds.iter().map(SocketAddr::to_string).collect(),
+        roles,
+        master,
+        server_threshold: raw.server_threshold,
+        socket,
+        pandora_server_conf: raw.pandora_server_conf,
+        db: raw.db,
+    })
+}
+
+fn parse_seed(seed: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = seed.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    match seed.rsplit_once(':') {
+        Some(("localhost", port)) => port
+            .parse::<u16>()
+            .map(|port| SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port))
+            .map_err(|_| format!("seed `{seed}`: expected a port number after `:`")),
+        _ => Err(format!("seed `{seed}`: expected ip:port")),
+    }
+}
+
+/// Where the socket lives when no `socket` is configured: `/run/gossip-ha` for root, the
+/// user's runtime directory otherwise, so a newcomer can run the agent without privileges.
+pub fn default_socket_path() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    let dir = if uid.is_root() {
+        PathBuf::from("/run/gossip-ha")
+    } else if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty())
+    {
+        PathBuf::from(runtime).join("gossip-ha")
+    } else {
+        std::env::temp_dir().join(format!("gossip-ha-{uid}"))
+    };
+    dir.join("gossip-ha.sock")
+}
+
+/// A flag value for `Override`.
+pub fn flag_value(value: impl Into<Value>) -> Value {
+    value.into()
+}
+
+#[cfg(test)]
+mod tests;
