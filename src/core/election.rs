@@ -42,9 +42,12 @@ mod tests {
         }
     }
 
+    /// `(name, master, alive, is_server)`
+    type Row = (&'static str, u8, bool, bool);
+
     #[test]
     fn table_of_elections() {
-        let cases: &[(&[(&str, u8, bool, bool)], Option<&str>)] = &[
+        let cases: &[(&[Row], Option<&str>)] = &[
             (&[], None),
             (&[("a", 0, true, true)], None),
             (&[("a", 1, false, true)], None),
