@@ -1,4 +1,11 @@
 //! gossip-ha: quorum-free high availability for Pandora FMS. See ARCHITECTURE.md for the map.
 
+pub mod agent;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod core;
+pub mod events;
+pub mod gossip;
+pub mod render;
+pub mod socket;

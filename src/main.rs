@@ -1,1 +1,132 @@
-fn main() {}
+//! The `gossip-ha` binary: exit 0 on success, 2 on a usage or configuration error, 1 on a
+//! runtime failure.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use gossip_ha::cli::{Cli, CliCommand, ClientArgs};
+use gossip_ha::client;
+use gossip_ha::config::{default_socket_path, Settings};
+use gossip_ha::render;
+use gossip_ha_proto::api::Command;
+
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,chitchat=warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(EXIT_RUNTIME, format!("cannot start the runtime: {err}")),
+    };
+    runtime.block_on(dispatch(cli.command))
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("gossip-ha: {message}");
+    ExitCode::from(code)
+}
+
+async fn dispatch(command: CliCommand) -> ExitCode {
+    match command {
+        CliCommand::Run(args) => {
+            let settings = match Settings::load(args.config.as_deref(), &args.overrides()) {
+                Ok(settings) => settings,
+                Err(err) => return fail(EXIT_CONFIG, err),
+            };
+            match gossip_ha::agent::run(settings, shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(EXIT_RUNTIME, err),
+            }
+        }
+        CliCommand::CheckConfig(args) => {
+            match Settings::load(args.config.as_deref(), &args.overrides()) {
+                Ok(settings) => match toml::to_string(&settings) {
+                    Ok(text) => {
+                        print!("# effective configuration of gossip-ha (passwords masked)\n{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => fail(
+                        EXIT_RUNTIME,
+                        format!("cannot print the configuration: {err}"),
+                    ),
+                },
+                Err(err) => fail(EXIT_CONFIG, err),
+            }
+        }
+        CliCommand::Status(args) => query(&args, Command::Status).await,
+        CliCommand::Events { client, limit } => query(&client, Command::Events { limit }).await,
+    }
+}
+
+async fn query(args: &ClientArgs, command: Command) -> ExitCode {
+    let socket = match (&args.socket, &args.config) {
+        (Some(socket), _) => socket.clone(),
+        (None, Some(config)) => match Settings::load(Some(config), &[]) {
+            Ok(settings) => settings.socket,
+            Err(err) => return fail(EXIT_CONFIG, err),
+        },
+        (None, None) => default_socket_path(),
+    };
+    if !args.timeout.is_finite() || args.timeout <= 0.0 {
+        return fail(
+            EXIT_CONFIG,
+            format!("--timeout: expected positive seconds, got {}", args.timeout),
+        );
+    }
+    let response =
+        match client::request(&socket, command, Duration::from_secs_f64(args.timeout)).await {
+            Ok(response) => response,
+            Err(err) => return fail(EXIT_RUNTIME, err),
+        };
+    let printed = match (&response.status, &response.events) {
+        (Some(status), _) if args.json => {
+            serde_json::to_string_pretty(status).map(|json| json + "\n")
+        }
+        (_, Some(events)) if args.json => {
+            serde_json::to_string_pretty(events).map(|json| json + "\n")
+        }
+        (Some(status), _) => Ok(render::status(status)),
+        (_, Some(events)) => Ok(render::events(events)),
+        (None, None) => return fail(EXIT_RUNTIME, "the agent's answer was empty"),
+    };
+    match printed {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(EXIT_RUNTIME, err),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
+            std::future::pending::<()>().await
+        }
+    }
+}

@@ -18,7 +18,8 @@ impl MonoMs {
     }
 }
 
-/// Formats milliseconds as seconds with one decimal, for reasons read by people.
+/// Formats milliseconds as seconds for reasons read by people, precise enough to show that a
+/// silence really exceeded the limit.
 pub(crate) fn seconds(ms: u64) -> String {
-    format!("{:.1} s", ms as f64 / 1000.0)
+    format!("{:.3} s", ms as f64 / 1000.0)
 }

@@ -99,7 +99,7 @@ fn a_silent_peer_that_speaks_again_is_up_again() {
     let Decision::NodeUp { reason, .. } = &decisions[0] else {
         unreachable!()
     };
-    assert!(reason.contains("after 5.0 s of silence"), "{reason}");
+    assert!(reason.contains("after 5.000 s of silence"), "{reason}");
 }
 
 #[test]

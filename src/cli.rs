@@ -1,0 +1,123 @@
+//! Command-line interface: the flags of `run`/`check-config` are configuration overrides.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{flag_value, Override};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gossip-ha",
+    version,
+    about = "Quorum-free HA agent for Pandora FMS"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CliCommand {
+    /// Run the agent (with no configuration: a single-node agent on loopback).
+    Run(ConfigArgs),
+    /// Print the effective configuration, passwords masked, and exit.
+    CheckConfig(ConfigArgs),
+    /// Show the cluster as this host's agent sees it.
+    Status(ClientArgs),
+    /// Show the agent's recent decisions and their reasons.
+    Events {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Show at most this many of the newest events.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The agent's socket (default: `socket` of --config, else the default path).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Read the socket path from this configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the raw JSON answer.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for the agent's answer.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub node_name: Option<String>,
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+    /// Gossip listen address, ip:port.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Gossip address peers use to reach this agent, ip:port.
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Seed peers, ip:port[,ip:port…].
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<String>>,
+    /// Roles of this host: server, db, console (comma separated).
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Option<Vec<String>>,
+    /// Server master priority 0–7, as Pandora's `master` token.
+    #[arg(long, allow_negative_numbers = true)]
+    pub master: Option<i64>,
+    /// Seconds; a peer is down after twice this without a heartbeat.
+    #[arg(long, allow_negative_numbers = true)]
+    pub server_threshold: Option<f64>,
+    /// Path of the local status socket.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Import master, server_threshold and DB tokens from this pandora_server.conf.
+    #[arg(long)]
+    pub pandora_server_conf: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    pub fn overrides(&self) -> Vec<Override> {
+        let mut overrides = Vec::new();
+        let mut add = |key: &'static str, flag: &'static str, value: Option<config::Value>| {
+            if let Some(value) = value {
+                overrides.push(Override { key, flag, value });
+            }
+        };
+        let text = |value: &Option<String>| value.clone().map(flag_value);
+        let path = |value: &Option<PathBuf>| {
+            value
+                .as_ref()
+                .map(|path| flag_value(path.display().to_string()))
+        };
+        add("node_name", "node-name", text(&self.node_name));
+        add("cluster_id", "cluster-id", text(&self.cluster_id));
+        add("listen", "listen", text(&self.listen));
+        add("advertise", "advertise", text(&self.advertise));
+        add("seeds", "seeds", self.seeds.clone().map(flag_value));
+        add("roles", "roles", self.roles.clone().map(flag_value));
+        add("master", "master", self.master.map(flag_value));
+        add(
+            "server_threshold",
+            "server-threshold",
+            self.server_threshold.map(flag_value),
+        );
+        add("socket", "socket", path(&self.socket));
+        add(
+            "pandora_server_conf",
+            "pandora-server-conf",
+            path(&self.pandora_server_conf),
+        );
+        overrides
+    }
+}

@@ -1,0 +1,145 @@
+//! The chitchat node and the transport seam. Everything chitchat-specific stays here: the rest of
+//! the agent sees `Observation`s, and a TLS transport replaces `transport_for` without touching
+//! the core or the driver.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chitchat::transport::{Transport, UdpTransport};
+use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use gossip_ha_proto::gossip::{Announcement, AnnouncementError};
+
+use crate::config::Settings;
+use crate::core::Observation;
+
+/// How long a lock on chitchat's state may be waited for before a tick is skipped.
+const STATE_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Peers that stay silent this long are dropped from chitchat's state (our core keeps its own
+/// memory of them, so status still lists them as down).
+const DEAD_NODE_GRACE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    #[error("cannot start gossip on {listen}: {message}")]
+    Start { listen: String, message: String },
+    #[error("gossip state stayed locked for {0:?}")]
+    Locked(Duration),
+}
+
+/// Chitchat's heartbeat advances once per gossip round; a tenth of the threshold gives the
+/// threshold×2 rule about twenty heartbeats of margin, within sane bounds.
+pub fn gossip_interval(threshold_ms: u64) -> Duration {
+    Duration::from_millis((threshold_ms / 10).clamp(50, 1_000))
+}
+
+/// The seam where the mutual-TLS transport goes. Plain UDP is only reached on loopback: the
+/// configuration refuses any other gossip address.
+pub fn transport_for(_settings: &Settings) -> Box<dyn Transport> {
+    Box::new(UdpTransport)
+}
+
+/// A peer whose gossip keys this agent cannot use (another protocol version, invalid values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredPeer {
+    pub name: String,
+    pub generation: u64,
+    pub error: AnnouncementError,
+}
+
+pub struct Gossip {
+    handle: ChitchatHandle,
+}
+
+impl Gossip {
+    pub async fn start(
+        settings: &Settings,
+        generation: u64,
+        announcement: &Announcement,
+        transport: &dyn Transport,
+    ) -> Result<Gossip, GossipError> {
+        let interval = gossip_interval(settings.threshold_ms());
+        let config = ChitchatConfig {
+            chitchat_id: ChitchatId::new(
+                settings.node_name.clone(),
+                generation,
+                settings.advertise,
+            ),
+            cluster_id: settings.cluster_id.clone(),
+            gossip_interval: interval,
+            listen_addr: settings.listen,
+            seed_nodes: settings.seeds.clone(),
+            failure_detector_config: FailureDetectorConfig {
+                initial_interval: interval,
+                dead_node_grace_period: DEAD_NODE_GRACE,
+                ..FailureDetectorConfig::default()
+            },
+            marked_for_deletion_grace_period: DEAD_NODE_GRACE,
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+        };
+        let handle = spawn_chitchat(config, announcement.to_key_values(), transport)
+            .await
+            .map_err(|err| GossipError::Start {
+                listen: settings.listen.to_string(),
+                message: format!("{err:#}"),
+            })?;
+        Ok(Gossip { handle })
+    }
+
+    /// What gossip shows of every peer: for each name, its newest generation with usable keys.
+    /// Peers whose keys have not arrived yet are left out silently; unusable ones are returned.
+    pub async fn observations(&self) -> Result<(Vec<Observation>, Vec<IgnoredPeer>), GossipError> {
+        let chitchat = self.handle.chitchat();
+        let guard = tokio::time::timeout(STATE_LOCK_TIMEOUT, chitchat.lock())
+            .await
+            .map_err(|_| GossipError::Locked(STATE_LOCK_TIMEOUT))?;
+        let self_id = guard.self_chitchat_id().clone();
+        let mut newest: BTreeMap<String, Observation> = BTreeMap::new();
+        let mut ignored = Vec::new();
+        for (id, state) in guard.node_states() {
+            if id.node_id == self_id.node_id {
+                continue;
+            }
+            let announcement = match Announcement::from_lookup(|key| state.get(key)) {
+                Ok(announcement) => announcement,
+                Err(AnnouncementError::Missing(_)) => continue,
+                Err(error) => {
+                    ignored.push(IgnoredPeer {
+                        name: id.node_id.to_string(),
+                        generation: id.generation_id,
+                        error,
+                    });
+                    continue;
+                }
+            };
+            let observation = Observation {
+                name: id.node_id.to_string(),
+                generation: id.generation_id,
+                heartbeat: u64::from(state.heartbeat()),
+                addr: id.gossip_advertise_addr.to_string(),
+                announcement,
+            };
+            match newest.get(&*id.node_id) {
+                Some(kept) if kept.generation >= observation.generation => {}
+                _ => {
+                    newest.insert(id.node_id.to_string(), observation);
+                }
+            }
+        }
+        Ok((newest.into_values().collect(), ignored))
+    }
+
+    /// Resolves when chitchat's server task ends on its own (a broken transport).
+    pub fn termination(&self) -> impl std::future::Future<Output = anyhow::Result<()>> + use<> {
+        self.handle.termination_watcher()
+    }
+
+    pub async fn shutdown(self) {
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.handle.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!("gossip stopped with an error: {err:#}"),
+            Err(_) => tracing::warn!("gossip did not stop within {SHUTDOWN_TIMEOUT:?}; abandoned"),
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Human-readable output of `status` and `events`, in the spirit of `pcs status`.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use gossip_ha_proto::api::{Event, NodeLiveness, StatusReport};
+
+use crate::agent::role_list;
+
+fn seconds(ms: u64) -> String {
+    format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|cell| cell.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|cell| cell.to_string()).collect());
+    for row in rows {
+        out += &line(row.clone());
+    }
+    out
+}
+
+pub fn status(report: &StatusReport) -> String {
+    let down_after = report.threshold_ms * 2;
+    let mut out = format!(
+        "Cluster {} as seen by {} (server_threshold {}, down after {}, up {})\n",
+        report.cluster_id,
+        report.self_name,
+        seconds(report.threshold_ms),
+        seconds(down_after),
+        seconds(report.uptime_ms)
+    );
+    out += &format!(
+        "Server master: {}\n\n",
+        report.server_master.as_deref().unwrap_or("none")
+    );
+    let rows: Vec<Vec<String>> = report
+        .nodes
+        .iter()
+        .map(|node| {
+            let mut name = node.name.clone();
+            if report.server_master.as_deref() == Some(node.name.as_str()) {
+                name += " (master)";
+            }
+            vec![
+                name,
+                node.addr.clone(),
+                role_list(&node.roles),
+                node.master.to_string(),
+                match node.state {
+                    NodeLiveness::Alive => "alive".into(),
+                    NodeLiveness::Down => "DOWN".into(),
+                },
+                if node.is_self {
+                    "self".into()
+                } else {
+                    format!("{} ago", seconds(node.last_contact_ms))
+                },
+            ]
+        })
+        .collect();
+    out + &table(
+        &[
+            "NODE",
+            "ADDRESS",
+            "ROLES",
+            "MASTER",
+            "STATE",
+            "LAST CONTACT",
+        ],
+        &rows,
+    )
+}
+
+pub fn events(events: &[Event]) -> String {
+    if events.is_empty() {
+        return "no events\n".into();
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|event| {
+            let time = UNIX_EPOCH + Duration::from_millis(event.unix_ms);
+            vec![
+                humantime::format_rfc3339_millis(time).to_string(),
+                event.seq.to_string(),
+                serde_json::to_value(event.kind)
+                    .ok()
+                    .and_then(|kind| kind.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                event.node.clone().unwrap_or_else(|| "-".into()),
+                event.reason.clone(),
+            ]
+        })
+        .collect();
+    table(&["TIME (UTC)", "SEQ", "EVENT", "NODE", "REASON"], &rows)
+}
