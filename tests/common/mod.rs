@@ -1,0 +1,250 @@
+//! Harness for tests that run the real `gossip-ha` binary. Every process started here is killed
+//! when its handle drops, so a failing assertion never leaves an agent behind; every wait has a
+//! deadline.
+#![allow(dead_code)]
+
+use std::net::UdpSocket;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use gossip_ha_proto::api::{Command as ApiCommand, Event, NodeLiveness, Response, StatusReport};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_gossip-ha");
+
+/// A free loopback UDP port (gossip is UDP on loopback in this build).
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn cli(args: &[&str]) -> Output {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gossip-ha");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gossip-ha {args:?} did not finish within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub struct AgentSpec {
+    pub name: String,
+    pub port: u16,
+    pub master: u8,
+    pub threshold_seconds: f64,
+    pub seeds: Vec<u16>,
+    pub roles: String,
+}
+
+impl AgentSpec {
+    pub fn new(name: &str, master: u8, threshold_seconds: f64) -> Self {
+        AgentSpec {
+            name: name.to_string(),
+            port: free_port(),
+            master,
+            threshold_seconds,
+            seeds: Vec::new(),
+            roles: "server".into(),
+        }
+    }
+}
+
+/// One running agent; SIGKILLed on drop if still running.
+pub struct Agent {
+    pub name: String,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Agent {
+    pub fn start(dir: &Path, spec: &AgentSpec) -> Agent {
+        let socket = dir.join(format!("{}.sock", spec.name));
+        let log = dir.join(format!("{}.log", spec.name));
+        let seeds: Vec<String> = spec
+            .seeds
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        let mut args = vec![
+            "run".to_string(),
+            "--node-name".into(),
+            spec.name.clone(),
+            "--cluster-id".into(),
+            "test".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", spec.port),
+            "--master".into(),
+            spec.master.to_string(),
+            "--server-threshold".into(),
+            spec.threshold_seconds.to_string(),
+            "--roles".into(),
+            spec.roles.clone(),
+            "--socket".into(),
+            socket.display().to_string(),
+        ];
+        if !seeds.is_empty() {
+            args.push("--seeds".into());
+            args.push(seeds.join(","));
+        }
+        Self::start_with_args(&spec.name, socket, log, &args)
+    }
+
+    pub fn start_with_args(name: &str, socket: PathBuf, log: PathBuf, args: &[String]) -> Agent {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(BINARY)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("start gossip-ha run");
+        let agent = Agent {
+            name: name.to_string(),
+            socket,
+            log,
+            child: Some(child),
+        };
+        agent.wait_for_socket();
+        agent
+    }
+
+    fn wait_for_socket(&self) {
+        wait_until(
+            &format!("{} to open its socket", self.name),
+            Duration::from_secs(10),
+            || self.try_status().is_some(),
+        );
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent running").id()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("agent running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not stop within 10 s of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| child.try_wait().unwrap().is_none())
+    }
+
+    pub fn request(&self, command: ApiCommand) -> Option<Response> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(gossip_ha::client::request(
+                &self.socket,
+                command,
+                Duration::from_secs(2),
+            ))
+            .ok()
+    }
+
+    pub fn try_status(&self) -> Option<StatusReport> {
+        self.request(ApiCommand::Status)
+            .and_then(|response| response.status)
+    }
+
+    pub fn status(&self) -> StatusReport {
+        self.try_status().unwrap_or_else(|| {
+            panic!(
+                "{} does not answer status; log:\n{}",
+                self.name,
+                self.log_text()
+            )
+        })
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.request(ApiCommand::Events { limit: None })
+            .and_then(|response| response.events)
+            .unwrap_or_default()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn state_of(report: &StatusReport, name: &str) -> Option<NodeLiveness> {
+    report
+        .nodes
+        .iter()
+        .find(|node| node.name == name)
+        .map(|node| node.state)
+}
+
+pub fn alive_names(report: &StatusReport) -> Vec<String> {
+    let mut names: Vec<String> = report
+        .nodes
+        .iter()
+        .filter(|node| node.state == NodeLiveness::Alive)
+        .map(|node| node.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Polls `condition` every 20 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if condition() {
+            return started.elapsed();
+        }
+        if started.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
