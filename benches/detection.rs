@@ -32,10 +32,7 @@ fn options() -> Options {
         match args[index].as_str() {
             "--kills" => options.kills = value.parse().expect("--kills N"),
             "--thresholds" => {
-                options.thresholds = value
-                    .split(',')
-                    .map(|t| t.parse().expect("--thresholds 1,2"))
-                    .collect()
+                options.thresholds = value.split(',').map(|t| t.parse().expect("--thresholds 1,2")).collect()
             }
             "--idle-seconds" => options.idle_seconds = value.parse().expect("--idle-seconds S"),
             _ => {
@@ -62,14 +59,8 @@ fn proc_cpu_ticks(pid: u32) -> u64 {
     let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of /proc/PID/stat; 12 and 13 after the name.
-    fields
-        .get(11)
-        .and_then(|t| t.parse::<u64>().ok())
-        .unwrap_or(0)
-        + fields
-            .get(12)
-            .and_then(|t| t.parse::<u64>().ok())
-            .unwrap_or(0)
+    fields.get(11).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
@@ -102,11 +93,9 @@ fn main() {
             let killed_at = Instant::now();
             agent_c.kill();
             for watcher in watchers {
-                wait_until(
-                    "c down",
-                    Duration::from_secs_f64(2.0 * threshold + 10.0),
-                    || state_of(&watcher.status(), "c") == Some(NodeLiveness::Down),
-                );
+                wait_until("c down", Duration::from_secs_f64(2.0 * threshold + 10.0), || {
+                    state_of(&watcher.status(), "c") == Some(NodeLiveness::Down)
+                });
                 samples.push(killed_at.elapsed());
             }
             agent_c = Agent::start(dir.path(), &c);
@@ -126,10 +115,7 @@ fn main() {
             .ok()
             .flatten()
             .unwrap_or(100) as f64;
-        let before: Vec<u64> = agents
-            .iter()
-            .map(|agent| proc_cpu_ticks(agent.pid()))
-            .collect();
+        let before: Vec<u64> = agents.iter().map(|agent| proc_cpu_ticks(agent.pid())).collect();
         let started = Instant::now();
         std::thread::sleep(Duration::from_secs_f64(options.idle_seconds));
         let window = started.elapsed().as_secs_f64();

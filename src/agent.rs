@@ -60,8 +60,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     };
     let listener = socket::bind(&settings.socket)?;
     let transport = gossip::transport_for(&settings);
-    let gossip = match Gossip::start(&settings, generation, &announcement, transport.as_ref()).await
-    {
+    let gossip = match Gossip::start(&settings, generation, &announcement, transport.as_ref()).await {
         Ok(gossip) => gossip,
         Err(err) => {
             let _ = std::fs::remove_file(&settings.socket);
@@ -117,28 +116,18 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         "shutting down".into(),
     );
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(SOCKET_STOP_TIMEOUT, api)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(SOCKET_STOP_TIMEOUT, api).await.is_err() {
         tracing::warn!("status socket did not stop within {SOCKET_STOP_TIMEOUT:?}");
     }
     gossip.shutdown().await;
     if let Err(err) = std::fs::remove_file(&driver.settings.socket) {
-        tracing::warn!(
-            "cannot remove socket {}: {err}",
-            driver.settings.socket.display()
-        );
+        tracing::warn!("cannot remove socket {}: {err}", driver.settings.socket.display());
     }
     outcome
 }
 
 impl Driver {
-    async fn drive(
-        &mut self,
-        gossip: &Gossip,
-        shutdown: impl Future<Output = ()>,
-    ) -> Result<(), AgentError> {
+    async fn drive(&mut self, gossip: &Gossip, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
         let tick = gossip::gossip_interval(self.settings.threshold_ms()) / 2;
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -175,16 +164,14 @@ impl Driver {
             self.report_ignored(peer);
         }
         let now = self.now();
-        for decision in self.core.step(now, observations) {
+        for decision in self.core.step(now, observations, None) {
             let (kind, node, reason) = match decision {
                 Decision::NodeUp { node, reason } => (EventKind::NodeUp, Some(node), reason),
                 Decision::NodeDown { node, reason } => (EventKind::NodeDown, Some(node), reason),
-                Decision::NodeRestarted { node, reason } => {
-                    (EventKind::NodeRestarted, Some(node), reason)
-                }
-                Decision::ServerMasterChanged { to, reason, .. } => {
-                    (EventKind::ServerMasterChanged, to, reason)
-                }
+                Decision::NodeRestarted { node, reason } => (EventKind::NodeRestarted, Some(node), reason),
+                Decision::ServerMasterChanged { to, reason, .. } => (EventKind::ServerMasterChanged, to, reason),
+                Decision::DbPrimaryChanged { to, reason, .. } => (EventKind::DbPrimaryChanged, to, reason),
+                Decision::Db(_) => continue,
             };
             self.record(kind, node, reason);
         }
@@ -232,6 +219,7 @@ fn empty_report(settings: &Settings) -> StatusReport {
         self_name: settings.node_name.clone(),
         cluster_id: settings.cluster_id.clone(),
         server_master: None,
+        db_primary: None,
         threshold_ms: settings.threshold_ms(),
         uptime_ms: 0,
         nodes: Vec::new(),
@@ -251,15 +239,12 @@ fn node_status(view: NodeView) -> NodeStatus {
         last_contact_ms: view.last_contact_ms,
         generation: view.generation,
         is_self: view.is_self,
+        db: view.db,
         addr: view.addr,
         name: view.name,
     }
 }
 
 pub fn role_list(roles: &[gossip_ha_proto::gossip::Role]) -> String {
-    roles
-        .iter()
-        .map(|role| role.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
+    roles.iter().map(|role| role.as_str()).collect::<Vec<_>>().join(",")
 }

@@ -7,11 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{flag_value, Override};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "gossip-ha",
-    version,
-    about = "Quorum-free HA agent for Pandora FMS"
-)]
+#[command(name = "gossip-ha", version, about = "Quorum-free HA agent for Pandora FMS")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: CliCommand,
@@ -95,11 +91,7 @@ impl ConfigArgs {
             }
         };
         let text = |value: &Option<String>| value.clone().map(flag_value);
-        let path = |value: &Option<PathBuf>| {
-            value
-                .as_ref()
-                .map(|path| flag_value(path.display().to_string()))
-        };
+        let path = |value: &Option<PathBuf>| value.as_ref().map(|path| flag_value(path.display().to_string()));
         add("node_name", "node-name", text(&self.node_name));
         add("cluster_id", "cluster-id", text(&self.cluster_id));
         add("listen", "listen", text(&self.listen));

@@ -13,35 +13,23 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no agent answers on {path}: {source}")]
-    Connect {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Connect { path: PathBuf, source: std::io::Error },
     #[error("the agent on {path} did not answer within {timeout:?}")]
     Timeout { path: PathBuf, timeout: Duration },
     #[error("talking to the agent on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("the agent on {path} sent an answer this client cannot read: {message}")]
     Malformed { path: PathBuf, message: String },
     #[error("the agent refused: {0}")]
     Refused(String),
 }
 
-pub async fn request(
-    path: &Path,
-    command: Command,
-    timeout: Duration,
-) -> Result<Response, ClientError> {
+pub async fn request(path: &Path, command: Command, timeout: Duration) -> Result<Response, ClientError> {
     let exchange = async {
-        let stream = UnixStream::connect(path)
-            .await
-            .map_err(|source| ClientError::Connect {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let stream = UnixStream::connect(path).await.map_err(|source| ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let io = |source| ClientError::Io {
             path: path.to_path_buf(),
             source,
@@ -60,11 +48,10 @@ pub async fn request(
             .read_until(b'\n', &mut answer)
             .await
             .map_err(io)?;
-        let response: Response =
-            serde_json::from_slice(&answer).map_err(|err| ClientError::Malformed {
-                path: path.to_path_buf(),
-                message: err.to_string(),
-            })?;
+        let response: Response = serde_json::from_slice(&answer).map_err(|err| ClientError::Malformed {
+            path: path.to_path_buf(),
+            message: err.to_string(),
+        })?;
         match (response.ok, &response.error) {
             (false, Some(message)) => Err(ClientError::Refused(message.clone())),
             _ => Ok(response),

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
-use gossip_ha_proto::gossip::{Announcement, AnnouncementError};
+use gossip_ha_proto::db::DbAnnouncement;
+use gossip_ha_proto::gossip::{Announcement, AnnouncementError, KEY_DB, KEY_DB_PRIMARY};
 
 use crate::config::Settings;
 use crate::core::Observation;
@@ -60,11 +61,7 @@ impl Gossip {
     ) -> Result<Gossip, GossipError> {
         let interval = gossip_interval(settings.threshold_ms());
         let config = ChitchatConfig {
-            chitchat_id: ChitchatId::new(
-                settings.node_name.clone(),
-                generation,
-                settings.advertise,
-            ),
+            chitchat_id: ChitchatId::new(settings.node_name.clone(), generation, settings.advertise),
             cluster_id: settings.cluster_id.clone(),
             gossip_interval: interval,
             listen_addr: settings.listen,
@@ -119,6 +116,13 @@ impl Gossip {
                 heartbeat: u64::from(state.heartbeat()),
                 addr: id.gossip_advertise_addr.to_string(),
                 announcement,
+                db: state
+                    .get(KEY_DB)
+                    .and_then(|json| serde_json::from_str::<DbAnnouncement>(json).ok()),
+                db_primary: state
+                    .get(KEY_DB_PRIMARY)
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_string),
             };
             match newest.get(&*id.node_id) {
                 Some(kept) if kept.generation >= observation.generation => {}

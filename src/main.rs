@@ -52,21 +52,16 @@ async fn dispatch(command: CliCommand) -> ExitCode {
                 Err(err) => fail(EXIT_RUNTIME, err),
             }
         }
-        CliCommand::CheckConfig(args) => {
-            match Settings::load(args.config.as_deref(), &args.overrides()) {
-                Ok(settings) => match toml::to_string(&settings) {
-                    Ok(text) => {
-                        print!("# effective configuration of gossip-ha (passwords masked)\n{text}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(err) => fail(
-                        EXIT_RUNTIME,
-                        format!("cannot print the configuration: {err}"),
-                    ),
-                },
-                Err(err) => fail(EXIT_CONFIG, err),
-            }
-        }
+        CliCommand::CheckConfig(args) => match Settings::load(args.config.as_deref(), &args.overrides()) {
+            Ok(settings) => match toml::to_string(&settings) {
+                Ok(text) => {
+                    print!("# effective configuration of gossip-ha (passwords masked)\n{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(EXIT_RUNTIME, format!("cannot print the configuration: {err}")),
+            },
+            Err(err) => fail(EXIT_CONFIG, err),
+        },
         CliCommand::Status(args) => query(&args, Command::Status).await,
         CliCommand::Events { client, limit } => query(&client, Command::Events { limit }).await,
     }
@@ -87,18 +82,13 @@ async fn query(args: &ClientArgs, command: Command) -> ExitCode {
             format!("--timeout: expected positive seconds, got {}", args.timeout),
         );
     }
-    let response =
-        match client::request(&socket, command, Duration::from_secs_f64(args.timeout)).await {
-            Ok(response) => response,
-            Err(err) => return fail(EXIT_RUNTIME, err),
-        };
+    let response = match client::request(&socket, command, Duration::from_secs_f64(args.timeout)).await {
+        Ok(response) => response,
+        Err(err) => return fail(EXIT_RUNTIME, err),
+    };
     let printed = match (&response.status, &response.events) {
-        (Some(status), _) if args.json => {
-            serde_json::to_string_pretty(status).map(|json| json + "\n")
-        }
-        (_, Some(events)) if args.json => {
-            serde_json::to_string_pretty(events).map(|json| json + "\n")
-        }
+        (Some(status), _) if args.json => serde_json::to_string_pretty(status).map(|json| json + "\n"),
+        (_, Some(events)) if args.json => serde_json::to_string_pretty(events).map(|json| json + "\n"),
         (Some(status), _) => Ok(render::status(status)),
         (_, Some(events)) => Ok(render::events(events)),
         (None, None) => return fail(EXIT_RUNTIME, "the agent's answer was empty"),
@@ -114,10 +104,7 @@ async fn query(args: &ClientArgs, command: Command) -> ExitCode {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut interrupt)) => {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received"),

@@ -71,17 +71,7 @@ pub fn status(report: &StatusReport) -> String {
             ]
         })
         .collect();
-    out + &table(
-        &[
-            "NODE",
-            "ADDRESS",
-            "ROLES",
-            "MASTER",
-            "STATE",
-            "LAST CONTACT",
-        ],
-        &rows,
-    )
+    out + &table(&["NODE", "ADDRESS", "ROLES", "MASTER", "STATE", "LAST CONTACT"], &rows)
 }
 
 pub fn events(events: &[Event]) -> String {

@@ -28,10 +28,7 @@ pub enum SocketError {
     #[error("{0} exists and is not a socket; refusing to remove it")]
     NotASocket(PathBuf),
     #[error("cannot prepare socket {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SocketError + '_ {
@@ -44,20 +41,14 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SocketError + '_ {
 /// Binds the socket. A leftover socket file nobody answers on is removed; one where an agent
 /// answers is left alone and the start refused.
 pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
-    if let Some(parent) = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
+    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
         if !parent.exists() {
             std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o750))
-                .map_err(io_error(parent))?;
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o750)).map_err(io_error(parent))?;
         }
     }
     match std::fs::symlink_metadata(path) {
-        Ok(metadata) if !metadata.file_type().is_socket() => {
-            return Err(SocketError::NotASocket(path.to_path_buf()))
-        }
+        Ok(metadata) if !metadata.file_type().is_socket() => return Err(SocketError::NotASocket(path.to_path_buf())),
         Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => return Err(SocketError::InUse(path.to_path_buf())),
             Err(err) if err.kind() == ErrorKind::ConnectionRefused => {
@@ -70,8 +61,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         Err(err) => return Err(io_error(path)(err)),
     }
     let listener = UnixListener::bind(path).map_err(io_error(path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
-        .map_err(io_error(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(io_error(path))?;
     Ok(listener)
 }
 
@@ -97,11 +87,7 @@ impl ApiState {
         match request.command {
             Command::Status => Response::status(StatusReport::clone(&self.status.borrow())),
             Command::Events { limit } => {
-                let events = self
-                    .events
-                    .lock()
-                    .map(|log| log.recent(limit))
-                    .unwrap_or_default();
+                let events = self.events.lock().map(|log| log.recent(limit)).unwrap_or_default();
                 Response::events(events)
             }
         }
@@ -145,12 +131,8 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
-async fn write_response(
-    stream: &mut (impl AsyncWriteExt + Unpin),
-    response: &Response,
-) -> std::io::Result<()> {
-    let mut line =
-        serde_json::to_vec(response).unwrap_or_else(|_| b"{\"v\":1,\"ok\":false}".to_vec());
+async fn write_response(stream: &mut (impl AsyncWriteExt + Unpin), response: &Response) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(response).unwrap_or_else(|_| b"{\"v\":1,\"ok\":false}".to_vec());
     line.push(b'\n');
     stream.write_all(&line).await
 }
@@ -169,8 +151,7 @@ async fn serve_connection(stream: UnixStream, state: ApiState) {
         if read == 0 {
             return;
         }
-        let (response, keep_open) = if line.last() != Some(&b'\n') && line.len() > MAX_REQUEST_BYTES
-        {
+        let (response, keep_open) = if line.last() != Some(&b'\n') && line.len() > MAX_REQUEST_BYTES {
             let message = format!("request longer than {MAX_REQUEST_BYTES} bytes; closing");
             (Response::error(message), false)
         } else {
@@ -180,17 +161,13 @@ async fn serve_connection(stream: UnixStream, state: ApiState) {
             }
             (state.answer(trimmed), true)
         };
-        let written =
-            tokio::time::timeout(WRITE_TIMEOUT, write_response(&mut writer, &response)).await;
+        let written = tokio::time::timeout(WRITE_TIMEOUT, write_response(&mut writer, &response)).await;
         if !matches!(written, Ok(Ok(()))) || !keep_open {
             return;
         }
     }
 }
 
-async fn read_line(
-    mut reader: impl AsyncBufReadExt + Unpin,
-    line: &mut Vec<u8>,
-) -> std::io::Result<usize> {
+async fn read_line(mut reader: impl AsyncBufReadExt + Unpin, line: &mut Vec<u8>) -> std::io::Result<usize> {
     reader.read_until(b'\n', line).await
 }

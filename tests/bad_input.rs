@@ -124,30 +124,19 @@ fn the_socket_survives_garbage_unknown_commands_and_oversized_requests() {
     spec.seeds = vec![free_port()]; // nobody listens there: an unreachable seed
     let mut agent = Agent::start(dir.path(), &spec);
     let mut stream = UnixStream::connect(&agent.socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
 
     let answer = exchange(&mut stream, b"\xff\xfe garbage \x00\n");
     assert_eq!(answer["ok"], false);
-    assert!(
-        answer["error"].as_str().unwrap().starts_with("bad request"),
-        "{answer}"
-    );
+    assert!(answer["error"].as_str().unwrap().starts_with("bad request"), "{answer}");
     let answer = exchange(&mut stream, b"{\"v\":1,\"cmd\":\"explode\"}\n");
     assert!(
-        answer["error"]
-            .as_str()
-            .unwrap()
-            .contains("unknown variant `explode`"),
+        answer["error"].as_str().unwrap().contains("unknown variant `explode`"),
         "{answer}"
     );
     let answer = exchange(&mut stream, b"{\"v\":7,\"cmd\":\"status\"}\n");
     assert!(
-        answer["error"]
-            .as_str()
-            .unwrap()
-            .contains("protocol version 7"),
+        answer["error"].as_str().unwrap().contains("protocol version 7"),
         "{answer}"
     );
     // The same connection still serves a good request after the bad ones.
@@ -156,14 +145,9 @@ fn the_socket_survives_garbage_unknown_commands_and_oversized_requests() {
     assert_eq!(answer["status"]["self"], "sock");
 
     let mut oversized = UnixStream::connect(&agent.socket).unwrap();
-    oversized
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    oversized.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let answer = exchange(&mut oversized, &vec![b'x'; 100_000]);
-    assert!(
-        answer["error"].as_str().unwrap().contains("longer than"),
-        "{answer}"
-    );
+    assert!(answer["error"].as_str().unwrap().contains("longer than"), "{answer}");
     let mut rest = Vec::new();
     let _ = oversized.read_to_end(&mut rest);
     assert!(
@@ -172,11 +156,7 @@ fn the_socket_survives_garbage_unknown_commands_and_oversized_requests() {
     );
 
     assert!(agent.is_running(), "log:\n{}", agent.log_text());
-    assert_eq!(
-        agent.status().nodes.len(),
-        1,
-        "the unreachable seed is not a node"
-    );
+    assert_eq!(agent.status().nodes.len(), 1, "the unreachable seed is not a node");
 }
 
 #[test]
@@ -223,11 +203,7 @@ fn a_second_agent_on_a_live_socket_is_refused_and_a_stale_one_is_replaced() {
         regular.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr_of(&output).contains("is not a socket"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert!(stderr_of(&output).contains("is not a socket"), "{}", stderr_of(&output));
     assert_eq!(std::fs::read_to_string(&regular).unwrap(), "precious");
 }
 
@@ -237,11 +213,7 @@ fn sigterm_stops_the_agent_cleanly_and_removes_its_socket() {
     let spec = AgentSpec::new("term", 1, 1.0);
     let mut agent = Agent::start(dir.path(), &spec);
     let status = agent.terminate();
-    assert!(
-        status.success(),
-        "exit status {status:?}; log:\n{}",
-        agent.log_text()
-    );
+    assert!(status.success(), "exit status {status:?}; log:\n{}", agent.log_text());
     assert!(!agent.socket.exists());
     assert!(agent.log_text().contains("SIGTERM received"));
 }

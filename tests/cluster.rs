@@ -61,8 +61,7 @@ fn kill_detection_reelection_and_restart() {
     }
     let down_after = Duration::from_secs_f64(2.0 * THRESHOLD_SECONDS);
     for (agent, seen) in [&a1, &a3].iter().zip(detected) {
-        let (elapsed, last_contact_ms) =
-            seen.unwrap_or_else(|| panic!("{} never marked n2 down", agent.name));
+        let (elapsed, last_contact_ms) = seen.unwrap_or_else(|| panic!("{} never marked n2 down", agent.name));
         assert!(
             last_contact_ms > down_after.as_millis() as u64,
             "{} marked n2 down after only {last_contact_ms} ms of silence",
@@ -81,11 +80,9 @@ fn kill_detection_reelection_and_restart() {
     }
 
     for agent in [&a1, &a3] {
-        wait_until(
-            &format!("{} to elect n3", agent.name),
-            Duration::from_secs(2),
-            || agent.status().server_master.as_deref() == Some("n3"),
-        );
+        wait_until(&format!("{} to elect n3", agent.name), Duration::from_secs(2), || {
+            agent.status().server_master.as_deref() == Some("n3")
+        });
     }
     let events = a1.events();
     let down_event = events
@@ -99,8 +96,7 @@ fn kill_detection_reelection_and_restart() {
     );
     assert!(events
         .iter()
-        .any(|event| event.kind == EventKind::ServerMasterChanged
-            && event.node.as_deref() == Some("n3")));
+        .any(|event| event.kind == EventKind::ServerMasterChanged && event.node.as_deref() == Some("n3")));
 
     // The same host comes back: a new generation, alive again everywhere, master again.
     let _a2 = Agent::start(dir.path(), &n2);
@@ -111,20 +107,16 @@ fn kill_detection_reelection_and_restart() {
             || {
                 let report = agent.status();
                 let back = report.nodes.iter().any(|node| {
-                    node.name == "n2"
-                        && node.state == NodeLiveness::Alive
-                        && node.generation > first_generation
+                    node.name == "n2" && node.state == NodeLiveness::Alive && node.generation > first_generation
                 });
                 back && report.server_master.as_deref() == Some("n2")
             },
         );
     }
-    assert!(
-        a1.events()
-            .iter()
-            .any(|event| event.kind == EventKind::NodeRestarted
-                && event.node.as_deref() == Some("n2"))
-    );
+    assert!(a1
+        .events()
+        .iter()
+        .any(|event| event.kind == EventKind::NodeRestarted && event.node.as_deref() == Some("n2")));
 }
 
 #[test]
@@ -135,25 +127,13 @@ fn the_status_command_prints_the_documented_json() {
     wait_until("solo to elect itself", Duration::from_secs(5), || {
         agent.status().server_master.as_deref() == Some("solo")
     });
-    let output = cli(&[
-        "status",
-        "--socket",
-        agent.socket.to_str().unwrap(),
-        "--json",
-    ]);
+    let output = cli(&["status", "--socket", agent.socket.to_str().unwrap(), "--json"]);
     assert!(output.status.success(), "{output:?}");
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["self"], "solo");
     assert_eq!(json["server_master"], "solo");
     let node = &json["nodes"][0];
-    for field in [
-        "name",
-        "addr",
-        "roles",
-        "master",
-        "state",
-        "last_contact_ms",
-    ] {
+    for field in ["name", "addr", "roles", "master", "state", "last_contact_ms"] {
         assert!(!node[field].is_null(), "node lacks `{field}`: {node}");
     }
     assert_eq!(node["state"], "alive");

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::DbAnnouncement;
 use crate::gossip::Role;
 
 /// Longest request line the agent reads; anything longer is refused without buffering it all.
@@ -81,6 +82,8 @@ pub struct StatusReport {
     pub self_name: String,
     pub cluster_id: String,
     pub server_master: Option<String>,
+    #[serde(default)]
+    pub db_primary: Option<String>,
     pub threshold_ms: u64,
     pub uptime_ms: u64,
     pub nodes: Vec<NodeStatus>,
@@ -106,6 +109,9 @@ pub struct NodeStatus {
     pub generation: u64,
     pub threshold_ms: u64,
     pub is_self: bool,
+    /// Present for nodes with the `db` role once their agent has gossiped it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<DbAnnouncement>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +124,13 @@ pub enum EventKind {
     NodeRestarted,
     ServerMasterChanged,
     PeerIgnored,
+    DbPrimaryChanged,
+    DbAction,
+    DbActionFailed,
+    DbNote,
+    DbNeedsResync,
+    DbUnreachable,
+    DbReachable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,10 +161,7 @@ mod tests {
     fn unknown_commands_are_refused_with_the_known_ones_named() {
         let err = serde_json::from_str::<Request>(r#"{"v":1,"cmd":"explode"}"#).unwrap_err();
         let message = err.to_string();
-        assert!(
-            message.contains("explode") && message.contains("status"),
-            "{message}"
-        );
+        assert!(message.contains("explode") && message.contains("status"), "{message}");
     }
 
     #[test]
@@ -160,6 +170,7 @@ mod tests {
             self_name: "a".into(),
             cluster_id: "c".into(),
             server_master: None,
+            db_primary: None,
             threshold_ms: 2000,
             uptime_ms: 1,
             nodes: vec![],

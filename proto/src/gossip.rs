@@ -13,6 +13,12 @@ pub const KEY_MASTER: &str = "master";
 pub const KEY_THRESHOLD_MS: &str = "threshold_ms";
 /// The peer's wall clock when it started; display only, never compared (DESIGN §1.2).
 pub const KEY_STARTED_UNIX_MS: &str = "started_unix_ms";
+/// JSON `DbAnnouncement` of a DB node's local database.
+pub const KEY_DB: &str = "db";
+/// The agent's view, so that others can use it as a witness: names it holds DOWN (comma
+/// separated) and the DB primary it believes in (empty when none).
+pub const KEY_DOWN: &str = "down";
+pub const KEY_DB_PRIMARY: &str = "db_primary";
 
 /// Highest `master` priority Pandora accepts (`master [1..7]`, 0 = never master).
 pub const MAX_MASTER_PRIORITY: u8 = 7;
@@ -48,11 +54,7 @@ pub struct UnknownRole(pub String);
 
 impl fmt::Display for UnknownRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown role `{}` (expected one of: server, db, console)",
-            self.0
-        )
+        write!(f, "unknown role `{}` (expected one of: server, db, console)", self.0)
     }
 }
 
@@ -113,9 +115,7 @@ impl Announcement {
     }
 
     /// Parses a peer's keys. `get` looks one key up in the peer's chitchat state.
-    pub fn from_lookup<'a>(
-        get: impl Fn(&str) -> Option<&'a str>,
-    ) -> Result<Self, AnnouncementError> {
+    pub fn from_lookup<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, AnnouncementError> {
         let require = |key: &'static str| get(key).ok_or(AnnouncementError::Missing(key));
         let invalid = |key: &'static str, value: &str| AnnouncementError::Invalid {
             key,
@@ -147,9 +147,7 @@ impl Announcement {
             .ok()
             .filter(|ms| *ms > 0)
             .ok_or_else(|| invalid(KEY_THRESHOLD_MS, threshold_text))?;
-        let started_unix_ms = get(KEY_STARTED_UNIX_MS)
-            .and_then(|text| text.parse().ok())
-            .unwrap_or(0);
+        let started_unix_ms = get(KEY_STARTED_UNIX_MS).and_then(|text| text.parse().ok()).unwrap_or(0);
         Ok(Announcement {
             roles,
             master,

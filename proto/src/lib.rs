@@ -2,6 +2,7 @@
 //! JSON-lines protocol of the local status socket. See `proto/PROTOCOL.md`.
 
 pub mod api;
+pub mod db;
 pub mod gossip;
 
 /// Version of both the gossip key layout and the socket protocol. Bumped on any incompatible

@@ -26,11 +26,7 @@ pub(super) struct Locator<'a> {
 const ENVIRONMENT_ORIGIN: &str = "the environment";
 
 impl<'a> Locator<'a> {
-    pub fn new(
-        config_file: Option<&Path>,
-        file_text: Option<&'a str>,
-        overrides: &'a [Override],
-    ) -> Self {
+    pub fn new(config_file: Option<&Path>, file_text: Option<&'a str>, overrides: &'a [Override]) -> Self {
         let file_names = config_file.map(|path| {
             let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
             (path.display().to_string(), canonical)
@@ -103,12 +99,7 @@ impl<'a> Locator<'a> {
         }
     }
 
-    pub fn refuse_unknown_keys(
-        &self,
-        merged: &Config,
-        top: &[&str],
-        db: &[&str],
-    ) -> Result<(), ConfigError> {
+    pub fn refuse_unknown_keys(&self, merged: &Config, top: &[&str], db: &[&str]) -> Result<(), ConfigError> {
         let mut unknown = Vec::new();
         if let ValueKind::Table(root) = &merged.cache.kind {
             for (key, value) in root {
@@ -152,10 +143,7 @@ pub(super) fn line_of(text: &str, dotted_key: &str) -> Option<usize> {
     let mut found = None;
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
-        if let Some(header) = line
-            .strip_prefix('[')
-            .and_then(|rest| rest.strip_suffix(']'))
-        {
+        if let Some(header) = line.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
             table = header.trim().to_string();
             continue;
         }

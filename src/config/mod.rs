@@ -26,10 +26,7 @@ const THRESHOLD_RANGE_SECONDS: std::ops::RangeInclusive<f64> = 0.1..=3600.0;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{origin}: key `{key}`: {message}")]
     Invalid {
         origin: String,
@@ -158,10 +155,7 @@ impl Settings {
     }
 
     /// Loads and validates; `config_file` is the `--config` path, `overrides` the flags given.
-    pub fn load(
-        config_file: Option<&Path>,
-        overrides: &[Override],
-    ) -> Result<Settings, ConfigError> {
+    pub fn load(config_file: Option<&Path>, overrides: &[Override]) -> Result<Settings, ConfigError> {
         let environment = std::env::vars()
             .filter(|(name, _)| name.starts_with("GOSSIP_HA_"))
             .collect();
@@ -175,14 +169,10 @@ impl Settings {
         environment: config::Map<String, String>,
     ) -> Result<Settings, ConfigError> {
         let file_text = match config_file {
-            Some(path) => {
-                Some(
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                        path: path.to_path_buf(),
-                        source,
-                    })?,
-                )
-            }
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?),
             None => None,
         };
         let locator = Locator::new(config_file, file_text.as_deref(), overrides);
@@ -192,8 +182,7 @@ impl Settings {
                 builder = builder.add_source(pandora);
             }
             if let Some(path) = config_file {
-                builder =
-                    builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+                builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
             }
             builder = builder.add_source(
                 Environment::with_prefix("GOSSIP_HA")
@@ -239,12 +228,7 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
     let node_name = match raw.node_name {
         Some(name) => name,
         None => nix::unistd::gethostname()
-            .map_err(|err| {
-                invalid(
-                    "node_name",
-                    format!("not set and the host name is unreadable: {err}"),
-                )
-            })?
+            .map_err(|err| invalid("node_name", format!("not set and the host name is unreadable: {err}")))?
             .to_string_lossy()
             .into_owned(),
     };
@@ -256,16 +240,11 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
     {
         return Err(invalid(
             "node_name",
-            format!(
-                "expected 1–64 characters of letters, digits, `.`, `_` or `-`, got `{node_name}`"
-            ),
+            format!("expected 1–64 characters of letters, digits, `.`, `_` or `-`, got `{node_name}`"),
         ));
     }
     if raw.cluster_id.trim().is_empty() {
-        return Err(invalid(
-            "cluster_id",
-            "expected a non-empty cluster name".into(),
-        ));
+        return Err(invalid("cluster_id", "expected a non-empty cluster name".into()));
     }
 
     let master = u8::try_from(raw.master)
@@ -274,11 +253,13 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
         .ok_or_else(|| {
             invalid(
                 "master",
-                format!("expected a priority from 0 to {MAX_MASTER_PRIORITY} (0 = never master), got {}", raw.master),
+                format!(
+                    "expected a priority from 0 to {MAX_MASTER_PRIORITY} (0 = never master), got {}",
+                    raw.master
+                ),
             )
         })?;
-    if !raw.server_threshold.is_finite() || !THRESHOLD_RANGE_SECONDS.contains(&raw.server_threshold)
-    {
+    if !raw.server_threshold.is_finite() || !THRESHOLD_RANGE_SECONDS.contains(&raw.server_threshold) {
         return Err(invalid(
             "server_threshold",
             format!(
@@ -291,10 +272,7 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
     }
 
     if raw.roles.is_empty() {
-        return Err(invalid(
-            "roles",
-            "expected at least one of: server, db, console".into(),
-        ));
+        return Err(invalid("roles", "expected at least one of: server, db, console".into()));
     }
     let roles = raw
         .roles
@@ -320,12 +298,7 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
         None => listen,
     };
     let mut seeds = Vec::with_capacity(raw.seeds.len());
-    for seed in raw
-        .seeds
-        .iter()
-        .map(|seed| seed.trim())
-        .filter(|seed| !seed.is_empty())
-    {
+    for seed in raw.seeds.iter().map(|seed| seed.trim()).filter(|seed| !seed.is_empty()) {
         seeds.push(parse_seed(seed).map_err(|message| invalid("seeds", message))?);
     }
 
@@ -374,8 +347,7 @@ pub fn default_socket_path() -> PathBuf {
     let uid = nix::unistd::geteuid();
     let dir = if uid.is_root() {
         PathBuf::from("/run/gossip-ha")
-    } else if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty())
-    {
+    } else if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
         PathBuf::from(runtime).join("gossip-ha")
     } else {
         std::env::temp_dir().join(format!("gossip-ha-{uid}"))

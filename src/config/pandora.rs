@@ -58,10 +58,7 @@ impl PandoraServerConf {
             else {
                 continue;
             };
-            values.insert(
-                key,
-                (value.trim().to_string(), format!("{path}:{}", index + 1)),
-            );
+            values.insert(key, (value.trim().to_string(), format!("{path}:{}", index + 1)));
         }
         PandoraServerConf { values }
     }
@@ -129,11 +126,7 @@ servername ignored-token
         let conf = PandoraServerConf::parse("pandora_server.conf", SAMPLE);
         assert_eq!(conf.get("db.host"), Some("127.0.0.1"));
         assert_eq!(conf.get("db.port"), None, "commented token ignored");
-        assert_eq!(
-            conf.get("db.user"),
-            Some("pandora"),
-            "tokens are case-insensitive"
-        );
+        assert_eq!(conf.get("db.user"), Some("pandora"), "tokens are case-insensitive");
         assert_eq!(
             conf.get("master"),
             Some("3"),
@@ -149,10 +142,7 @@ servername ignored-token
         assert_eq!(map["master"].origin(), Some("p.conf:7"));
         let db = map["db"].clone().into_table().unwrap();
         let hosts = db["ha_hosts"].clone().into_array().unwrap();
-        let hosts: Vec<String> = hosts
-            .into_iter()
-            .map(|h| h.into_string().unwrap())
-            .collect();
+        let hosts: Vec<String> = hosts.into_iter().map(|h| h.into_string().unwrap()).collect();
         assert_eq!(hosts, ["10.0.0.1", "10.0.0.2"]);
     }
 }

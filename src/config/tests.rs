@@ -20,16 +20,11 @@ fn flag(key: &'static str, flag: &'static str, value: impl Into<Value>) -> Overr
 }
 
 fn env(pairs: &[(&str, &str)]) -> config::Map<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 fn error_text(result: Result<Settings, ConfigError>) -> String {
-    result
-        .expect_err("configuration should be refused")
-        .to_string()
+    result.expect_err("configuration should be refused").to_string()
 }
 
 #[test]
@@ -37,10 +32,7 @@ fn defaults_make_a_single_loopback_server_node() {
     let settings = Settings::load_with_env(None, &[], env(&[])).unwrap();
     assert_eq!(settings.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(settings.advertise, settings.listen);
-    assert_eq!(
-        settings.roles.iter().copied().collect::<Vec<_>>(),
-        [Role::Server]
-    );
+    assert_eq!(settings.roles.iter().copied().collect::<Vec<_>>(), [Role::Server]);
     assert_eq!((settings.master, settings.threshold_ms()), (1, 2_000));
     assert!(!settings.node_name.is_empty());
     assert!(settings.socket.ends_with("gossip-ha.sock"));
@@ -67,11 +59,7 @@ fn precedence_is_pandora_then_file_then_environment_then_flags() {
     };
     let settings = load(&[], &[]);
     assert_eq!(settings.master, 3, "the file beats the import");
-    assert_eq!(
-        settings.threshold_ms(),
-        5_000,
-        "imported when the file is silent"
-    );
+    assert_eq!(settings.threshold_ms(), 5_000, "imported when the file is silent");
     assert_eq!(settings.db.ha_hosts, ["db1", "db2"]);
     assert_eq!(settings.db.password.as_ref().unwrap().expose(), "hunter2");
     assert_eq!(load(&[("GOSSIP_HA_MASTER", "4")], &[]).master, 4);
@@ -94,16 +82,9 @@ fn refusals_name_file_line_key_and_expectation() {
     let file = write(&dir, "agent.toml", "node_name = \"n1\"\n\nmaster = 9\n");
     let text = error_text(Settings::load_with_env(Some(&file), &[], env(&[])));
     assert!(text.contains(&format!("{}:3", file.display())), "{text}");
-    assert!(
-        text.contains("key `master`") && text.contains("0 to 7"),
-        "{text}"
-    );
+    assert!(text.contains("key `master`") && text.contains("0 to 7"), "{text}");
 
-    let file = write(
-        &dir,
-        "db.toml",
-        "node_name = \"n1\"\n[db]\nport = \"many\"\n",
-    );
+    let file = write(&dir, "db.toml", "node_name = \"n1\"\n[db]\nport = \"many\"\n");
     let text = error_text(Settings::load_with_env(Some(&file), &[], env(&[])));
     assert!(text.contains(":3") && text.contains("db.port"), "{text}");
 
@@ -116,10 +97,7 @@ fn refusals_name_file_line_key_and_expectation() {
 
     let file = write(&dir, "broken.toml", "node_name = \"n1\"\nmaster = [\n");
     let text = error_text(Settings::load_with_env(Some(&file), &[], env(&[])));
-    assert!(
-        text.contains("broken.toml") && text.contains("line"),
-        "{text}"
-    );
+    assert!(text.contains("broken.toml") && text.contains("line"), "{text}");
 
     let missing = dir.path().join("missing.toml");
     let text = error_text(Settings::load_with_env(Some(&missing), &[], env(&[])));
@@ -140,10 +118,7 @@ fn refusals_from_flags_and_environment_say_so() {
         &[],
         env(&[("GOSSIP_HA_ROLES", "server,witch")]),
     ));
-    assert!(
-        text.starts_with("environment variable GOSSIP_HA_ROLES"),
-        "{text}"
-    );
+    assert!(text.starts_with("environment variable GOSSIP_HA_ROLES"), "{text}");
     assert!(text.contains("unknown role `witch`"), "{text}");
 
     let flags = [flag("seeds", "seeds", vec!["db-host"])];
@@ -154,11 +129,7 @@ fn refusals_from_flags_and_environment_say_so() {
 #[test]
 fn bad_imported_values_point_into_pandora_server_conf() {
     let dir = tempfile::tempdir().unwrap();
-    let pandora = write(
-        &dir,
-        "pandora_server.conf",
-        "# comment\ndbhost x\nmaster lots\n",
-    );
+    let pandora = write(&dir, "pandora_server.conf", "# comment\ndbhost x\nmaster lots\n");
     let flags = [flag(
         "pandora_server_conf",
         "pandora-server-conf",
@@ -175,10 +146,7 @@ fn bad_imported_values_point_into_pandora_server_conf() {
 fn gossip_off_loopback_is_refused_without_tls() {
     let flags = [flag("listen", "listen", "198.18.0.1:7946")];
     let text = error_text(Settings::load_with_env(None, &flags, env(&[])));
-    assert!(
-        text.contains("198.18.0.1 is not a loopback address"),
-        "{text}"
-    );
+    assert!(text.contains("198.18.0.1 is not a loopback address"), "{text}");
     let flags = [flag("listen", "listen", "0.0.0.0:7946")];
     let text = error_text(Settings::load_with_env(None, &flags, env(&[])));
     assert!(text.contains("`advertise`"), "{text}");
@@ -187,7 +155,11 @@ fn gossip_off_loopback_is_refused_without_tls() {
 #[test]
 fn printed_configuration_masks_passwords() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(&dir, "agent.toml", "node_name = \"n1\"\n[db]\npassword = \"hunter2\"\nurl = \"mysql://root:hunter2@127.0.0.1/\"\n");
+    let file = write(
+        &dir,
+        "agent.toml",
+        "node_name = \"n1\"\n[db]\npassword = \"hunter2\"\nurl = \"mysql://root:hunter2@127.0.0.1/\"\n",
+    );
     let settings = Settings::load_with_env(Some(&file), &[], env(&[])).unwrap();
     let printed = toml::to_string(&settings).unwrap();
     assert!(!printed.contains("hunter2"), "{printed}");

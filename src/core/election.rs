@@ -18,9 +18,7 @@ impl Candidate<'_> {
     }
 }
 
-pub fn elect_server_master<'a>(
-    candidates: impl IntoIterator<Item = Candidate<'a>>,
-) -> Option<Candidate<'a>> {
+pub fn elect_server_master<'a>(candidates: impl IntoIterator<Item = Candidate<'a>>) -> Option<Candidate<'a>> {
     candidates
         .into_iter()
         .filter(Candidate::eligible)
@@ -60,21 +58,18 @@ mod tests {
             (&[("a", 0, true, true), ("b", 0, true, true)], None),
         ];
         for (nodes, expected) in cases {
-            let elected =
-                elect_server_master(nodes.iter().map(|&(name, master, alive, is_server)| {
-                    candidate(name, master, alive, is_server)
-                }));
+            let elected = elect_server_master(
+                nodes
+                    .iter()
+                    .map(|&(name, master, alive, is_server)| candidate(name, master, alive, is_server)),
+            );
             assert_eq!(elected.map(|c| c.name), *expected, "nodes {nodes:?}");
         }
     }
 
     fn arbitrary_nodes() -> impl Strategy<Value = Vec<(String, u8, bool, bool)>> {
         prop::collection::btree_map("[a-e]{1,2}", (0u8..8, any::<bool>(), any::<bool>()), 0..12)
-            .prop_map(|map| {
-                map.into_iter()
-                    .map(|(name, (m, a, s))| (name, m, a, s))
-                    .collect()
-            })
+            .prop_map(|map| map.into_iter().map(|(name, (m, a, s))| (name, m, a, s)).collect())
     }
 
     proptest! {

@@ -32,13 +32,7 @@ pub struct LivenessTracker {
 }
 
 impl LivenessTracker {
-    pub fn observe(
-        &mut self,
-        name: &str,
-        generation: u64,
-        heartbeat: u64,
-        now: MonoMs,
-    ) -> Observed {
+    pub fn observe(&mut self, name: &str, generation: u64, heartbeat: u64, now: MonoMs) -> Observed {
         let Some(track) = self.tracks.get_mut(name) else {
             self.tracks.insert(
                 name.to_string(),

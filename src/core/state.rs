@@ -1,13 +1,22 @@
-//! The core's memory of the cluster: what each peer announced, whether it is alive, and who is
-//! server master. `step` is the only way time moves forward in here.
+//! The core's memory of the cluster: what each peer announced, whether it is alive, who is
+//! server master and DB primary. `step` is the only way time moves forward in here.
 
 use std::collections::BTreeMap;
 
+use gossip_ha_proto::db::DbAnnouncement;
 use gossip_ha_proto::gossip::{Announcement, Role};
 
+use super::db::{elect_db_primary, peer_claim, Claim, DbCore, DbDecision, DbView, LocalDb, PeerDb};
 use super::election::{elect_server_master, Candidate};
 use super::liveness::{down_after_ms, LivenessTracker, Observed};
 use super::{seconds, MonoMs};
+
+fn elect_from<'a>(peers: &[PeerDb<'a>], own: Option<Claim<'a>>, threshold_ms: u64) -> Option<Claim<'a>> {
+    let claims = peers
+        .iter()
+        .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)));
+    elect_db_primary(claims.chain(own))
+}
 
 /// Peers remembered at most; beyond it the longest-DOWN ones are forgotten first.
 pub const MAX_TRACKED_NODES: usize = 4096;
@@ -20,6 +29,10 @@ pub struct Observation {
     pub heartbeat: u64,
     pub addr: String,
     pub announcement: Announcement,
+    /// The peer's local database, for nodes with the `db` role.
+    pub db: Option<DbAnnouncement>,
+    /// The DB primary the peer believes in: it witnesses for or against a promotion.
+    pub db_primary: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +54,12 @@ pub enum Decision {
         to: Option<String>,
         reason: String,
     },
+    DbPrimaryChanged {
+        from: Option<String>,
+        to: Option<String>,
+        reason: String,
+    },
+    Db(DbDecision),
 }
 
 /// A node as this agent sees it, for status.
@@ -53,6 +72,7 @@ pub struct NodeView {
     pub alive: bool,
     pub last_contact_ms: u64,
     pub is_self: bool,
+    pub db: Option<DbAnnouncement>,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +81,21 @@ struct Peer {
     generation: u64,
     announcement: Announcement,
     alive: bool,
+    db: Option<DbAnnouncement>,
+    db_primary: Option<String>,
+}
+
+impl Peer {
+    fn from_observation(observation: Observation) -> Self {
+        Peer {
+            addr: observation.addr,
+            generation: observation.generation,
+            announcement: observation.announcement,
+            alive: true,
+            db: observation.db,
+            db_primary: observation.db_primary,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -72,15 +107,14 @@ pub struct Core {
     liveness: LivenessTracker,
     peers: BTreeMap<String, Peer>,
     server_master: Option<String>,
+    db_primary: Option<String>,
+    /// Present when this node has the `db` role.
+    db: Option<DbCore>,
+    self_db: Option<DbAnnouncement>,
 }
 
 impl Core {
-    pub fn new(
-        self_name: &str,
-        self_addr: &str,
-        self_generation: u64,
-        announcement: Announcement,
-    ) -> Self {
+    pub fn new(self_name: &str, self_addr: &str, self_generation: u64, announcement: Announcement) -> Self {
         Core {
             self_name: self_name.to_string(),
             self_addr: self_addr.to_string(),
@@ -89,29 +123,58 @@ impl Core {
             liveness: LivenessTracker::default(),
             peers: BTreeMap::new(),
             server_master: None,
+            db_primary: None,
+            db: None,
+            self_db: None,
         }
+    }
+
+    /// Makes this node a DB node whose local database the core decides for.
+    pub fn with_db(mut self, db: DbCore) -> Self {
+        self.db = Some(db);
+        self
     }
 
     pub fn server_master(&self) -> Option<&str> {
         self.server_master.as_deref()
     }
 
+    pub fn db_primary(&self) -> Option<&str> {
+        self.db_primary.as_deref()
+    }
+
     pub fn self_name(&self) -> &str {
         &self.self_name
+    }
+
+    /// What this agent gossips as its view: the nodes it holds DOWN, and its DB primary.
+    pub fn witness_view(&self) -> (Vec<String>, Option<String>) {
+        let down = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| !peer.alive)
+            .map(|(name, _)| name.clone());
+        (down.collect(), self.db_primary.clone())
+    }
+
+    /// This node's database as it should be gossiped, after the latest step.
+    pub fn self_db(&self) -> Option<&DbAnnouncement> {
+        self.self_db.as_ref()
     }
 
     /// A peer is judged by the larger of the two thresholds, so a peer configured to heartbeat
     /// more slowly than us is not declared DOWN early.
     fn peer_threshold_ms(&self, peer: &Peer) -> u64 {
-        self.self_announcement
-            .threshold_ms
-            .max(peer.announcement.threshold_ms)
+        self.self_announcement.threshold_ms.max(peer.announcement.threshold_ms)
     }
 
+    /// One step: absorb what gossip shows, apply the liveness rule, elect the server master and
+    /// the DB primary, and (on a DB node, given `local_db`) decide for the local database.
     pub fn step(
         &mut self,
         now: MonoMs,
         observations: impl IntoIterator<Item = Observation>,
+        local_db: Option<&LocalDb>,
     ) -> Vec<Decision> {
         let mut decisions = Vec::new();
         for observation in observations {
@@ -123,53 +186,35 @@ impl Core {
         self.mark_down(now, &mut decisions);
         self.forget_excess();
         self.elect(&mut decisions);
+        self.step_db(now, local_db, &mut decisions);
         decisions
     }
 
     fn absorb(&mut self, now: MonoMs, observation: Observation, decisions: &mut Vec<Decision>) {
-        let previous_advance = self.liveness.last_advance(&observation.name);
-        let previous_generation = self.liveness.generation(&observation.name);
-        let outcome = self.liveness.observe(
-            &observation.name,
-            observation.generation,
-            observation.heartbeat,
-            now,
-        );
-        let Observation {
-            name,
-            generation,
-            addr,
-            announcement,
-            ..
-        } = observation;
-        match outcome {
+        let name = observation.name.clone();
+        let generation = observation.generation;
+        let previous_advance = self.liveness.last_advance(&name);
+        let previous_generation = self.liveness.generation(&name);
+        match self.liveness.observe(&name, generation, observation.heartbeat, now) {
             Observed::Unchanged => {
                 // Keys can change between heartbeats; keep the newest for this generation only.
-                if let Some(peer) = self
-                    .peers
-                    .get_mut(&name)
-                    .filter(|p| p.generation == generation)
-                {
-                    peer.announcement = announcement;
-                    peer.addr = addr;
+                if let Some(peer) = self.peers.get_mut(&name).filter(|p| p.generation == generation) {
+                    let alive = peer.alive;
+                    *peer = Peer {
+                        alive,
+                        ..Peer::from_observation(observation)
+                    };
                 }
             }
             Observed::New => {
                 decisions.push(Decision::NodeUp {
                     node: name.clone(),
                     reason: format!(
-                        "first heartbeat seen from {name} at {addr} (generation {generation})"
+                        "first heartbeat seen from {name} at {} (generation {generation})",
+                        observation.addr
                     ),
                 });
-                self.peers.insert(
-                    name,
-                    Peer {
-                        addr,
-                        generation,
-                        announcement,
-                        alive: true,
-                    },
-                );
+                self.peers.insert(name, Peer::from_observation(observation));
             }
             Observed::Restarted => {
                 let old = previous_generation.unwrap_or_default();
@@ -177,24 +222,10 @@ impl Core {
                     node: name.clone(),
                     reason: format!("{name} is back with generation {generation} (was {old}): its agent restarted"),
                 });
-                self.peers.insert(
-                    name,
-                    Peer {
-                        addr,
-                        generation,
-                        announcement,
-                        alive: true,
-                    },
-                );
+                self.peers.insert(name, Peer::from_observation(observation));
             }
             Observed::Advanced => {
-                let peer = self.peers.entry(name.clone()).or_insert_with(|| Peer {
-                    addr: addr.clone(),
-                    generation,
-                    announcement: announcement.clone(),
-                    alive: true,
-                });
-                if !peer.alive {
+                if self.peers.get(&name).is_some_and(|peer| !peer.alive) {
                     let silent_ms = previous_advance.map(|at| now.since(at)).unwrap_or_default();
                     decisions.push(Decision::NodeUp {
                         node: name.clone(),
@@ -204,12 +235,7 @@ impl Core {
                         ),
                     });
                 }
-                *peer = Peer {
-                    addr,
-                    generation,
-                    announcement,
-                    alive: true,
-                };
+                self.peers.insert(name, Peer::from_observation(observation));
             }
         }
     }
@@ -303,6 +329,76 @@ impl Core {
         self.server_master = elected_name;
     }
 
+    fn peer_dbs(&self) -> Vec<PeerDb<'_>> {
+        self.peers
+            .iter()
+            .map(|(name, peer)| PeerDb {
+                name,
+                alive: peer.alive,
+                db: peer.db.as_ref(),
+                db_primary: peer.db_primary.as_deref(),
+            })
+            .collect()
+    }
+
+    fn step_db(&mut self, now: MonoMs, local_db: Option<&LocalDb>, decisions: &mut Vec<Decision>) {
+        let threshold_ms = self.self_announcement.threshold_ms;
+        let known_nodes = self.peers.len() + 1;
+        let mut db = self.db.take();
+        let peers = self.peer_dbs();
+        let me = self.self_name.as_str();
+        let own = db
+            .as_ref()
+            .zip(local_db)
+            .and_then(|(db, local)| db.own_claim(me, local));
+        let before = elect_from(&peers, own, threshold_ms);
+        let mut after = before;
+        let mut db_decisions = Vec::new();
+        let mut self_db = None;
+        if let (Some(db), Some(local)) = (db.as_mut(), local_db) {
+            let view = DbView {
+                now,
+                me,
+                threshold_ms,
+                peers: &peers,
+                known_nodes,
+                elected: before,
+            };
+            db_decisions = db.step(&view, local);
+            // A promotion or step-down decided just now changes this node's own claim at once.
+            after = elect_from(&peers, db.own_claim(me, local), threshold_ms);
+            self_db = Some(db.announcement(now, local));
+        }
+        let elected_name = after.map(|claim| claim.name.to_string());
+        let reason = match after {
+            Some(claim) if Some(claim) == before => format!(
+                "{} claims primary with the greatest (epoch {}, priority {}) among live DB nodes",
+                claim.name, claim.epoch, claim.priority
+            ),
+            Some(claim) => format!("{} is promoting itself with epoch {}", claim.name, claim.epoch),
+            None => match &self.db_primary {
+                Some(old) => format!(
+                    "{old} no longer holds a valid primary claim (down, demoted, or its database unreachable for more than 2 × threshold)"
+                ),
+                None => "no DB node claims primary".into(),
+            },
+        };
+        drop(peers);
+        self.db = db;
+        if self_db.is_some() {
+            self.self_db = self_db;
+        }
+        if elected_name != self.db_primary {
+            decisions.push(Decision::DbPrimaryChanged {
+                from: self.db_primary.take(),
+                to: elected_name.clone(),
+                reason,
+            });
+            self.db_primary = elected_name;
+        }
+        decisions.extend(db_decisions.into_iter().map(Decision::Db));
+    }
+
     pub fn view(&self, now: MonoMs) -> Vec<NodeView> {
         let me = NodeView {
             name: self.self_name.clone(),
@@ -312,6 +408,7 @@ impl Core {
             alive: true,
             last_contact_ms: 0,
             is_self: true,
+            db: self.self_db.clone(),
         };
         let peers = self.peers.iter().map(|(name, peer)| NodeView {
             name: name.clone(),
@@ -325,6 +422,7 @@ impl Core {
                 .map(|at| now.since(at))
                 .unwrap_or_default(),
             is_self: false,
+            db: peer.db.clone(),
         });
         std::iter::once(me).chain(peers).collect()
     }

@@ -14,11 +14,7 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_gossip-ha");
 
 /// A free loopback UDP port (gossip is UDP on loopback in this build).
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn cli(args: &[&str]) -> Output {
@@ -74,11 +70,7 @@ impl Agent {
     pub fn start(dir: &Path, spec: &AgentSpec) -> Agent {
         let socket = dir.join(format!("{}.sock", spec.name));
         let log = dir.join(format!("{}.log", spec.name));
-        let seeds: Vec<String> = spec
-            .seeds
-            .iter()
-            .map(|port| format!("127.0.0.1:{port}"))
-            .collect();
+        let seeds: Vec<String> = spec.seeds.iter().map(|port| format!("127.0.0.1:{port}")).collect();
         let mut args = vec![
             "run".to_string(),
             "--node-name".into(),
@@ -185,18 +177,12 @@ impl Agent {
     }
 
     pub fn try_status(&self) -> Option<StatusReport> {
-        self.request(ApiCommand::Status)
-            .and_then(|response| response.status)
+        self.request(ApiCommand::Status).and_then(|response| response.status)
     }
 
     pub fn status(&self) -> StatusReport {
-        self.try_status().unwrap_or_else(|| {
-            panic!(
-                "{} does not answer status; log:\n{}",
-                self.name,
-                self.log_text()
-            )
-        })
+        self.try_status()
+            .unwrap_or_else(|| panic!("{} does not answer status; log:\n{}", self.name, self.log_text()))
     }
 
     pub fn events(&self) -> Vec<Event> {

@@ -11,29 +11,20 @@ fn announcement(master: u8, threshold_ms: u64, roles: &[Role]) -> Announcement {
     }
 }
 
-fn observation(
-    name: &str,
-    generation: u64,
-    heartbeat: u64,
-    master: u8,
-    threshold_ms: u64,
-) -> Observation {
+fn observation(name: &str, generation: u64, heartbeat: u64, master: u8, threshold_ms: u64) -> Observation {
     Observation {
         name: name.to_string(),
         generation,
         heartbeat,
         addr: format!("127.0.0.1:{}", 7000 + name.len()),
         announcement: announcement(master, threshold_ms, &[Role::Server]),
+        db: None,
+        db_primary: None,
     }
 }
 
 fn core(master: u8) -> Core {
-    Core::new(
-        "a",
-        "127.0.0.1:7001",
-        1,
-        announcement(master, 1_000, &[Role::Server]),
-    )
+    Core::new("a", "127.0.0.1:7001", 1, announcement(master, 1_000, &[Role::Server]))
 }
 
 fn kinds(decisions: &[Decision]) -> Vec<&'static str> {
@@ -44,6 +35,8 @@ fn kinds(decisions: &[Decision]) -> Vec<&'static str> {
             Decision::NodeDown { .. } => "down",
             Decision::NodeRestarted { .. } => "restarted",
             Decision::ServerMasterChanged { .. } => "master",
+            Decision::DbPrimaryChanged { .. } => "db_primary",
+            Decision::Db(_) => "db",
         })
         .collect()
 }
@@ -51,7 +44,7 @@ fn kinds(decisions: &[Decision]) -> Vec<&'static str> {
 #[test]
 fn a_lone_agent_elects_itself_with_a_reason() {
     let mut core = core(1);
-    let decisions = core.step(MonoMs(0), []);
+    let decisions = core.step(MonoMs(0), [], None);
     assert_eq!(core.server_master(), Some("a"));
     let Decision::ServerMasterChanged { from, to, reason } = &decisions[0] else {
         panic!("{decisions:?}")
@@ -63,24 +56,24 @@ fn a_lone_agent_elects_itself_with_a_reason() {
 #[test]
 fn master_zero_agent_alone_elects_nobody() {
     let mut core = core(0);
-    assert!(core.step(MonoMs(0), []).is_empty());
+    assert!(core.step(MonoMs(0), [], None).is_empty());
     assert_eq!(core.server_master(), None);
 }
 
 #[test]
 fn a_higher_peer_takes_over_and_loses_it_when_down() {
     let mut core = core(1);
-    core.step(MonoMs(0), []);
-    let decisions = core.step(MonoMs(100), [observation("b", 1, 1, 5, 1_000)]);
+    core.step(MonoMs(0), [], None);
+    let decisions = core.step(MonoMs(100), [observation("b", 1, 1, 5, 1_000)], None);
     assert_eq!(kinds(&decisions), ["up", "master"]);
     assert_eq!(core.server_master(), Some("b"));
 
     // Heartbeats keep b alive; silence for exactly 2 × threshold is not yet DOWN.
-    core.step(MonoMs(500), [observation("b", 1, 2, 5, 1_000)]);
+    core.step(MonoMs(500), [observation("b", 1, 2, 5, 1_000)], None);
     assert!(core
-        .step(MonoMs(2_500), [observation("b", 1, 2, 5, 1_000)])
+        .step(MonoMs(2_500), [observation("b", 1, 2, 5, 1_000)], None)
         .is_empty());
-    let decisions = core.step(MonoMs(2_501), [observation("b", 1, 2, 5, 1_000)]);
+    let decisions = core.step(MonoMs(2_501), [observation("b", 1, 2, 5, 1_000)], None);
     assert_eq!(kinds(&decisions), ["down", "master"]);
     let Decision::ServerMasterChanged { reason, .. } = &decisions[1] else {
         unreachable!()
@@ -92,9 +85,9 @@ fn a_higher_peer_takes_over_and_loses_it_when_down() {
 #[test]
 fn a_silent_peer_that_speaks_again_is_up_again() {
     let mut core = core(1);
-    core.step(MonoMs(0), [observation("b", 1, 1, 1, 1_000)]);
-    assert_eq!(kinds(&core.step(MonoMs(2_001), [])), ["down"]);
-    let decisions = core.step(MonoMs(5_000), [observation("b", 1, 2, 1, 1_000)]);
+    core.step(MonoMs(0), [observation("b", 1, 1, 1, 1_000)], None);
+    assert_eq!(kinds(&core.step(MonoMs(2_001), [], None)), ["down"]);
+    let decisions = core.step(MonoMs(5_000), [observation("b", 1, 2, 1, 1_000)], None);
     assert_eq!(kinds(&decisions), ["up"]);
     let Decision::NodeUp { reason, .. } = &decisions[0] else {
         unreachable!()
@@ -105,13 +98,13 @@ fn a_silent_peer_that_speaks_again_is_up_again() {
 #[test]
 fn a_restarted_peer_is_recognised_by_its_new_generation() {
     let mut core = core(1);
-    core.step(MonoMs(0), [observation("b", 10, 50, 1, 1_000)]);
-    core.step(MonoMs(3_000), []);
+    core.step(MonoMs(0), [observation("b", 10, 50, 1, 1_000)], None);
+    core.step(MonoMs(3_000), [], None);
     // The old generation may linger in gossip beside the new one; the newest wins.
-    let decisions = core.step(MonoMs(3_100), [observation("b", 11, 1, 1, 1_000)]);
+    let decisions = core.step(MonoMs(3_100), [observation("b", 11, 1, 1, 1_000)], None);
     assert_eq!(kinds(&decisions), ["restarted"]);
     assert!(core
-        .step(MonoMs(3_200), [observation("b", 10, 99, 1, 1_000)])
+        .step(MonoMs(3_200), [observation("b", 10, 99, 1, 1_000)], None)
         .is_empty());
     let view = core.view(MonoMs(3_200));
     assert_eq!((view[1].generation, view[1].alive), (11, true));
@@ -120,12 +113,9 @@ fn a_restarted_peer_is_recognised_by_its_new_generation() {
 #[test]
 fn a_peer_with_a_longer_threshold_is_judged_by_it() {
     let mut core = core(1);
-    core.step(MonoMs(0), [observation("slow", 1, 1, 1, 5_000)]);
-    assert!(
-        core.step(MonoMs(9_000), []).is_empty(),
-        "2 × 5 s have not passed"
-    );
-    assert_eq!(kinds(&core.step(MonoMs(10_001), [])), ["down"]);
+    core.step(MonoMs(0), [observation("slow", 1, 1, 1, 5_000)], None);
+    assert!(core.step(MonoMs(9_000), [], None).is_empty(), "2 × 5 s have not passed");
+    assert_eq!(kinds(&core.step(MonoMs(10_001), [], None)), ["down"]);
 }
 
 #[test]
@@ -134,17 +124,13 @@ fn ties_go_to_the_smallest_name_whatever_the_order_seen() {
     let mut second = core(3);
     first.step(
         MonoMs(0),
-        [
-            observation("0b", 1, 1, 3, 1_000),
-            observation("0a", 1, 1, 3, 1_000),
-        ],
+        [observation("0b", 1, 1, 3, 1_000), observation("0a", 1, 1, 3, 1_000)],
+        None,
     );
     second.step(
         MonoMs(0),
-        [
-            observation("0a", 1, 1, 3, 1_000),
-            observation("0b", 1, 1, 3, 1_000),
-        ],
+        [observation("0a", 1, 1, 3, 1_000), observation("0b", 1, 1, 3, 1_000)],
+        None,
     );
     assert_eq!(first.server_master(), Some("0a"));
     assert_eq!(second.server_master(), Some("0a"));
@@ -153,7 +139,7 @@ fn ties_go_to_the_smallest_name_whatever_the_order_seen() {
 #[test]
 fn view_lists_self_first_with_ages_on_the_local_clock() {
     let mut core = core(1);
-    core.step(MonoMs(1_000), [observation("b", 1, 1, 1, 1_000)]);
+    core.step(MonoMs(1_000), [observation("b", 1, 1, 1, 1_000)], None);
     let view = core.view(MonoMs(1_700));
     assert_eq!(view.len(), 2);
     assert!(view[0].is_self && view[0].alive && view[0].last_contact_ms == 0);

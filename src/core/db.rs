@@ -1,0 +1,570 @@
+//! DB failover without quorum (DESIGN §2), as pure decisions. Every agent elects the DB primary
+//! from the claims it sees; an agent on a DB host also decides what its own database does:
+//! stay, promote, go read-only, replicate from the primary, or stop and wait for a resync.
+
+use std::cmp::Reverse;
+
+use gossip_ha_proto::db::{DbAnnouncement, DbRole};
+
+use super::gtid::GtidState;
+use super::{seconds, MonoMs};
+
+/// MariaDB/MySQL error a replica's IO thread reports when its executed GTIDs are not in the
+/// source's binary log: it holds transactions the source lacks.
+pub const ER_SOURCE_FATAL_READING_BINLOG: u32 = 1236;
+/// MariaDB `gtid_strict_mode` refusing an out-of-order GTID: the histories diverged.
+pub const ER_GTID_STRICT_OUT_OF_ORDER: u32 = 1950;
+
+/// What the agent's settings say about its local database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbPolicy {
+    pub priority: u8,
+    /// host:port replicas use to reach this database.
+    pub advertise: String,
+    pub ha_hosts_count: usize,
+    pub maintenance: bool,
+    pub promotion_cooldown_ms: u64,
+    pub catchup_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaProbe {
+    /// host:port of the source it is configured for.
+    pub source: String,
+    /// `Yes`, `Connecting` or `No`.
+    pub io_state: String,
+    pub sql_running: bool,
+    pub lag_seconds: Option<u64>,
+    /// The SQL thread has applied everything the IO thread fetched.
+    pub relay_applied: bool,
+    pub io_errno: u32,
+    pub sql_errno: u32,
+    pub last_error: Option<String>,
+}
+
+impl ReplicaProbe {
+    pub fn io_running(&self) -> bool {
+        self.io_state.eq_ignore_ascii_case("yes")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbProbe {
+    pub read_only: bool,
+    pub binlog_enabled: bool,
+    pub version: String,
+    pub gtid: String,
+    pub replica: Option<ReplicaProbe>,
+}
+
+/// The local database as the shell last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDb {
+    /// `Err` holds why the database could not be probed.
+    pub probe: Result<DbProbe, String>,
+    pub unreachable_for_ms: u64,
+    /// An action is being carried out; no new one is decided until it ends.
+    pub action_in_flight: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbAction {
+    SetReadOnly,
+    /// Stop and reset replication, then make the database writable.
+    Promote {
+        epoch: u64,
+    },
+    /// Read-only, then replicate from `addr` with GTID auto-positioning.
+    ReplicateFrom {
+        node: String,
+        addr: String,
+    },
+    StopReplication,
+}
+
+/// A peer as the DB rules need it: its database (DB nodes only) and its witness view.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerDb<'a> {
+    pub name: &'a str,
+    pub alive: bool,
+    pub db: Option<&'a DbAnnouncement>,
+    /// The DB primary this peer believes in.
+    pub db_primary: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbDecision {
+    Act {
+        action: DbAction,
+        reason: String,
+    },
+    /// Why nothing is done; emitted only when the reason changes.
+    Note {
+        reason: String,
+    },
+    NeedsResync {
+        reason: String,
+    },
+    Unreachable {
+        reason: String,
+    },
+    Reachable {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LocalRole {
+    /// Just started, or back from being unreachable: decided on the next steps.
+    Starting,
+    Promoting,
+    Primary,
+    Replica,
+    NeedsResync(String),
+    Unreachable,
+}
+
+/// A primary claim, ranked by `(epoch, priority, name)`: higher epoch first, then priority, then
+/// the smaller name, as every agent ranks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub name: &'a str,
+    pub epoch: u64,
+    pub priority: u8,
+}
+
+pub fn elect_db_primary<'a>(claims: impl IntoIterator<Item = Claim<'a>>) -> Option<Claim<'a>> {
+    claims
+        .into_iter()
+        .max_by_key(|claim| (claim.epoch, claim.priority, Reverse(claim.name)))
+}
+
+/// A peer's claim counts while its database is reachable, and for 2 × threshold after it
+/// stopped answering (a restart of mysqld is not yet a failure).
+pub fn peer_claim<'a>(peer: &PeerDb<'a>, down_after_ms: u64) -> Option<Claim<'a>> {
+    let db = peer.db?;
+    let valid = peer.alive && db.claims_primary && (db.reachable || db.unreachable_for_ms <= down_after_ms);
+    valid.then_some(Claim {
+        name: peer.name,
+        epoch: db.epoch,
+        priority: db.priority,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct DbCore {
+    policy: DbPolicy,
+    role: LocalRole,
+    epoch: u64,
+    started_at: Option<MonoMs>,
+    demoted_at: Option<MonoMs>,
+    catchup_since: Option<MonoMs>,
+    last_repoint_at: Option<MonoMs>,
+    last_primary_seen: Option<String>,
+    last_note: Option<String>,
+    was_reachable: Option<bool>,
+}
+
+/// What `DbCore::step` needs from the rest of the core.
+pub struct DbView<'a> {
+    pub now: MonoMs,
+    pub me: &'a str,
+    pub threshold_ms: u64,
+    pub peers: &'a [PeerDb<'a>],
+    /// Nodes this agent knows, itself included, alive or not.
+    pub known_nodes: usize,
+    /// The primary every agent would elect from what this one sees.
+    pub elected: Option<Claim<'a>>,
+}
+
+impl DbCore {
+    pub fn new(policy: DbPolicy, persisted_epoch: u64) -> Self {
+        DbCore {
+            policy,
+            role: LocalRole::Starting,
+            epoch: persisted_epoch,
+            started_at: None,
+            demoted_at: None,
+            catchup_since: None,
+            last_repoint_at: None,
+            last_primary_seen: None,
+            last_note: None,
+            was_reachable: None,
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    pub fn priority(&self) -> u8 {
+        self.policy.priority
+    }
+
+    pub fn claims_primary(&self) -> bool {
+        matches!(self.role, LocalRole::Primary | LocalRole::Promoting)
+    }
+
+    /// This node's own claim, as others will rank it; only while its database answers.
+    pub fn own_claim<'a>(&self, me: &'a str, local: &LocalDb) -> Option<Claim<'a>> {
+        (self.claims_primary() && local.probe.is_ok()).then_some(Claim {
+            name: me,
+            epoch: self.epoch,
+            priority: self.policy.priority,
+        })
+    }
+
+    fn promotable_reason(&self, now: MonoMs, local: &LocalDb) -> Result<(), String> {
+        let probe = local
+            .probe
+            .as_ref()
+            .map_err(|err| format!("database unreachable: {err}"))?;
+        if self.policy.maintenance {
+            return Err("in maintenance".into());
+        }
+        if let LocalRole::NeedsResync(why) = &self.role {
+            return Err(format!("needs resync ({why})"));
+        }
+        if !probe.binlog_enabled {
+            return Err("binary log disabled: replicas could not follow it".into());
+        }
+        if GtidState::parse(&probe.gtid).is_err() {
+            return Err(format!("unreadable GTID position `{}`", probe.gtid));
+        }
+        if let Some(demoted_at) = self.demoted_at {
+            let waited = now.since(demoted_at);
+            if waited < self.policy.promotion_cooldown_ms {
+                return Err(format!(
+                    "demoted {} ago; cool-down is {}",
+                    seconds(waited),
+                    seconds(self.policy.promotion_cooldown_ms)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn announcement(&self, now: MonoMs, local: &LocalDb) -> DbAnnouncement {
+        let role = match (&self.role, &local.probe) {
+            (LocalRole::NeedsResync(_), _) => DbRole::NeedsResync,
+            (_, Err(_)) => DbRole::Unreachable,
+            (LocalRole::Primary | LocalRole::Promoting, _) => DbRole::Primary,
+            (LocalRole::Replica, _) => DbRole::Replica,
+            (LocalRole::Starting | LocalRole::Unreachable, _) => DbRole::Unknown,
+        };
+        let probe = local.probe.as_ref().ok();
+        let replica = probe.and_then(|probe| probe.replica.as_ref());
+        let last_error = match (&local.probe, &self.role) {
+            (Err(err), _) => Some(err.clone()),
+            (_, LocalRole::NeedsResync(why)) => Some(why.clone()),
+            _ => replica.and_then(|replica| replica.last_error.clone()),
+        };
+        DbAnnouncement {
+            role,
+            claims_primary: self.claims_primary(),
+            reachable: probe.is_some(),
+            unreachable_for_ms: local.unreachable_for_ms,
+            read_only: probe.map(|probe| probe.read_only),
+            io_running: replica.map(ReplicaProbe::io_running),
+            sql_running: replica.map(|replica| replica.sql_running),
+            io_state: replica.map(|replica| replica.io_state.clone()),
+            lag_seconds: replica.and_then(|replica| replica.lag_seconds),
+            source: replica.map(|replica| replica.source.clone()),
+            gtid: probe.map(|probe| probe.gtid.clone()).unwrap_or_default(),
+            epoch: self.epoch,
+            priority: self.policy.priority,
+            maintenance: self.policy.maintenance,
+            promotable: self.promotable_reason(now, local).is_ok() && !self.claims_primary(),
+            advertise: self.policy.advertise.clone(),
+            version: probe.map(|probe| probe.version.clone()),
+            last_error,
+        }
+    }
+
+    fn note(&mut self, reason: String, out: &mut Vec<DbDecision>) {
+        if self.last_note.as_deref() != Some(reason.as_str()) {
+            self.last_note = Some(reason.clone());
+            out.push(DbDecision::Note { reason });
+        }
+    }
+
+    fn act(&mut self, action: DbAction, reason: String, out: &mut Vec<DbDecision>) {
+        self.last_note = None;
+        out.push(DbDecision::Act { action, reason });
+    }
+
+    pub fn step(&mut self, view: &DbView<'_>, local: &LocalDb) -> Vec<DbDecision> {
+        let mut out = Vec::new();
+        let now = view.now;
+        let started_at = *self.started_at.get_or_insert(now);
+        if let Some(elected) = view.elected.filter(|claim| claim.name != view.me) {
+            self.last_primary_seen = Some(elected.name.to_string());
+        }
+        self.track_reachability(local, &mut out);
+        if local.action_in_flight {
+            return out;
+        }
+        let probe = match &local.probe {
+            Ok(probe) => probe,
+            Err(_) => {
+                if !self.claims_primary() && !matches!(self.role, LocalRole::NeedsResync(_)) {
+                    self.role = LocalRole::Unreachable;
+                }
+                return out;
+            }
+        };
+
+        match &self.role {
+            LocalRole::Promoting if probe.read_only => {
+                self.role = LocalRole::Starting;
+                self.note(
+                    "promotion did not leave the database writable; re-evaluating".into(),
+                    &mut out,
+                );
+            }
+            LocalRole::Promoting => self.role = LocalRole::Primary,
+            LocalRole::Unreachable => self.role = LocalRole::Starting,
+            LocalRole::Primary if probe.read_only => {
+                // mysqld restarted (it boots read-only): a primary no longer, until re-elected.
+                self.role = LocalRole::Starting;
+                self.note(
+                    "the database came back read-only; re-evaluating who is primary".into(),
+                    &mut out,
+                );
+            }
+            _ => {}
+        }
+
+        if let LocalRole::NeedsResync(_) = self.role {
+            if !probe.read_only {
+                self.act(
+                    DbAction::SetReadOnly,
+                    "needs resync: must stay read-only".into(),
+                    &mut out,
+                );
+            }
+            return out;
+        }
+
+        if self.role == LocalRole::Primary {
+            match view.elected {
+                Some(better) if better.name != view.me => {
+                    let reason = format!(
+                        "{} is primary with (epoch {}, priority {}), ahead of this node's (epoch {}, priority {}): stepping down, read-only first",
+                        better.name, better.epoch, better.priority, self.epoch, self.policy.priority
+                    );
+                    self.role = LocalRole::Starting;
+                    self.demoted_at = Some(now);
+                    self.act(DbAction::SetReadOnly, reason, &mut out);
+                }
+                _ => {}
+            }
+            return out;
+        }
+
+        if !probe.read_only {
+            self.act(
+                DbAction::SetReadOnly,
+                "the database is writable but this node is not the primary".into(),
+                &mut out,
+            );
+            return out;
+        }
+
+        match view.elected.filter(|claim| claim.name != view.me) {
+            Some(primary) => self.follow(view, primary, probe, &mut out),
+            None => self.consider_promotion(view, started_at, local, probe, &mut out),
+        }
+        out
+    }
+
+    fn track_reachability(&mut self, local: &LocalDb, out: &mut Vec<DbDecision>) {
+        let reachable = local.probe.is_ok();
+        if self.was_reachable == Some(reachable) {
+            return;
+        }
+        match &local.probe {
+            Err(err) => out.push(DbDecision::Unreachable {
+                reason: format!("local database unreachable: {err}"),
+            }),
+            Ok(probe) if self.was_reachable.is_some() => out.push(DbDecision::Reachable {
+                reason: format!("local database answers again ({})", probe.version),
+            }),
+            Ok(_) => {}
+        }
+        self.was_reachable = Some(reachable);
+    }
+
+    fn follow(&mut self, view: &DbView<'_>, primary: Claim<'_>, probe: &DbProbe, out: &mut Vec<DbDecision>) {
+        self.catchup_since = None;
+        let Some(primary_addr) = view
+            .peers
+            .iter()
+            .find(|peer| peer.name == primary.name)
+            .and_then(|peer| peer.db)
+            .map(|db| db.advertise.clone())
+        else {
+            return;
+        };
+        if let Some(replica) = probe.replica.as_ref().filter(|replica| replica.source == primary_addr) {
+            let diverged =
+                replica.io_errno == ER_SOURCE_FATAL_READING_BINLOG || replica.sql_errno == ER_GTID_STRICT_OUT_OF_ORDER;
+            if diverged {
+                let why = format!(
+                    "this node has transactions {} lacks (GTID {}; server said: {})",
+                    primary.name,
+                    probe.gtid,
+                    replica.last_error.as_deref().unwrap_or("-")
+                );
+                self.role = LocalRole::NeedsResync(why.clone());
+                out.push(DbDecision::NeedsResync {
+                    reason: format!("{why}; stays read-only and will not rejoin on top of divergent data"),
+                });
+                self.act(
+                    DbAction::StopReplication,
+                    "stop replicating from a primary we diverged from".into(),
+                    out,
+                );
+                return;
+            }
+            self.role = LocalRole::Replica;
+            return;
+        }
+        let recently = self
+            .last_repoint_at
+            .is_some_and(|at| view.now.since(at) < view.threshold_ms);
+        if recently {
+            return;
+        }
+        self.last_repoint_at = Some(view.now);
+        self.role = LocalRole::Replica;
+        let from = probe
+            .replica
+            .as_ref()
+            .map(|replica| format!(" (was replicating from {})", replica.source))
+            .unwrap_or_default();
+        self.act(
+            DbAction::ReplicateFrom {
+                node: primary.name.to_string(),
+                addr: primary_addr.clone(),
+            },
+            format!(
+                "{} at {primary_addr} is primary (epoch {}){from}: replicate from it with GTID auto-positioning",
+                primary.name, primary.epoch
+            ),
+            out,
+        );
+    }
+
+    fn consider_promotion(
+        &mut self,
+        view: &DbView<'_>,
+        started_at: MonoMs,
+        local: &LocalDb,
+        probe: &DbProbe,
+        out: &mut Vec<DbDecision>,
+    ) {
+        let down_after_ms = 2 * view.threshold_ms;
+        if view.now.since(started_at) <= down_after_ms {
+            return self.note("start-up grace: waiting 2 × threshold before any promotion".into(), out);
+        }
+        if let Err(why) = self.promotable_reason(view.now, local) {
+            return self.note(format!("no primary, but this node cannot be promoted: {why}"), out);
+        }
+        let two_node = view.known_nodes <= 2 && self.policy.ha_hosts_count <= 2;
+        let live_peers: Vec<&PeerDb> = view.peers.iter().filter(|peer| peer.alive).collect();
+        if !two_node {
+            if live_peers.is_empty() {
+                return self.note(
+                    "no primary visible, but this node sees no other live node: isolated, not bereaved; not promoting"
+                        .into(),
+                    out,
+                );
+            }
+            if let Some(witness) = live_peers
+                .iter()
+                .find(|peer| peer.db_primary.is_some_and(|primary| primary != view.me))
+            {
+                return self.note(
+                    format!(
+                        "no primary visible here, but {} still sees {} as primary; not promoting",
+                        witness.name,
+                        witness.db_primary.unwrap_or_default()
+                    ),
+                    out,
+                );
+            }
+        }
+
+        let my_gtid = GtidState::parse(&probe.gtid).unwrap_or(GtidState::MariaDb(Default::default()));
+        let mut candidates: Vec<(&str, u8, GtidState)> = vec![(view.me, self.policy.priority, my_gtid)];
+        for (peer, db) in live_peers.iter().filter_map(|peer| peer.db.map(|db| (peer, db))) {
+            if let (true, Ok(gtid)) = (db.promotable, GtidState::parse(&db.gtid)) {
+                candidates.push((peer.name, db.priority, gtid));
+            }
+        }
+        let most_advanced: Vec<&(&str, u8, GtidState)> = candidates
+            .iter()
+            .filter(|(_, _, gtid)| !candidates.iter().any(|(_, _, other)| gtid.is_behind(other)))
+            .collect();
+        let Some(&&(best, best_priority, _)) = most_advanced
+            .iter()
+            .max_by_key(|(name, priority, _)| (*priority, Reverse(*name)))
+        else {
+            return;
+        };
+        if best != view.me {
+            self.catchup_since = None;
+            let behind = if most_advanced.iter().any(|(name, _, _)| *name == view.me) {
+                String::new()
+            } else {
+                format!(" (this node is behind: GTID {})", probe.gtid)
+            };
+            return self.note(
+                format!(
+                    "no primary; {best} (priority {best_priority}) is the best candidate and should promote{behind}"
+                ),
+                out,
+            );
+        }
+
+        let mut caveat = String::new();
+        if let Some(replica) = probe.replica.as_ref().filter(|r| r.sql_running && !r.relay_applied) {
+            let since = *self.catchup_since.get_or_insert(view.now);
+            if view.now.since(since) < self.policy.catchup_timeout_ms {
+                return self.note("best candidate: applying the relay log before promotion".into(), out);
+            }
+            caveat = format!(
+                "; relay log not fully applied after {} (lag {:?} s): its events stay in the old primary's binlog for the merge",
+                seconds(self.policy.catchup_timeout_ms),
+                replica.lag_seconds
+            );
+        }
+        let max_epoch = view
+            .peers
+            .iter()
+            .filter_map(|peer| peer.db.map(|db| db.epoch))
+            .chain([self.epoch])
+            .max()
+            .unwrap_or(0);
+        let epoch = max_epoch + 1;
+        let situation = match (&self.last_primary_seen, max_epoch) {
+            (_, 0) => "fresh cluster with no primary yet".to_string(),
+            (Some(old), _) => format!("primary {old} is down"),
+            (None, _) => "no live primary".to_string(),
+        };
+        let reason = format!(
+            "{situation}; this node is the most advanced live candidate with the highest priority ({}) among {}: promoting with epoch {epoch}{caveat}",
+            self.policy.priority,
+            candidates.len()
+        );
+        self.role = LocalRole::Promoting;
+        self.epoch = epoch;
+        self.demoted_at = None;
+        self.catchup_since = None;
+        self.act(DbAction::Promote { epoch }, reason, out);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,568 @@
+//! The DB rules of DESIGN §2, driven through `Core` with hand-made gossip.
+
+use std::collections::BTreeSet;
+
+use gossip_ha_proto::db::{DbAnnouncement, DbRole};
+use gossip_ha_proto::gossip::{Announcement, Role};
+
+use super::*;
+use crate::core::{Core, Decision, Observation};
+
+const THRESHOLD_MS: u64 = 1_000;
+
+fn announcement(roles: &[Role]) -> Announcement {
+    Announcement {
+        roles: roles.iter().copied().collect::<BTreeSet<_>>(),
+        master: 1,
+        threshold_ms: THRESHOLD_MS,
+        started_unix_ms: 0,
+    }
+}
+
+fn policy(priority: u8) -> DbPolicy {
+    DbPolicy {
+        priority,
+        advertise: format!("127.0.0.1:{}", 3300 + priority as u16),
+        ha_hosts_count: 3,
+        maintenance: false,
+        promotion_cooldown_ms: 10 * THRESHOLD_MS,
+        catchup_timeout_ms: 5 * THRESHOLD_MS,
+    }
+}
+
+fn db_node(name: &str, priority: u8) -> Core {
+    Core::new(name, "127.0.0.1:7000", 1, announcement(&[Role::Db])).with_db(DbCore::new(policy(priority), 0))
+}
+
+fn probe(read_only: bool, gtid: &str, replica: Option<ReplicaProbe>) -> LocalDb {
+    LocalDb {
+        probe: Ok(DbProbe {
+            read_only,
+            binlog_enabled: true,
+            version: "10.11.19-MariaDB".into(),
+            gtid: gtid.into(),
+            replica,
+        }),
+        unreachable_for_ms: 0,
+        action_in_flight: false,
+    }
+}
+
+fn replica_of(source: &str) -> ReplicaProbe {
+    ReplicaProbe {
+        source: source.into(),
+        io_state: "Yes".into(),
+        sql_running: true,
+        lag_seconds: Some(0),
+        relay_applied: true,
+        io_errno: 0,
+        sql_errno: 0,
+        last_error: None,
+    }
+}
+
+#[derive(Clone)]
+struct Peer {
+    name: &'static str,
+    priority: u8,
+    claims_primary: bool,
+    reachable: bool,
+    unreachable_for_ms: u64,
+    epoch: u64,
+    gtid: &'static str,
+    promotable: bool,
+    db_primary: Option<&'static str>,
+    roles: &'static [Role],
+}
+
+fn replica_peer(name: &'static str, priority: u8, gtid: &'static str) -> Peer {
+    Peer {
+        name,
+        priority,
+        claims_primary: false,
+        reachable: true,
+        unreachable_for_ms: 0,
+        epoch: 0,
+        gtid,
+        promotable: true,
+        db_primary: None,
+        roles: &[Role::Db],
+    }
+}
+
+fn primary_peer(name: &'static str, priority: u8, epoch: u64) -> Peer {
+    Peer {
+        claims_primary: true,
+        epoch,
+        promotable: false,
+        db_primary: Some(name),
+        ..replica_peer(name, priority, "0-1-10")
+    }
+}
+
+fn witness(name: &'static str, db_primary: Option<&'static str>) -> Peer {
+    Peer {
+        db_primary,
+        roles: &[Role::Server],
+        ..replica_peer(name, 0, "")
+    }
+}
+
+fn observe(peer: &Peer, heartbeat: u64) -> Observation {
+    let db = peer.roles.contains(&Role::Db).then(|| DbAnnouncement {
+        role: if peer.claims_primary {
+            DbRole::Primary
+        } else {
+            DbRole::Replica
+        },
+        claims_primary: peer.claims_primary,
+        reachable: peer.reachable,
+        unreachable_for_ms: peer.unreachable_for_ms,
+        read_only: Some(!peer.claims_primary),
+        io_running: None,
+        sql_running: None,
+        io_state: None,
+        lag_seconds: None,
+        source: None,
+        gtid: peer.gtid.into(),
+        epoch: peer.epoch,
+        priority: peer.priority,
+        maintenance: false,
+        promotable: peer.promotable,
+        advertise: format!("127.0.0.1:{}", 3300 + peer.priority as u16),
+        version: None,
+        last_error: None,
+    });
+    Observation {
+        name: peer.name.into(),
+        generation: 1,
+        heartbeat,
+        addr: "127.0.0.1:7001".into(),
+        announcement: announcement(peer.roles),
+        db,
+        db_primary: peer.db_primary.map(str::to_string),
+    }
+}
+
+/// Steps `core` every 100 ms from `from_ms` to `to_ms`; `alive` peers heartbeat, the rest are
+/// silent. Returns the DB actions and notes decided on the way. Stops after the first step that
+/// acts: the agent would then hold off until the action is done and the database re-probed.
+fn run(core: &mut Core, from_ms: u64, to_ms: u64, alive: &[Peer], silent: &[Peer], local: &LocalDb) -> Vec<DbDecision> {
+    let mut decided = Vec::new();
+    let mut now = from_ms;
+    while now <= to_ms {
+        let observations = alive
+            .iter()
+            .map(|peer| observe(peer, now + 1))
+            .chain(silent.iter().map(|peer| observe(peer, 1)));
+        let mut acted = false;
+        for decision in core.step(MonoMs(now), observations.collect::<Vec<_>>(), Some(local)) {
+            if let Decision::Db(db) = decision {
+                acted |= matches!(db, DbDecision::Act { .. });
+                decided.push(db);
+            }
+        }
+        if acted {
+            break;
+        }
+        now += 100;
+    }
+    decided
+}
+
+fn actions(decided: &[DbDecision]) -> Vec<DbAction> {
+    decided
+        .iter()
+        .filter_map(|decision| match decision {
+            DbDecision::Act { action, .. } => Some(action.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn notes(decided: &[DbDecision]) -> String {
+    decided
+        .iter()
+        .filter_map(|decision| match decision {
+            DbDecision::Note { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[test]
+fn fresh_cluster_promotes_the_highest_priority_after_the_grace() {
+    let local = probe(true, "", None);
+    let mut first = db_node("db1", 3);
+    let peers = [replica_peer("db2", 2, ""), witness("srv", None)];
+    let early = run(&mut first, 0, 2_000, &peers, &[], &local);
+    assert!(actions(&early).is_empty(), "{early:?}");
+    assert!(notes(&early).contains("start-up grace"));
+    let later = run(&mut first, 2_100, 2_100, &peers, &[], &local);
+    assert_eq!(actions(&later), [DbAction::Promote { epoch: 1 }]);
+    assert_eq!(first.db_primary(), Some("db1"), "its own claim counts at once");
+
+    let mut second = db_node("db2", 2);
+    let peers = [replica_peer("db1", 3, ""), witness("srv", None)];
+    let decided = run(&mut second, 0, 3_000, &peers, &[], &local);
+    assert!(actions(&decided).is_empty());
+    assert!(
+        notes(&decided).contains("db1 (priority 3) is the best candidate"),
+        "{}",
+        notes(&decided)
+    );
+}
+
+#[test]
+fn a_replica_follows_the_primary_and_repoints_when_it_changes() {
+    let mut replica = db_node("db2", 2);
+    let local = probe(true, "0-1-10", None);
+    let decided = run(&mut replica, 0, 0, &[primary_peer("db1", 3, 1)], &[], &local);
+    assert_eq!(
+        actions(&decided),
+        [DbAction::ReplicateFrom {
+            node: "db1".into(),
+            addr: "127.0.0.1:3303".into()
+        }]
+    );
+    let following = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    assert!(actions(&run(
+        &mut replica,
+        100,
+        2_000,
+        &[primary_peer("db1", 3, 1)],
+        &[],
+        &following
+    ))
+    .is_empty());
+    // A new primary with a higher epoch appears: re-point to it.
+    let peers = [primary_peer("db1", 3, 1), primary_peer("db3", 1, 2)];
+    let decided = run(&mut replica, 2_100, 2_100, &peers, &[], &following);
+    assert_eq!(
+        actions(&decided),
+        [DbAction::ReplicateFrom {
+            node: "db3".into(),
+            addr: "127.0.0.1:3301".into()
+        }]
+    );
+}
+
+#[test]
+fn promotion_after_the_primary_dies_needs_a_witness_when_there_are_others() {
+    let local = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    let primary = primary_peer("db1", 3, 1);
+
+    // The witness still sees db1 as primary: no promotion (asymmetric partition).
+    let mut replica = db_node("db2", 2);
+    run(
+        &mut replica,
+        0,
+        500,
+        &[primary.clone(), witness("srv", Some("db1"))],
+        &[],
+        &local,
+    );
+    let decided = run(
+        &mut replica,
+        600,
+        4_000,
+        &[witness("srv", Some("db1"))],
+        &[primary.clone()],
+        &local,
+    );
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    assert!(
+        notes(&decided).contains("srv still sees db1 as primary"),
+        "{}",
+        notes(&decided)
+    );
+
+    // The witness agrees that there is no primary: promote with the next epoch.
+    let decided = run(
+        &mut replica,
+        4_100,
+        4_100,
+        &[witness("srv", None)],
+        &[primary.clone()],
+        &local,
+    );
+    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+    let DbDecision::Act { reason, .. } = &decided.iter().find(|d| matches!(d, DbDecision::Act { .. })).unwrap() else {
+        unreachable!()
+    };
+    assert!(reason.contains("primary db1 is down"), "{reason}");
+}
+
+#[test]
+fn an_isolated_replica_never_promotes() {
+    let local = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    let mut replica = db_node("db2", 2);
+    let everyone = [primary_peer("db1", 3, 1), witness("srv", Some("db1"))];
+    run(&mut replica, 0, 500, &everyone, &[], &local);
+    let decided = run(&mut replica, 600, 20_000, &[], &everyone, &local);
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    assert!(
+        notes(&decided).contains("isolated, not bereaved"),
+        "{}",
+        notes(&decided)
+    );
+}
+
+#[test]
+fn two_nodes_alone_keep_the_two_node_behaviour() {
+    let local = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    let mut replica = Core::new("db2", "127.0.0.1:7000", 1, announcement(&[Role::Db])).with_db(DbCore::new(
+        DbPolicy {
+            ha_hosts_count: 2,
+            ..policy(2)
+        },
+        1,
+    ));
+    let primary = primary_peer("db1", 3, 1);
+    run(&mut replica, 0, 500, &[primary.clone()], &[], &local);
+    let decided = run(&mut replica, 600, 3_000, &[], &[primary], &local);
+    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+}
+
+#[test]
+fn a_stale_replica_is_not_promoted_while_an_up_to_date_one_exists() {
+    let primary = primary_peer("db1", 3, 1);
+    let witness = witness("srv", None);
+    // db3 has the higher priority but is behind db2.
+    let mut stale = db_node("db3", 5);
+    let behind = probe(true, "0-1-8", Some(replica_of("127.0.0.1:3303")));
+    let peers = [replica_peer("db2", 2, "0-1-10"), witness.clone()];
+    run(
+        &mut stale,
+        0,
+        500,
+        &[primary.clone(), peers[0].clone(), witness.clone()],
+        &[],
+        &behind,
+    );
+    let decided = run(&mut stale, 600, 5_000, &peers, &[primary.clone()], &behind);
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    assert!(notes(&decided).contains("this node is behind"), "{}", notes(&decided));
+
+    let mut fresh = db_node("db2", 2);
+    let current = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    let peers = [replica_peer("db3", 5, "0-1-8"), witness.clone()];
+    run(
+        &mut fresh,
+        0,
+        500,
+        &[primary.clone(), peers[0].clone(), witness],
+        &[],
+        &current,
+    );
+    let decided = run(&mut fresh, 600, 3_000, &peers, &[primary], &current);
+    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+}
+
+#[test]
+fn the_best_candidate_waits_bounded_for_its_relay_log() {
+    let primary = primary_peer("db1", 3, 1);
+    let witness = witness("srv", None);
+    let mut replica = db_node("db2", 2);
+    let applying = probe(
+        true,
+        "0-1-9",
+        Some(ReplicaProbe {
+            relay_applied: false,
+            io_state: "Connecting".into(),
+            lag_seconds: Some(3),
+            ..replica_of("127.0.0.1:3303")
+        }),
+    );
+    run(
+        &mut replica,
+        0,
+        500,
+        &[primary.clone(), witness.clone()],
+        &[],
+        &applying,
+    );
+    let waiting = run(
+        &mut replica,
+        600,
+        6_000,
+        &[witness.clone()],
+        &[primary.clone()],
+        &applying,
+    );
+    assert!(actions(&waiting).is_empty());
+    assert!(notes(&waiting).contains("applying the relay log"));
+    let decided = run(&mut replica, 6_100, 8_000, &[witness], &[primary], &applying);
+    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+}
+
+#[test]
+fn a_primary_claim_survives_a_short_database_outage_but_not_a_long_one() {
+    let local = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    let mut replica = db_node("db2", 2);
+    let witness = witness("srv", None);
+    let restarting = Peer {
+        reachable: false,
+        unreachable_for_ms: 1_500,
+        ..primary_peer("db1", 3, 1)
+    };
+    let decided = run(
+        &mut replica,
+        0,
+        4_000,
+        &[restarting.clone(), witness.clone()],
+        &[],
+        &local,
+    );
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    assert_eq!(replica.db_primary(), Some("db1"));
+    let dead = Peer {
+        unreachable_for_ms: 2_100,
+        db_primary: None,
+        ..restarting
+    };
+    let decided = run(&mut replica, 4_100, 4_100, &[dead, witness], &[], &local);
+    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+}
+
+#[test]
+fn an_outranked_primary_steps_down_read_only_first_then_rejoins() {
+    let mut old = Core::new("db1", "127.0.0.1:7000", 1, announcement(&[Role::Db])).with_db(DbCore::new(policy(3), 1));
+    let writable = probe(false, "0-1-10", None);
+    // Alone, writable, epoch 1 after the grace: it keeps or takes the primary role.
+    let decided = run(&mut old, 0, 2_100, &[witness("srv", None)], &[], &writable);
+    assert_eq!(
+        actions(&decided),
+        [DbAction::SetReadOnly],
+        "writable before it is elected"
+    );
+    let read_only = probe(true, "0-1-10", None);
+    let decided = run(&mut old, 2_200, 2_200, &[witness("srv", None)], &[], &read_only);
+    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+
+    let newer = primary_peer("db2", 2, 5);
+    let decided = run(&mut old, 2_300, 2_300, &[newer.clone()], &[], &writable);
+    assert_eq!(actions(&decided), [DbAction::SetReadOnly]);
+    let decided = run(&mut old, 2_400, 2_400, &[newer.clone()], &[], &read_only);
+    assert_eq!(
+        actions(&decided),
+        [DbAction::ReplicateFrom {
+            node: "db2".into(),
+            addr: "127.0.0.1:3302".into()
+        }]
+    );
+    // It cannot be promoted again during the cool-down.
+    let ann = old.self_db().unwrap();
+    assert!(!ann.promotable && !ann.claims_primary);
+}
+
+#[test]
+fn a_diverged_node_stops_and_waits_for_a_resync_never_rejoining() {
+    let mut old = db_node("db1", 3);
+    let diverged = probe(
+        true,
+        "0-1-15",
+        Some(ReplicaProbe {
+            io_state: "No".into(),
+            io_errno: ER_SOURCE_FATAL_READING_BINLOG,
+            last_error: Some(
+                "connecting slave requested to start from GTID 0-1-15, which is not in the master's binlog".into(),
+            ),
+            ..replica_of("127.0.0.1:3302")
+        }),
+    );
+    let decided = run(&mut old, 0, 0, &[primary_peer("db2", 2, 5)], &[], &diverged);
+    assert!(
+        decided.iter().any(|d| matches!(d, DbDecision::NeedsResync { .. })),
+        "{decided:?}"
+    );
+    assert_eq!(actions(&decided), [DbAction::StopReplication]);
+    let stopped = probe(true, "0-1-15", None);
+    let decided = run(&mut old, 100, 5_000, &[primary_peer("db2", 2, 5)], &[], &stopped);
+    assert!(actions(&decided).is_empty(), "never rejoins: {decided:?}");
+    assert_eq!(old.self_db().unwrap().role, DbRole::NeedsResync);
+    let decided = run(
+        &mut old,
+        5_100,
+        5_100,
+        &[primary_peer("db2", 2, 5)],
+        &[],
+        &probe(false, "0-1-15", None),
+    );
+    assert_eq!(actions(&decided), [DbAction::SetReadOnly]);
+}
+
+#[test]
+fn maintenance_and_broken_nodes_are_never_promoted() {
+    let primary = primary_peer("db1", 3, 1);
+    let witness = witness("srv", None);
+    let local = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    let mut standby = Core::new("db2", "127.0.0.1:7000", 1, announcement(&[Role::Db])).with_db(DbCore::new(
+        DbPolicy {
+            maintenance: true,
+            ..policy(2)
+        },
+        0,
+    ));
+    run(&mut standby, 0, 500, &[primary.clone(), witness.clone()], &[], &local);
+    let decided = run(&mut standby, 600, 5_000, &[witness.clone()], &[primary.clone()], &local);
+    assert!(actions(&decided).is_empty());
+    assert!(notes(&decided).contains("in maintenance"), "{}", notes(&decided));
+
+    let mut no_binlog = db_node("db2", 2);
+    let mut broken = local.clone();
+    if let Ok(probe) = broken.probe.as_mut() {
+        probe.binlog_enabled = false;
+    }
+    run(
+        &mut no_binlog,
+        0,
+        500,
+        &[primary.clone(), witness.clone()],
+        &[],
+        &broken,
+    );
+    let decided = run(&mut no_binlog, 600, 5_000, &[witness], &[primary], &broken);
+    assert!(actions(&decided).is_empty());
+    assert!(notes(&decided).contains("binary log disabled"), "{}", notes(&decided));
+}
+
+#[test]
+fn an_unreachable_database_is_reported_once_and_nothing_is_decided_for_it() {
+    let mut node = db_node("db2", 2);
+    let unreachable = LocalDb {
+        probe: Err("Access denied for user 'gha'@'127.0.0.1'".into()),
+        unreachable_for_ms: 0,
+        action_in_flight: false,
+    };
+    let decided = run(&mut node, 0, 10_000, &[witness("srv", None)], &[], &unreachable);
+    let reports: Vec<_> = decided
+        .iter()
+        .filter(|d| matches!(d, DbDecision::Unreachable { .. }))
+        .collect();
+    assert_eq!(reports.len(), 1, "{decided:?}");
+    assert!(actions(&decided).is_empty());
+    let ann = node.self_db().unwrap();
+    assert_eq!(
+        (ann.role, ann.reachable, ann.promotable),
+        (DbRole::Unreachable, false, false)
+    );
+    assert!(ann.last_error.as_deref().unwrap().contains("Access denied"));
+}
+
+#[test]
+fn every_agent_elects_the_same_primary_from_the_same_claims() {
+    let mut server = Core::new("srv", "127.0.0.1:7000", 1, announcement(&[Role::Server]));
+    let peers = [
+        primary_peer("db1", 3, 1),
+        primary_peer("db2", 2, 2),
+        primary_peer("db3", 2, 2),
+    ];
+    run(&mut server, 0, 0, &peers, &[], &probe(true, "", None));
+    assert_eq!(
+        server.db_primary(),
+        Some("db2"),
+        "highest epoch, then priority, then the smaller name"
+    );
+}
