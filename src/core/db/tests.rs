@@ -268,7 +268,7 @@ fn promotion_after_the_primary_dies_needs_a_witness_when_there_are_others() {
         600,
         4_000,
         &[witness("srv", Some("db1"))],
-        &[primary.clone()],
+        std::slice::from_ref(&primary),
         &local,
     );
     assert!(actions(&decided).is_empty(), "{decided:?}");
@@ -284,7 +284,7 @@ fn promotion_after_the_primary_dies_needs_a_witness_when_there_are_others() {
         4_100,
         4_100,
         &[witness("srv", None)],
-        &[primary.clone()],
+        std::slice::from_ref(&primary),
         &local,
     );
     assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
@@ -320,8 +320,8 @@ fn two_nodes_alone_keep_the_two_node_behaviour() {
         1,
     ));
     let primary = primary_peer("db1", 3, 1);
-    run(&mut replica, 0, 500, &[primary.clone()], &[], &local);
-    let decided = run(&mut replica, 600, 3_000, &[], &[primary], &local);
+    run(&mut replica, 0, 500, std::slice::from_ref(&primary), &[], &local);
+    let decided = run(&mut replica, 600, 3_000, &[], std::slice::from_ref(&primary), &local);
     assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
 }
 
@@ -341,7 +341,7 @@ fn a_stale_replica_is_not_promoted_while_an_up_to_date_one_exists() {
         &[],
         &behind,
     );
-    let decided = run(&mut stale, 600, 5_000, &peers, &[primary.clone()], &behind);
+    let decided = run(&mut stale, 600, 5_000, &peers, std::slice::from_ref(&primary), &behind);
     assert!(actions(&decided).is_empty(), "{decided:?}");
     assert!(notes(&decided).contains("this node is behind"), "{}", notes(&decided));
 
@@ -356,7 +356,7 @@ fn a_stale_replica_is_not_promoted_while_an_up_to_date_one_exists() {
         &[],
         &current,
     );
-    let decided = run(&mut fresh, 600, 3_000, &peers, &[primary], &current);
+    let decided = run(&mut fresh, 600, 3_000, &peers, std::slice::from_ref(&primary), &current);
     assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
 }
 
@@ -388,12 +388,19 @@ fn the_best_candidate_waits_bounded_for_its_relay_log() {
         600,
         6_000,
         &[witness.clone()],
-        &[primary.clone()],
+        std::slice::from_ref(&primary),
         &applying,
     );
     assert!(actions(&waiting).is_empty());
     assert!(notes(&waiting).contains("applying the relay log"));
-    let decided = run(&mut replica, 6_100, 8_000, &[witness], &[primary], &applying);
+    let decided = run(
+        &mut replica,
+        6_100,
+        8_000,
+        &[witness],
+        std::slice::from_ref(&primary),
+        &applying,
+    );
     assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
 }
 
@@ -506,7 +513,14 @@ fn maintenance_and_broken_nodes_are_never_promoted() {
         0,
     ));
     run(&mut standby, 0, 500, &[primary.clone(), witness.clone()], &[], &local);
-    let decided = run(&mut standby, 600, 5_000, &[witness.clone()], &[primary.clone()], &local);
+    let decided = run(
+        &mut standby,
+        600,
+        5_000,
+        &[witness.clone()],
+        std::slice::from_ref(&primary),
+        &local,
+    );
     assert!(actions(&decided).is_empty());
     assert!(notes(&decided).contains("in maintenance"), "{}", notes(&decided));
 
@@ -523,7 +537,14 @@ fn maintenance_and_broken_nodes_are_never_promoted() {
         &[],
         &broken,
     );
-    let decided = run(&mut no_binlog, 600, 5_000, &[witness], &[primary], &broken);
+    let decided = run(
+        &mut no_binlog,
+        600,
+        5_000,
+        &[witness],
+        std::slice::from_ref(&primary),
+        &broken,
+    );
     assert!(actions(&decided).is_empty());
     assert!(notes(&decided).contains("binary log disabled"), "{}", notes(&decided));
 }
