@@ -387,7 +387,7 @@ fn the_best_candidate_waits_bounded_for_its_relay_log() {
         &mut replica,
         600,
         6_000,
-        &[witness.clone()],
+        std::slice::from_ref(&witness),
         std::slice::from_ref(&primary),
         &applying,
     );
@@ -449,9 +449,9 @@ fn an_outranked_primary_steps_down_read_only_first_then_rejoins() {
     assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
 
     let newer = primary_peer("db2", 2, 5);
-    let decided = run(&mut old, 2_300, 2_300, &[newer.clone()], &[], &writable);
+    let decided = run(&mut old, 2_300, 2_300, std::slice::from_ref(&newer), &[], &writable);
     assert_eq!(actions(&decided), [DbAction::SetReadOnly]);
-    let decided = run(&mut old, 2_400, 2_400, &[newer.clone()], &[], &read_only);
+    let decided = run(&mut old, 2_400, 2_400, std::slice::from_ref(&newer), &[], &read_only);
     assert_eq!(
         actions(&decided),
         [DbAction::ReplicateFrom {
@@ -517,7 +517,7 @@ fn maintenance_and_broken_nodes_are_never_promoted() {
         &mut standby,
         600,
         5_000,
-        &[witness.clone()],
+        std::slice::from_ref(&witness),
         std::slice::from_ref(&primary),
         &local,
     );
