@@ -2,22 +2,30 @@
 //! pure core with the local monotonic time, records the core's decisions as events and publishes
 //! the status the socket serves.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gossip_ha_proto::api::{EventKind, NodeLiveness, NodeStatus, StatusReport};
-use gossip_ha_proto::gossip::Announcement;
+use gossip_ha_proto::gossip::{Announcement, KEY_DB, KEY_DB_PRIMARY, KEY_DOWN};
 use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::config::{DbAgentSettings, Settings};
+use crate::core::db::{DbAction, DbCore, DbDecision, DbPolicy, LocalDb};
 use crate::core::{Core, Decision, MonoMs, NodeView};
+use crate::db::mysql::MySqlBackend;
+use crate::db::worker::{DbWorker, ReplicationCredentials};
 use crate::events::EventLog;
 use crate::gossip::{self, Gossip, GossipError, IgnoredPeer};
 use crate::socket::{self, ApiState, SocketError};
+use crate::state_file::{PersistentState, StateError, StateFile};
 
 const SOCKET_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+const DB_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bounds every statement; `STOP SLAVE` may wait for the SQL thread's current event.
+const DB_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Distinct ignored-peer reasons remembered, so each is reported once, not once per tick.
 const MAX_REMEMBERED_IGNORED: usize = 1_000;
 
@@ -29,6 +37,17 @@ pub enum AgentError {
     Gossip(#[from] GossipError),
     #[error("gossip stopped unexpectedly: {0}")]
     GossipStopped(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("database: {0}")]
+    Db(String),
+}
+
+/// The DB side of a `db` node's driver.
+struct DbRuntime {
+    worker: DbWorker,
+    state: StateFile,
+    in_flight: Option<DbAction>,
 }
 
 pub fn unix_ms() -> u64 {
@@ -45,6 +64,20 @@ struct Driver {
     events: Arc<Mutex<EventLog>>,
     status: watch::Sender<Arc<StatusReport>>,
     ignored_seen: HashSet<(String, u64, String)>,
+    db: Option<DbRuntime>,
+    /// What this agent last put in its own gossip keys, to set only what changed.
+    published: HashMap<&'static str, String>,
+}
+
+fn db_policy(db: &DbAgentSettings) -> DbPolicy {
+    DbPolicy {
+        priority: db.priority,
+        advertise: db.advertise.clone(),
+        ha_hosts_count: db.ha_hosts_count,
+        maintenance: db.maintenance,
+        promotion_cooldown_ms: db.promotion_cooldown_ms,
+        catchup_timeout_ms: db.catchup_timeout_ms,
+    }
 }
 
 /// Runs the agent until `shutdown` resolves (SIGTERM/SIGINT in the binary).
@@ -68,7 +101,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         }
     };
 
-    let core = Core::new(
+    let mut core = Core::new(
         &settings.node_name,
         &settings.advertise.to_string(),
         generation,
@@ -77,6 +110,41 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let events = Arc::new(Mutex::new(EventLog::default()));
     let (status_tx, status_rx) = watch::channel(Arc::new(empty_report(&settings)));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let db = match &settings.db_agent {
+        None => None,
+        Some(db_settings) => {
+            let state = StateFile::in_dir(&settings.state_dir);
+            let started = match state.load() {
+                Ok(persisted) => MySqlBackend::new(db_settings.url.expose(), DB_CONNECT_TIMEOUT, DB_QUERY_TIMEOUT)
+                    .map(|backend| (persisted, backend))
+                    .map_err(|message| AgentError::Db(format!("db.url: {message}"))),
+                Err(err) => Err(err.into()),
+            };
+            let (persisted, backend) = match started {
+                Ok(started) => started,
+                Err(err) => {
+                    let _ = std::fs::remove_file(&settings.socket);
+                    gossip.shutdown().await;
+                    return Err(err);
+                }
+            };
+            core = core.with_db(DbCore::new(db_policy(db_settings), persisted.epoch));
+            let worker = DbWorker::spawn(
+                backend,
+                Duration::from_millis(db_settings.check_interval_ms),
+                ReplicationCredentials {
+                    user: db_settings.replication_user.clone(),
+                    password: db_settings.replication_password.clone(),
+                },
+                stop_rx.clone(),
+            );
+            Some(DbRuntime {
+                worker,
+                state,
+                in_flight: None,
+            })
+        }
+    };
     let api = tokio::spawn(socket::serve(
         listener,
         ApiState {
@@ -93,6 +161,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         events,
         status: status_tx,
         ignored_seen: HashSet::new(),
+        db,
+        published: HashMap::new(),
     };
     driver.record(
         EventKind::AgentStarted,
@@ -118,6 +188,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let _ = stop_tx.send(true);
     if tokio::time::timeout(SOCKET_STOP_TIMEOUT, api).await.is_err() {
         tracing::warn!("status socket did not stop within {SOCKET_STOP_TIMEOUT:?}");
+    }
+    if let Some(db) = driver.db.take() {
+        db.worker.join(DB_STOP_TIMEOUT).await;
     }
     gossip.shutdown().await;
     if let Err(err) = std::fs::remove_file(&driver.settings.socket) {
@@ -163,20 +236,118 @@ impl Driver {
         for peer in ignored {
             self.report_ignored(peer);
         }
+        self.collect_db_outcomes();
+        let local_db = self.local_db();
         let now = self.now();
-        for decision in self.core.step(now, observations, None) {
+        for decision in self.core.step(now, observations, local_db.as_ref()) {
             let (kind, node, reason) = match decision {
                 Decision::NodeUp { node, reason } => (EventKind::NodeUp, Some(node), reason),
                 Decision::NodeDown { node, reason } => (EventKind::NodeDown, Some(node), reason),
                 Decision::NodeRestarted { node, reason } => (EventKind::NodeRestarted, Some(node), reason),
                 Decision::ServerMasterChanged { to, reason, .. } => (EventKind::ServerMasterChanged, to, reason),
                 Decision::DbPrimaryChanged { to, reason, .. } => (EventKind::DbPrimaryChanged, to, reason),
-                Decision::Db(_) => continue,
+                Decision::Db(DbDecision::Act { action, reason }) => {
+                    self.start_db_action(action, reason);
+                    continue;
+                }
+                Decision::Db(db) => {
+                    let me = Some(self.settings.node_name.clone());
+                    match db {
+                        DbDecision::Note { reason } => (EventKind::DbNote, me, reason),
+                        DbDecision::NeedsResync { reason } => (EventKind::DbNeedsResync, me, reason),
+                        DbDecision::Unreachable { reason } => (EventKind::DbUnreachable, me, reason),
+                        DbDecision::Reachable { reason } => (EventKind::DbReachable, me, reason),
+                        DbDecision::Act { .. } => unreachable!("handled above"),
+                    }
+                }
             };
             self.record(kind, node, reason);
         }
+        self.publish_view(gossip).await;
         let report = self.report(now);
         self.status.send_replace(Arc::new(report));
+    }
+
+    fn local_db(&self) -> Option<LocalDb> {
+        let db = self.db.as_ref()?;
+        let report = db.worker.latest()?;
+        Some(LocalDb {
+            probe: report.probe.map_err(|err| err.to_string()),
+            unreachable_for_ms: report
+                .unreachable_since
+                .map(|since| since.elapsed().as_millis() as u64)
+                .unwrap_or(0),
+            action_in_flight: db.in_flight.is_some(),
+        })
+    }
+
+    fn collect_db_outcomes(&mut self) {
+        let Some(db) = self.db.as_mut() else { return };
+        let mut finished = Vec::new();
+        for outcome in db.worker.finished_actions() {
+            db.in_flight = None;
+            finished.push(outcome);
+        }
+        let me = Some(self.settings.node_name.clone());
+        for outcome in finished {
+            match outcome.result {
+                Ok(()) => self.record(
+                    EventKind::DbAction,
+                    me.clone(),
+                    format!("{} done in {} ms", describe(&outcome.action), outcome.took.as_millis()),
+                ),
+                Err(err) => self.record(
+                    EventKind::DbActionFailed,
+                    me.clone(),
+                    format!(
+                        "{} failed after {} ms: {err}",
+                        describe(&outcome.action),
+                        outcome.took.as_millis()
+                    ),
+                ),
+            }
+        }
+    }
+
+    fn start_db_action(&mut self, action: DbAction, reason: String) {
+        let me = Some(self.settings.node_name.clone());
+        let Some(db) = self.db.as_mut() else { return };
+        if let DbAction::Promote { epoch } = action {
+            // The epoch must be on disk before the database is writable: a restarted agent
+            // must never claim an older one.
+            if let Err(err) = db.state.save(PersistentState { epoch }) {
+                self.record(EventKind::DbActionFailed, me, format!("not promoting: {err}"));
+                return;
+            }
+        }
+        let submitted = db.worker.submit(action.clone());
+        match submitted {
+            Ok(()) => {
+                db.in_flight = Some(action.clone());
+                self.record(EventKind::DbAction, me, format!("{}: {reason}", describe(&action)));
+            }
+            Err(err) => self.record(EventKind::DbActionFailed, me, format!("{}: {err}", describe(&action))),
+        }
+    }
+
+    /// Gossips this agent's database and its witness view, setting only what changed.
+    async fn publish_view(&mut self, gossip: &Gossip) {
+        let (down, db_primary) = self.core.witness_view();
+        let mut wanted: Vec<(&'static str, String)> = vec![
+            (KEY_DOWN, down.join(",")),
+            (KEY_DB_PRIMARY, db_primary.unwrap_or_default()),
+        ];
+        if let Some(db) = self.core.self_db() {
+            wanted.push((KEY_DB, serde_json::to_string(db).expect("announcement serialises")));
+        }
+        wanted.retain(|(key, value)| self.published.get(key) != Some(value));
+        if wanted.is_empty() {
+            return;
+        }
+        match gossip.set_keys(&wanted).await {
+            Ok(()) => self.published.extend(wanted),
+            Err(err) => tracing::warn!("cannot publish this agent's view: {err}"),
+        }
     }
 
     fn report_ignored(&mut self, peer: IgnoredPeer) {
@@ -208,6 +379,7 @@ impl Driver {
         StatusReport {
             nodes: self.core.view(now).into_iter().map(node_status).collect(),
             server_master: self.core.server_master().map(str::to_string),
+            db_primary: self.core.db_primary().map(str::to_string),
             uptime_ms: now.0,
             ..empty_report(&self.settings)
         }
@@ -242,6 +414,15 @@ fn node_status(view: NodeView) -> NodeStatus {
         db: view.db,
         addr: view.addr,
         name: view.name,
+    }
+}
+
+fn describe(action: &DbAction) -> String {
+    match action {
+        DbAction::SetReadOnly => "set read-only".into(),
+        DbAction::Promote { epoch } => format!("promote (epoch {epoch})"),
+        DbAction::ReplicateFrom { node, addr } => format!("replicate from {node} ({addr})"),
+        DbAction::StopReplication => "stop replication".into(),
     }
 }
 

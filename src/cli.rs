@@ -80,6 +80,28 @@ pub struct ConfigArgs {
     /// Import master, server_threshold and DB tokens from this pandora_server.conf.
     #[arg(long)]
     pub pandora_server_conf: Option<PathBuf>,
+    /// Directory for state that survives restarts (the DB epoch).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Local database admin connection, mysql://user:password@host:port/ (prefer the config
+    /// file or GOSSIP_HA_DB__URL: flags are visible to other users in `ps`).
+    #[arg(long)]
+    pub db_url: Option<String>,
+    /// host:port replicas use to reach this database.
+    #[arg(long)]
+    pub db_advertise: Option<String>,
+    /// DB promotion priority; higher is preferred.
+    #[arg(long)]
+    pub db_priority: Option<i64>,
+    /// Seconds between probes of the local database.
+    #[arg(long)]
+    pub db_check_interval: Option<f64>,
+    /// Replication user the replicas connect with.
+    #[arg(long)]
+    pub repl_user: Option<String>,
+    /// Replication password (prefer GOSSIP_HA_DB__REPLICATION_PASSWORD).
+    #[arg(long)]
+    pub repl_password: Option<String>,
 }
 
 impl ConfigArgs {

@@ -134,6 +134,19 @@ impl Gossip {
         Ok((newest.into_values().collect(), ignored))
     }
 
+    /// Sets this node's own keys; peers receive them with the next gossip rounds.
+    pub async fn set_keys(&self, key_values: &[(&str, String)]) -> Result<(), GossipError> {
+        let chitchat = self.handle.chitchat();
+        let mut guard = tokio::time::timeout(STATE_LOCK_TIMEOUT, chitchat.lock())
+            .await
+            .map_err(|_| GossipError::Locked(STATE_LOCK_TIMEOUT))?;
+        let own = guard.self_node_state();
+        for (key, value) in key_values {
+            own.set(*key, value);
+        }
+        Ok(())
+    }
+
     /// Resolves when chitchat's server task ends on its own (a broken transport).
     pub fn termination(&self) -> impl std::future::Future<Output = anyhow::Result<()>> + use<> {
         self.handle.termination_watcher()

@@ -71,7 +71,88 @@ pub fn status(report: &StatusReport) -> String {
             ]
         })
         .collect();
-    out + &table(&["NODE", "ADDRESS", "ROLES", "MASTER", "STATE", "LAST CONTACT"], &rows)
+    out += &table(&["NODE", "ADDRESS", "ROLES", "MASTER", "STATE", "LAST CONTACT"], &rows);
+    out + &database_table(report)
+}
+
+/// The columns of Pandora's "Manage Database HA" view, plus what failover decides on.
+fn database_table(report: &StatusReport) -> String {
+    let rows: Vec<Vec<String>> = report
+        .nodes
+        .iter()
+        .filter_map(|node| node.db.as_ref().map(|db| (node, db)))
+        .map(|(node, db)| {
+            let sql_status = if db.reachable {
+                "up".to_string()
+            } else {
+                format!("DOWN {}", seconds(db.unreachable_for_ms))
+            };
+            let replication = match (&db.io_state, db.sql_running) {
+                (Some(io), Some(sql)) => format!("IO {io} / SQL {}", if sql { "Yes" } else { "No" }),
+                _ => "-".into(),
+            };
+            let mut role = db.role.as_str().to_string();
+            if db.read_only == Some(false) {
+                role += " (writable)";
+            }
+            if db.maintenance {
+                role += " [maintenance]";
+            }
+            vec![
+                node.name.clone(),
+                sql_status,
+                replication,
+                role,
+                db.lag_seconds.map_or("-".into(), |lag| format!("{lag} s")),
+                if node.is_self {
+                    "now".into()
+                } else {
+                    format!("{} ago", seconds(node.last_contact_ms))
+                },
+                db.version.clone().unwrap_or_else(|| "-".into()),
+                db.epoch.to_string(),
+                db.priority.to_string(),
+                if db.gtid.is_empty() {
+                    "-".into()
+                } else {
+                    db.gtid.clone()
+                },
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nDatabase primary: {}\n\n",
+        report.db_primary.as_deref().unwrap_or("none")
+    );
+    out += &table(
+        &[
+            "NODE",
+            "SQL STATUS",
+            "REPLICATION",
+            "ROLE",
+            "DELAY",
+            "LAST UPDATE",
+            "SQL VERSION",
+            "EPOCH",
+            "PRIO",
+            "GTID",
+        ],
+        &rows,
+    );
+    let problems: Vec<String> = report
+        .nodes
+        .iter()
+        .filter_map(|node| Some((node, node.db.as_ref()?.last_error.as_ref()?)))
+        .map(|(node, error)| format!("  {}: {error}\n", node.name))
+        .collect();
+    if !problems.is_empty() {
+        out += "\nDatabase problems:\n";
+        out += &problems.concat();
+    }
+    out
 }
 
 pub fn events(events: &[Event]) -> String {

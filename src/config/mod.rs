@@ -52,7 +52,27 @@ pub struct Settings {
     pub socket: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pandora_server_conf: Option<PathBuf>,
+    /// Where the agent keeps what must survive a restart (the DB epoch).
+    pub state_dir: PathBuf,
     pub db: DbSettings,
+    /// What a `db` node's agent runs with, resolved from `db` and the imported tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_agent: Option<DbAgentSettings>,
+}
+
+/// The resolved settings of a DB node's agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct DbAgentSettings {
+    pub url: Secret,
+    pub advertise: String,
+    pub replication_user: String,
+    pub replication_password: Secret,
+    pub priority: u8,
+    pub ha_hosts_count: usize,
+    pub check_interval_ms: u64,
+    pub maintenance: bool,
+    pub promotion_cooldown_ms: u64,
+    pub catchup_timeout_ms: u64,
 }
 
 /// DB-related keys, imported from `pandora_server.conf` or set in `[db]`. Used by DB failover.
@@ -75,7 +95,14 @@ pub struct DbSettings {
     pub url: Option<Secret>,
     pub advertise: Option<String>,
     pub priority: Option<u8>,
+    /// Seconds between probes of the local database.
     pub check_interval: Option<f64>,
+    /// Excluded from promotion, like `pcs node standby`.
+    pub maintenance: Option<bool>,
+    /// Seconds a demoted node waits before it may be promoted again (default 10 × threshold).
+    pub promotion_cooldown: Option<f64>,
+    /// Seconds the best candidate waits for its relay log before promoting (default 5 × threshold).
+    pub catchup_timeout: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +124,7 @@ struct RawSettings {
     server_threshold: f64,
     socket: Option<PathBuf>,
     pandora_server_conf: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     #[serde(default)]
     db: DbSettings,
 }
@@ -128,6 +156,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "server_threshold",
     "socket",
     "pandora_server_conf",
+    "state_dir",
     "db",
 ];
 const DB_KEYS: &[&str] = &[
@@ -147,6 +176,9 @@ const DB_KEYS: &[&str] = &[
     "advertise",
     "priority",
     "check_interval",
+    "maintenance",
+    "promotion_cooldown",
+    "catchup_timeout",
 ];
 
 impl Settings {
@@ -313,6 +345,12 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
     }
 
     let socket = raw.socket.unwrap_or_else(default_socket_path);
+    let threshold_ms = (raw.server_threshold * 1000.0).round() as u64;
+    let db_agent = if roles.contains(&Role::Db) {
+        Some(resolve_db_agent(&raw.db, &node_name, threshold_ms, &invalid)?)
+    } else {
+        None
+    };
     Ok(Settings {
         node_name,
         cluster_id: raw.cluster_id,
@@ -324,8 +362,164 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
         server_threshold: raw.server_threshold,
         socket,
         pandora_server_conf: raw.pandora_server_conf,
+        state_dir: raw.state_dir.unwrap_or_else(default_state_dir),
         db: raw.db,
+        db_agent,
     })
+}
+
+fn seconds_to_ms(
+    key: &str,
+    value: Option<f64>,
+    default_ms: u64,
+    range: std::ops::RangeInclusive<f64>,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<u64, ConfigError> {
+    match value {
+        None => Ok(default_ms),
+        Some(seconds) if seconds.is_finite() && range.contains(&seconds) => Ok((seconds * 1000.0).round() as u64),
+        Some(seconds) => Err(invalid(
+            key,
+            format!(
+                "expected seconds between {} and {}, got {seconds}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+/// Resolves what a DB node's agent needs, falling back on the tokens Pandora uses
+/// (`ha_dbuser` → `dbuser`, `repl_dbuser` → `dbuser`, …; see shared/REFERENCE.md).
+fn resolve_db_agent(
+    db: &DbSettings,
+    node_name: &str,
+    threshold_ms: u64,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<DbAgentSettings, ConfigError> {
+    let url = match (&db.url, &db.admin_user.as_ref().or(db.user.as_ref())) {
+        (Some(url), _) => url.clone(),
+        (None, Some(user)) => {
+            let password = db.admin_password.as_ref().or(db.password.as_ref());
+            let host = db.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+            let host = if host.contains(':') { format!("[{host}]") } else { host };
+            Secret::new(format!(
+                "mysql://{}:{}@{host}:{}/",
+                percent(user),
+                percent(password.map(Secret::expose).unwrap_or_default()),
+                db.port.unwrap_or(3306)
+            ))
+        }
+        (None, None) => {
+            return Err(invalid(
+                "db.url",
+                "a `db` node needs `db.url` (mysql://user:password@host:port/), or `db.admin_user`/`db.user` with `db.host`".into(),
+            ))
+        }
+    };
+    if mysql_async::Opts::from_url(url.expose()).is_err() {
+        return Err(invalid(
+            "db.url",
+            "expected mysql://user:password@host:port/ (or ?socket=/path)".into(),
+        ));
+    }
+    let advertise = match (&db.advertise, &db.host) {
+        (Some(advertise), _) => advertise.clone(),
+        (None, Some(host)) if host != "localhost" => format!("{host}:{}", db.port.unwrap_or(3306)),
+        _ => {
+            return Err(invalid(
+                "db.advertise",
+                "expected the host:port replicas reach this database at".into(),
+            ))
+        }
+    };
+    if crate::db::worker::split_host_port(&advertise).is_none() {
+        return Err(invalid(
+            "db.advertise",
+            format!("expected host:port, got `{advertise}`"),
+        ));
+    }
+    let replication_user = db.replication_user.clone().or_else(|| db.user.clone()).ok_or_else(|| {
+        invalid(
+            "db.replication_user",
+            "a `db` node needs the replication user (or `db.user` / Pandora's `dbuser`)".into(),
+        )
+    })?;
+    let replication_password = db
+        .replication_password
+        .clone()
+        .or_else(|| db.password.clone())
+        .unwrap_or_else(|| Secret::new(""));
+    let priority = match db.priority {
+        Some(priority) => priority,
+        None if db.ha_hosts.is_empty() => 1,
+        None => {
+            let advertise_host = advertise.rsplit_once(':').map(|(host, _)| host).unwrap_or(&advertise);
+            let position = db.ha_hosts.iter().position(|entry| {
+                let entry = entry.trim();
+                entry == advertise || entry == advertise_host || entry == node_name
+            });
+            match position {
+                // The first host of ha_hosts has preference: it gets the highest priority.
+                Some(index) => u8::try_from(db.ha_hosts.len() - index).unwrap_or(u8::MAX),
+                None => {
+                    return Err(invalid(
+                        "db.priority",
+                        format!(
+                            "not set, and neither this node ({node_name}) nor its db.advertise ({advertise}) is in ha_hosts ({})",
+                            db.ha_hosts.join(",")
+                        ),
+                    ))
+                }
+            }
+        }
+    };
+    Ok(DbAgentSettings {
+        url,
+        advertise,
+        replication_user,
+        replication_password,
+        priority,
+        ha_hosts_count: db.ha_hosts.len(),
+        check_interval_ms: seconds_to_ms("db.check_interval", db.check_interval, 1_000, 0.05..=60.0, invalid)?,
+        maintenance: db.maintenance.unwrap_or(false),
+        promotion_cooldown_ms: seconds_to_ms(
+            "db.promotion_cooldown",
+            db.promotion_cooldown,
+            10 * threshold_ms,
+            0.0..=86_400.0,
+            invalid,
+        )?,
+        catchup_timeout_ms: seconds_to_ms(
+            "db.catchup_timeout",
+            db.catchup_timeout,
+            5 * threshold_ms,
+            0.0..=3_600.0,
+            invalid,
+        )?,
+    })
+}
+
+/// Percent-encodes a URL user or password component.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+/// `/var/lib/gossip-ha` for root, the user's state directory otherwise.
+pub fn default_state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/gossip-ha");
+    }
+    match (std::env::var_os("XDG_STATE_HOME"), std::env::var_os("HOME")) {
+        (Some(state), _) if !state.is_empty() => PathBuf::from(state).join("gossip-ha"),
+        (_, Some(home)) if !home.is_empty() => PathBuf::from(home).join(".local/state/gossip-ha"),
+        _ => std::env::temp_dir().join(format!("gossip-ha-state-{}", nix::unistd::geteuid())),
+    }
 }
 
 fn parse_seed(seed: &str) -> Result<SocketAddr, String> {

@@ -1,0 +1,205 @@
+//! `DbBackend` over mysql_async, for MariaDB and MySQL 8 / Percona 8. One connection, made
+//! lazily and dropped on any error or timeout, so a stale handle never makes a dead server look
+//! alive (a known weakness of pandora_ha).
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Row};
+
+use super::dialect::{Dialect, Statement};
+use super::{DbBackend, DbError, DbProbe, ReplicaProbe, ReplicationSource};
+
+pub struct MySqlBackend {
+    opts: Opts,
+    /// host:port or socket path, never with credentials: what errors name.
+    target: String,
+    conn: Option<Conn>,
+    dialect: Option<Dialect>,
+    connect_timeout: Duration,
+    query_timeout: Duration,
+}
+
+impl MySqlBackend {
+    /// `url` is `mysql://user:password@host:port/` (or `?socket=/path`); it is checked by the
+    /// configuration, which is why a bad one is a plain error here.
+    pub fn new(url: &str, connect_timeout: Duration, query_timeout: Duration) -> Result<Self, String> {
+        let opts = Opts::from_url(url).map_err(|_| "not a valid mysql:// URL".to_string())?;
+        let target = match opts.socket() {
+            Some(socket) => socket.to_string(),
+            None => format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port()),
+        };
+        // Without this, mysql_async reconnects over the server's own socket when it can: the
+        // agent must talk to exactly the address it was given.
+        let opts = Opts::from(OptsBuilder::from_opts(opts).prefer_socket(false));
+        Ok(MySqlBackend {
+            opts,
+            target,
+            conn: None,
+            dialect: None,
+            connect_timeout,
+            query_timeout,
+        })
+    }
+
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    async fn connection(&mut self) -> Result<&mut Conn, DbError> {
+        if self.conn.is_none() {
+            let connect = Conn::new(self.opts.clone());
+            let conn = match tokio::time::timeout(self.connect_timeout, connect).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(err)) => {
+                    return Err(DbError::Connect {
+                        target: self.target.clone(),
+                        message: err.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(DbError::Connect {
+                        target: self.target.clone(),
+                        message: format!("no answer within {} ms", self.connect_timeout.as_millis()),
+                    })
+                }
+            };
+            self.conn = Some(conn);
+        }
+        Ok(self.conn.as_mut().expect("connection was just made"))
+    }
+
+    fn fail(&mut self, what: &str, err: Option<mysql_async::Error>) -> DbError {
+        // Any failure drops the connection: the next call starts from a fresh one.
+        self.conn = None;
+        match err {
+            None => DbError::Timeout {
+                target: self.target.clone(),
+                what: what.to_string(),
+                timeout_ms: self.query_timeout.as_millis() as u64,
+            },
+            Some(err) => DbError::Query {
+                target: self.target.clone(),
+                what: what.to_string(),
+                message: err.to_string(),
+            },
+        }
+    }
+
+    async fn rows(&mut self, sql: &str) -> Result<Vec<Row>, DbError> {
+        let timeout = self.query_timeout;
+        let conn = self.connection().await?;
+        match tokio::time::timeout(timeout, conn.query::<Row, _>(sql)).await {
+            Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(err)) => Err(self.fail(sql, Some(err))),
+            Err(_) => Err(self.fail(sql, None)),
+        }
+    }
+
+    async fn execute(&mut self, statements: Vec<Statement>) -> Result<(), DbError> {
+        let timeout = self.query_timeout;
+        for statement in statements {
+            let conn = self.connection().await?;
+            match tokio::time::timeout(timeout, conn.query_drop(statement.sql.as_str())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => return Err(self.fail(&statement.shown, Some(err))),
+                Err(_) => return Err(self.fail(&statement.shown, None)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn dialect(&mut self) -> Result<Dialect, DbError> {
+        if let Some(dialect) = self.dialect {
+            return Ok(dialect);
+        }
+        let rows = self.rows("SELECT @@version").await?;
+        let version: String = rows.first().and_then(|row| row.get(0)).unwrap_or_default();
+        let dialect = Dialect::detect(&version);
+        self.dialect = Some(dialect);
+        Ok(dialect)
+    }
+
+    fn unreadable(&self, what: &str, message: impl Into<String>) -> DbError {
+        DbError::Unreadable {
+            target: self.target.clone(),
+            what: what.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+fn text(row: &Row, column: &str) -> Option<String> {
+    row.get_opt::<Option<String>, _>(column).and_then(Result::ok).flatten()
+}
+
+fn number(row: &Row, column: &str) -> Option<u64> {
+    text(row, column).and_then(|value| value.trim().parse().ok())
+}
+
+impl DbBackend for MySqlBackend {
+    async fn probe(&mut self) -> Result<DbProbe, DbError> {
+        let dialect = self.dialect().await?;
+        let what = dialect.probe_variables();
+        let rows = self.rows(what).await?;
+        let row = rows.first().ok_or_else(|| self.unreadable(what, "no row"))?;
+        let version: String = row.get(0).ok_or_else(|| self.unreadable(what, "no version"))?;
+        let read_only: i64 = row.get(1).ok_or_else(|| self.unreadable(what, "no read_only"))?;
+        let log_bin: i64 = row.get(2).ok_or_else(|| self.unreadable(what, "no log_bin"))?;
+        let gtid: String = row.get::<Option<String>, _>(3).flatten().unwrap_or_default();
+
+        let status = self.rows(dialect.replica_status()).await?;
+        let columns = dialect.replica_columns();
+        let replica = status.first().and_then(|row| {
+            let host = text(row, columns.source_host).filter(|host| !host.is_empty())?;
+            let io_state = text(row, columns.io_running).unwrap_or_else(|| "No".into());
+            let sql_running = text(row, columns.sql_running).is_some_and(|v| v.eq_ignore_ascii_case("yes"));
+            let relay_applied = text(row, columns.read_file) == text(row, columns.exec_file)
+                && number(row, columns.read_pos) == number(row, columns.exec_pos);
+            let io_errno = number(row, "Last_IO_Errno").unwrap_or(0) as u32;
+            let sql_errno = number(row, "Last_SQL_Errno").unwrap_or(0) as u32;
+            let last_error = [text(row, "Last_IO_Error"), text(row, "Last_SQL_Error")]
+                .into_iter()
+                .flatten()
+                .filter(|error| !error.is_empty())
+                .collect::<Vec<_>>();
+            Some(ReplicaProbe {
+                source: format!("{host}:{}", number(row, columns.source_port).unwrap_or(3306)),
+                io_state,
+                sql_running,
+                lag_seconds: number(row, columns.lag_seconds),
+                relay_applied,
+                io_errno,
+                sql_errno,
+                last_error: (!last_error.is_empty()).then(|| last_error.join("; ")),
+            })
+        });
+        Ok(DbProbe {
+            read_only: read_only != 0,
+            binlog_enabled: log_bin != 0,
+            version,
+            gtid,
+            replica,
+        })
+    }
+
+    async fn set_read_only(&mut self) -> Result<(), DbError> {
+        let dialect = self.dialect().await?;
+        self.execute(dialect.set_read_only()).await
+    }
+
+    async fn promote(&mut self) -> Result<(), DbError> {
+        let dialect = self.dialect().await?;
+        self.execute(dialect.promote()).await
+    }
+
+    async fn replicate_from(&mut self, source: &ReplicationSource) -> Result<(), DbError> {
+        let dialect = self.dialect().await?;
+        self.execute(dialect.replicate_from(source)).await
+    }
+
+    async fn stop_replication(&mut self) -> Result<(), DbError> {
+        let dialect = self.dialect().await?;
+        self.execute(dialect.stop_replication()).await
+    }
+}

@@ -1,0 +1,193 @@
+//! The task that owns the local database connection: probes it every `check_interval`, carries
+//! out one action at a time, and reports. The driver loop sends actions over a bounded channel
+//! and reads the newest probe from a watch, so it never waits on the database.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::{DbBackend, DbError, DbProbe, ReplicationSource};
+use crate::config::Secret;
+use crate::core::db::DbAction;
+
+/// Actions queued at most; the core decides one at a time, so more means something is wrong.
+const ACTION_QUEUE: usize = 4;
+const OUTCOME_QUEUE: usize = 16;
+
+/// The newest probe and since when the database has failed to answer, on the monotonic clock.
+#[derive(Debug, Clone)]
+pub struct ProbeReport {
+    pub probe: Result<DbProbe, DbError>,
+    pub unreachable_since: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActionOutcome {
+    pub action: DbAction,
+    pub result: Result<(), DbError>,
+    pub took: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplicationCredentials {
+    pub user: String,
+    pub password: Secret,
+}
+
+pub struct DbWorker {
+    actions: mpsc::Sender<DbAction>,
+    reports: watch::Receiver<Option<ProbeReport>>,
+    outcomes: mpsc::Receiver<ActionOutcome>,
+    task: JoinHandle<()>,
+}
+
+impl DbWorker {
+    pub fn spawn<B: DbBackend>(
+        backend: B,
+        check_interval: Duration,
+        credentials: ReplicationCredentials,
+        stop: watch::Receiver<bool>,
+    ) -> DbWorker {
+        let (actions_tx, actions_rx) = mpsc::channel(ACTION_QUEUE);
+        let (reports_tx, reports_rx) = watch::channel(None);
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(OUTCOME_QUEUE);
+        let task = tokio::spawn(run(
+            backend,
+            check_interval,
+            credentials,
+            actions_rx,
+            reports_tx,
+            outcomes_tx,
+            stop,
+        ));
+        DbWorker {
+            actions: actions_tx,
+            reports: reports_rx,
+            outcomes: outcomes_rx,
+            task,
+        }
+    }
+
+    /// Queues an action; refused (and said so) when the queue is full or the worker is gone.
+    pub fn submit(&self, action: DbAction) -> Result<(), String> {
+        self.actions
+            .try_send(action)
+            .map_err(|err| format!("database worker cannot take the action: {err}"))
+    }
+
+    pub fn latest(&self) -> Option<ProbeReport> {
+        self.reports.borrow().clone()
+    }
+
+    pub fn finished_actions(&mut self) -> Vec<ActionOutcome> {
+        let mut done = Vec::new();
+        while let Ok(outcome) = self.outcomes.try_recv() {
+            done.push(outcome);
+        }
+        done
+    }
+
+    pub async fn join(self, timeout: Duration) {
+        if tokio::time::timeout(timeout, self.task).await.is_err() {
+            tracing::warn!("database worker did not stop within {timeout:?}");
+        }
+    }
+}
+
+async fn run<B: DbBackend>(
+    mut backend: B,
+    check_interval: Duration,
+    credentials: ReplicationCredentials,
+    mut actions: mpsc::Receiver<DbAction>,
+    reports: watch::Sender<Option<ProbeReport>>,
+    outcomes: mpsc::Sender<ActionOutcome>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(check_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        let action = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => break,
+            action = actions.recv() => match action {
+                Some(action) => Some(action),
+                None => break,
+            },
+            _ = ticker.tick() => None,
+        };
+        let outcome = match action {
+            Some(action) => {
+                let started = Instant::now();
+                let result = execute(&mut backend, &action, &credentials).await;
+                Some(ActionOutcome {
+                    action,
+                    result,
+                    took: started.elapsed(),
+                })
+            }
+            None => None,
+        };
+        // Probe right after an action, so the driver sees its effect before the outcome.
+        let probe = backend.probe().await;
+        unreachable_since = match &probe {
+            Ok(_) => None,
+            Err(_) => Some(unreachable_since.unwrap_or_else(Instant::now)),
+        };
+        reports.send_replace(Some(ProbeReport {
+            probe,
+            unreachable_since,
+        }));
+        if let Some(outcome) = outcome {
+            if outcomes.send(outcome).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+async fn execute<B: DbBackend>(
+    backend: &mut B,
+    action: &DbAction,
+    credentials: &ReplicationCredentials,
+) -> Result<(), DbError> {
+    match action {
+        DbAction::SetReadOnly => backend.set_read_only().await,
+        DbAction::Promote { .. } => backend.promote().await,
+        DbAction::StopReplication => backend.stop_replication().await,
+        DbAction::ReplicateFrom { addr, .. } => {
+            let (host, port) = split_host_port(addr).ok_or_else(|| DbError::Unreadable {
+                target: addr.clone(),
+                what: "primary address".into(),
+                message: "expected host:port".into(),
+            })?;
+            let source = ReplicationSource {
+                host,
+                port,
+                user: credentials.user.clone(),
+                password: credentials.password.clone(),
+            };
+            backend.replicate_from(&source).await
+        }
+    }
+}
+
+/// `host:port`, `[v6]:port`.
+pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), port.parse().ok()?)).filter(|(host, _)| !host.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn host_and_port_are_split() {
+        assert_eq!(split_host_port("127.0.0.1:3306"), Some(("127.0.0.1".into(), 3306)));
+        assert_eq!(split_host_port("[::1]:3307"), Some(("::1".into(), 3307)));
+        assert_eq!(split_host_port("db1:x"), None);
+        assert_eq!(split_host_port(":3306"), None);
+    }
+}

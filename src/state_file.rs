@@ -1,0 +1,78 @@
+//! What the agent must remember across restarts: the DB epoch it last promoted with. Written
+//! before the database is made writable, so a restarted primary never claims an older epoch.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::write_atomic;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistentState {
+    pub epoch: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("state file {path} is damaged ({message}); move it away to start from epoch 0")]
+    Damaged { path: PathBuf, message: String },
+    #[error("cannot write state file {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn in_dir(dir: &Path) -> StateFile {
+        StateFile {
+            path: dir.join("state.json"),
+        }
+    }
+
+    pub fn load(&self) -> Result<PersistentState, StateError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| StateError::Damaged {
+                path: self.path.clone(),
+                message: err.to_string(),
+            }),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(PersistentState::default()),
+            Err(source) => Err(StateError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    pub fn save(&self, state: PersistentState) -> Result<(), StateError> {
+        let write_error = |source| StateError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(write_error)?;
+        }
+        let bytes = serde_json::to_vec(&state).expect("state serialises");
+        write_atomic(&self.path, &bytes).map_err(write_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_is_epoch_zero_saved_is_read_back_damaged_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::in_dir(&dir.path().join("nested"));
+        assert_eq!(file.load().unwrap().epoch, 0);
+        file.save(PersistentState { epoch: 7 }).unwrap();
+        assert_eq!(file.load().unwrap().epoch, 7);
+        std::fs::write(dir.path().join("nested/state.json"), "{garbage").unwrap();
+        let err = file.load().unwrap_err().to_string();
+        assert!(err.contains("damaged") && err.contains("state.json"), "{err}");
+    }
+}
