@@ -132,6 +132,17 @@ impl ConfigArgs {
             "pandora-server-conf",
             path(&self.pandora_server_conf),
         );
+        add("state_dir", "state-dir", path(&self.state_dir));
+        add("db.url", "db-url", text(&self.db_url));
+        add("db.advertise", "db-advertise", text(&self.db_advertise));
+        add("db.priority", "db-priority", self.db_priority.map(flag_value));
+        add(
+            "db.check_interval",
+            "db-check-interval",
+            self.db_check_interval.map(flag_value),
+        );
+        add("db.replication_user", "repl-user", text(&self.repl_user));
+        add("db.replication_password", "repl-password", text(&self.repl_password));
         overrides
     }
 }

@@ -175,3 +175,16 @@ fn line_lookup_understands_tables_and_dotted_keys() {
     assert_eq!(locate::line_of("db.port = 4\n", "db.port"), Some(1));
     assert_eq!(locate::line_of(text, "nothing"), None);
 }
+
+#[test]
+fn flags_reach_nested_db_keys() {
+    let flags = [
+        flag("roles", "roles", vec!["db"]),
+        flag("db.url", "db-url", "mysql://a:b@127.0.0.1:1/"),
+        flag("db.advertise", "db-advertise", "127.0.0.1:1"),
+        flag("db.replication_user", "repl-user", "r"),
+    ];
+    let settings = Settings::load_with_env(None, &flags, env(&[])).unwrap();
+    let db = settings.db_agent.expect("a db node");
+    assert_eq!(db.advertise, "127.0.0.1:1");
+}

@@ -3,7 +3,9 @@
 //! deadline.
 #![allow(dead_code)]
 
-use std::net::UdpSocket;
+pub mod mariadb;
+
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +17,10 @@ pub const BINARY: &str = env!("CARGO_BIN_EXE_gossip-ha");
 /// A free loopback UDP port (gossip is UDP on loopback in this build).
 pub fn free_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn cli(args: &[&str]) -> Output {
@@ -43,6 +49,8 @@ pub struct AgentSpec {
     pub threshold_seconds: f64,
     pub seeds: Vec<u16>,
     pub roles: String,
+    /// More flags for `gossip-ha run` (DB settings, state directory, …).
+    pub extra: Vec<String>,
 }
 
 impl AgentSpec {
@@ -54,6 +62,32 @@ impl AgentSpec {
             threshold_seconds,
             seeds: Vec::new(),
             roles: "server".into(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// An agent on a DB host whose database is `db`, probing it every 200 ms.
+    pub fn for_db(name: &str, threshold_seconds: f64, db: &mariadb::MariaDb, priority: u8, state_dir: &Path) -> Self {
+        AgentSpec {
+            roles: "db".into(),
+            master: 0,
+            extra: vec![
+                "--db-url".into(),
+                db.admin_url(),
+                "--db-advertise".into(),
+                db.advertise(),
+                "--db-priority".into(),
+                priority.to_string(),
+                "--repl-user".into(),
+                mariadb::REPL_USER.into(),
+                "--repl-password".into(),
+                mariadb::REPL_PASSWORD.into(),
+                "--db-check-interval".into(),
+                "0.2".into(),
+                "--state-dir".into(),
+                state_dir.join(format!("state-{name}")).display().to_string(),
+            ],
+            ..AgentSpec::new(name, 0, threshold_seconds)
         }
     }
 }
@@ -92,6 +126,7 @@ impl Agent {
             args.push("--seeds".into());
             args.push(seeds.join(","));
         }
+        args.extend(spec.extra.iter().cloned());
         Self::start_with_args(&spec.name, socket, log, &args)
     }
 
@@ -109,7 +144,7 @@ impl Agent {
             .stderr(log_file)
             .spawn()
             .expect("start gossip-ha run");
-        let agent = Agent {
+        let mut agent = Agent {
             name: name.to_string(),
             socket,
             log,
@@ -119,12 +154,19 @@ impl Agent {
         agent
     }
 
-    fn wait_for_socket(&self) {
-        wait_until(
-            &format!("{} to open its socket", self.name),
-            Duration::from_secs(10),
-            || self.try_status().is_some(),
-        );
+    fn wait_for_socket(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.try_status().is_none() {
+            if !self.is_running() || Instant::now() > deadline {
+                panic!(
+                    "{} did not open its socket; log:
+{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> u32 {

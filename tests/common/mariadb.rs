@@ -1,0 +1,242 @@
+//! Real MariaDB servers for tests: `mariadb-install-db` into a temporary directory, own port
+//! and socket on loopback, binary log, unique `server_id`, `gtid_strict_mode`, started
+//! read-only (as DESIGN §2 asks of DB servers). Killed on drop; every wait is bounded.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+pub const ADMIN_USER: &str = "gha";
+pub const ADMIN_PASSWORD: &str = "gha-pass";
+pub const REPL_USER: &str = "repl";
+pub const REPL_PASSWORD: &str = "repl-pass";
+pub const APP_USER: &str = "app";
+pub const APP_PASSWORD: &str = "app-pass";
+
+/// Fails the test with a clear message when the server binaries are missing: a test that
+/// needs MariaDB never passes silently without it.
+fn require(binary: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let path = Path::new(dir).join(binary);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{binary} not found: install mariadb-server (`.ci/run` does) to run the database tests");
+}
+
+pub struct MariaDb {
+    pub name: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub server_id: u32,
+    pub binlog: bool,
+    child: Option<Child>,
+}
+
+impl MariaDb {
+    /// Installs a fresh data directory and starts the server, read-only, with the test users.
+    pub fn install(parent: &Path, name: &str, server_id: u32) -> MariaDb {
+        Self::install_with(parent, name, server_id, true)
+    }
+
+    /// As `install`; `binlog: false` makes a server "not configured for replication".
+    pub fn install_with(parent: &Path, name: &str, server_id: u32, binlog: bool) -> MariaDb {
+        let dir = parent.join(format!("mariadb-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let output = Command::new(require("mariadb-install-db"))
+            .args([
+                "--no-defaults",
+                &format!("--datadir={}", dir.join("data").display()),
+                "--user=root",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+            ])
+            .output()
+            .expect("run mariadb-install-db");
+        assert!(
+            output.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut server = MariaDb {
+            name: name.to_string(),
+            port: super::free_tcp_port(),
+            dir,
+            server_id,
+            binlog,
+            child: None,
+        };
+        server.start();
+        server.admin(&[
+            "SET sql_log_bin = 0",
+            &format!("CREATE USER '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{ADMIN_PASSWORD}'"),
+            &format!("GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'127.0.0.1' WITH GRANT OPTION"),
+            &format!("CREATE USER '{REPL_USER}'@'127.0.0.1' IDENTIFIED BY '{REPL_PASSWORD}'"),
+            &format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'127.0.0.1'"),
+            &format!("CREATE USER '{APP_USER}'@'127.0.0.1' IDENTIFIED BY '{APP_PASSWORD}'"),
+            &format!("GRANT ALL ON pandora.* TO '{APP_USER}'@'127.0.0.1'"),
+        ]);
+        server
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("mysqld.sock")
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let data = self.dir.join("data");
+        let mut args = vec![
+            "--no-defaults".to_string(),
+            "--user=root".into(),
+            format!("--datadir={}", data.display()),
+            format!("--socket={}", self.socket().display()),
+            format!("--port={}", self.port),
+            "--bind-address=127.0.0.1".into(),
+            format!("--pid-file={}", self.dir.join("mysqld.pid").display()),
+            format!("--log-error={}", self.dir.join("error.log").display()),
+            format!("--server-id={}", self.server_id),
+            format!("--relay-log={}", data.join("relay-bin").display()),
+            "--read-only=ON".into(),
+            "--skip-name-resolve".into(),
+            "--innodb-buffer-pool-size=32M".into(),
+            "--innodb-log-file-size=8M".into(),
+            "--performance-schema=OFF".into(),
+            "--max-connections=60".into(),
+        ];
+        if self.binlog {
+            args.extend([
+                format!("--log-bin={}", data.join("binlog").display()),
+                "--binlog-format=MIXED".into(),
+                "--log-slave-updates=ON".into(),
+                "--gtid-strict-mode=ON".into(),
+            ]);
+        }
+        let child = Command::new(require("mariadbd"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mariadbd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.answers() {
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not start within 30 s; error log:\n{}",
+                    self.name,
+                    self.error_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn answers(&self) -> bool {
+        Command::new(require("mariadb"))
+            .args([
+                &format!("--socket={}", self.socket().display()),
+                "-uroot",
+                "-e",
+                "SELECT 1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// Runs statements as the OS root user over the socket (setup only).
+    pub fn admin(&self, statements: &[&str]) {
+        let output = Command::new(require("mariadb"))
+            .args([
+                &format!("--socket={}", self.socket().display()),
+                "-uroot",
+                "-e",
+                &statements.join(";\n"),
+            ])
+            .output()
+            .expect("run mariadb");
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            self.name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// SIGKILL: the server dies as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+
+    pub fn advertise(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("mysql://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{}/", self.port)
+    }
+
+    pub fn app_url(&self) -> String {
+        format!("mysql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Runs `statements` over a fresh connection to `url`, bounded by 5 s; the rows of the last one
+/// come back as text. `Err` carries the server's message (e.g. read-only refusals).
+pub fn sql(url: &str, statements: &[&str]) -> Result<Vec<Vec<Option<String>>>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let work = async {
+            let opts = mysql_async::Opts::from_url(url).map_err(|err| err.to_string())?;
+            let opts = mysql_async::OptsBuilder::from_opts(opts).prefer_socket(false);
+            let mut conn = mysql_async::Conn::new(opts).await.map_err(|err| err.to_string())?;
+            let mut rows = Vec::new();
+            for statement in statements {
+                let result: Vec<mysql_async::Row> = conn.query(*statement).await.map_err(|err| err.to_string())?;
+                rows = result
+                    .into_iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|index| row.get::<Option<String>, _>(index).flatten())
+                            .collect()
+                    })
+                    .collect();
+            }
+            let _ = conn.disconnect().await;
+            Ok(rows)
+        };
+        tokio::time::timeout(Duration::from_secs(5), work)
+            .await
+            .unwrap_or_else(|_| Err(format!("{url}: no answer within 5 s")))
+    })
+}
+
+pub fn scalar(url: &str, statement: &str) -> Option<String> {
+    sql(url, &[statement]).ok()?.into_iter().next()?.into_iter().next()?
+}
