@@ -45,7 +45,8 @@ impl MariaDb {
     /// As `install`; `binlog: false` makes a server "not configured for replication".
     pub fn install_with(parent: &Path, name: &str, server_id: u32, binlog: bool) -> MariaDb {
         let dir = parent.join(format!("mariadb-{name}"));
-        std::fs::create_dir_all(&dir).unwrap();
+        // Each server gets its own tmpdir: parallel installs sharing /tmp collide on temp tables.
+        std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let output = Command::new(require("mariadb-install-db"))
             .args([
                 "--no-defaults",
@@ -53,6 +54,7 @@ impl MariaDb {
                 "--user=root",
                 "--auth-root-authentication-method=socket",
                 "--skip-test-db",
+                &format!("--tmpdir={}", dir.join("tmp").display()),
             ])
             .output()
             .expect("run mariadb-install-db");
@@ -96,6 +98,7 @@ impl MariaDb {
             format!("--socket={}", self.socket().display()),
             format!("--port={}", self.port),
             "--bind-address=127.0.0.1".into(),
+            format!("--tmpdir={}", self.dir.join("tmp").display()),
             format!("--pid-file={}", self.dir.join("mysqld.pid").display()),
             format!("--log-error={}", self.dir.join("error.log").display()),
             format!("--server-id={}", self.server_id),
