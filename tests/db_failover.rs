@@ -488,3 +488,45 @@ fn broken_databases_are_reported_and_never_promoted() {
         "no password in status"
     );
 }
+
+#[test]
+fn a_diverged_old_primary_stays_read_only_and_waits_for_a_resync() {
+    let mut cluster = formed(2, true);
+    write_and_replicate(&cluster, "db1", 1..=5, &["db2"]);
+    // db2 stops fetching: the next writes on db1 exist only there.
+    sql(&cluster.db("db2").admin_url(), &["STOP SLAVE IO_THREAD"]).unwrap();
+    for id in 6..=8 {
+        insert(cluster.db("db1"), id).unwrap();
+    }
+    cluster.db_mut("db1").kill();
+    cluster.wait("db2 writable", Duration::from_secs(20), |c| {
+        insert(c.db("db2"), 100).is_ok()
+    });
+
+    cluster.db_mut("db1").start();
+    cluster.wait("db1 marked needs_resync", Duration::from_secs(15), |c| {
+        db_of(&c.agent("srv").status(), "db1").is_some_and(|db| db.role == DbRole::NeedsResync)
+    });
+    let db1 = cluster.db("db1");
+    assert_eq!(scalar(&db1.admin_url(), "SELECT @@read_only").as_deref(), Some("1"));
+    assert_eq!(
+        row_count(db1),
+        8,
+        "the divergent rows are kept for the merge, not dropped"
+    );
+    assert!(
+        has_event(cluster.agent("db1"), EventKind::DbNeedsResync, "transactions db2 lacks"),
+        "{}",
+        cluster.logs()
+    );
+    // It keeps waiting: several DOWN windows later it is still read-only and not replicating.
+    std::thread::sleep(Duration::from_secs_f64(3.0 * THRESHOLD));
+    let state = db_of(&cluster.agent("db1").status(), "db1").unwrap();
+    assert_eq!((state.role, state.read_only), (DbRole::NeedsResync, Some(true)));
+    assert_ne!(
+        state.io_running,
+        Some(true),
+        "never replicating on top of divergent data"
+    );
+    assert_eq!(cluster.agent("srv").status().db_primary.as_deref(), Some("db2"));
+}
