@@ -3,6 +3,7 @@
 //! deadline.
 #![allow(dead_code)]
 
+pub mod db_cluster;
 pub mod mariadb;
 
 use std::net::{TcpListener, UdpSocket};

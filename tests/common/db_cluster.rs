@@ -1,0 +1,183 @@
+//! A cluster of real MariaDB servers with their agents, for the DB tests and the failover
+//! benchmark: DB hosts `db1`, `db2`, … (priority 3, 2, 1: `db1` is the first of ha_hosts) and,
+//! if asked, a `server` agent as witness.
+
+use std::time::{Duration, Instant};
+
+use gossip_ha_proto::api::{EventKind, StatusReport};
+use gossip_ha_proto::db::{DbAnnouncement, DbRole};
+
+use super::mariadb::{scalar, sql, MariaDb};
+use super::{Agent, AgentSpec};
+
+pub const THRESHOLD: f64 = 1.0;
+
+/// Agents are dropped (killed) before the servers.
+pub struct Cluster {
+    pub agents: Vec<Agent>,
+    pub specs: Vec<AgentSpec>,
+    pub dbs: Vec<MariaDb>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(db_count: usize, witness: bool) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let dbs: Vec<MariaDb> = (0..db_count)
+            .map(|index| MariaDb::install(dir.path(), &format!("db{}", index + 1), index as u32 + 1))
+            .collect();
+        let mut specs: Vec<AgentSpec> = dbs
+            .iter()
+            .enumerate()
+            .map(|(index, db)| AgentSpec::for_db(&db.name, THRESHOLD, db, (db_count - index) as u8, dir.path()))
+            .collect();
+        if witness {
+            specs.push(AgentSpec::new("srv", 1, THRESHOLD));
+        }
+        let first_port = specs[0].port;
+        for spec in specs.iter_mut().skip(1) {
+            spec.seeds = vec![first_port];
+        }
+        let agents = specs.iter().map(|spec| Agent::start(dir.path(), spec)).collect();
+        Cluster {
+            agents,
+            specs,
+            dbs,
+            dir,
+        }
+    }
+
+    pub fn agent(&self, name: &str) -> &Agent {
+        self.agents.iter().find(|agent| agent.name == name).unwrap()
+    }
+
+    pub fn agent_mut(&mut self, name: &str) -> &mut Agent {
+        self.agents.iter_mut().find(|agent| agent.name == name).unwrap()
+    }
+
+    pub fn db(&self, name: &str) -> &MariaDb {
+        self.dbs.iter().find(|db| db.name == name).unwrap()
+    }
+
+    pub fn db_mut(&mut self, name: &str) -> &mut MariaDb {
+        self.dbs.iter_mut().find(|db| db.name == name).unwrap()
+    }
+
+    pub fn restart_agent(&mut self, name: &str) {
+        let spec = self.specs.iter().find(|spec| spec.name == name).unwrap();
+        let agent = Agent::start(self.dir.path(), spec);
+        let slot = self.agents.iter_mut().find(|agent| agent.name == name).unwrap();
+        *slot = agent;
+    }
+
+    /// Everything the agents logged, for a failing assertion's message.
+    pub fn logs(&self) -> String {
+        self.agents
+            .iter()
+            .map(|agent| format!("==== {}\n{}", agent.name, tail(&agent.log_text(), 60)))
+            .collect()
+    }
+
+    pub fn wait(&self, what: &str, timeout: Duration, mut condition: impl FnMut(&Cluster) -> bool) -> Duration {
+        let started = Instant::now();
+        loop {
+            if condition(self) {
+                return started.elapsed();
+            }
+            if started.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for {what}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every running agent named in `observers` reports `primary` as DB primary.
+    pub fn all_see_primary(&self, observers: &[&str], primary: &str) -> bool {
+        observers.iter().all(|name| {
+            self.agent(name)
+                .try_status()
+                .is_some_and(|report| report.db_primary.as_deref() == Some(primary))
+        })
+    }
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+pub fn db_of(report: &StatusReport, name: &str) -> Option<DbAnnouncement> {
+    report.nodes.iter().find(|node| node.name == name)?.db.clone()
+}
+
+pub fn replicating_from(report: &StatusReport, name: &str, source: &MariaDb) -> bool {
+    db_of(report, name).is_some_and(|db| {
+        db.role == DbRole::Replica
+            && db.io_running == Some(true)
+            && db.sql_running == Some(true)
+            && db.source.as_deref() == Some(source.advertise().as_str())
+    })
+}
+
+pub fn create_schema(primary: &MariaDb) {
+    sql(
+        &primary.app_url(),
+        &[
+            "CREATE DATABASE IF NOT EXISTS pandora",
+            "CREATE TABLE IF NOT EXISTS pandora.tagente_datos (id INT PRIMARY KEY, datos DOUBLE, utimestamp BIGINT)",
+        ],
+    )
+    .unwrap_or_else(|err| panic!("creating the schema on {}: {err}", primary.name));
+}
+
+pub fn insert(db: &MariaDb, id: u32) -> Result<(), String> {
+    sql(
+        &db.app_url(),
+        &[&format!(
+            "INSERT INTO pandora.tagente_datos VALUES ({id}, {id}.5, UNIX_TIMESTAMP())"
+        )],
+    )
+    .map(|_| ())
+}
+
+pub fn row_count(db: &MariaDb) -> u64 {
+    scalar(&db.admin_url(), "SELECT COUNT(*) FROM pandora.tagente_datos")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn has_event(agent: &Agent, kind: EventKind, fragment: &str) -> bool {
+    agent
+        .events()
+        .iter()
+        .any(|event| event.kind == kind && event.reason.contains(fragment))
+}
+
+/// Fresh cluster up to "db1 primary, the others replicating from it, schema in place".
+pub fn formed(db_count: usize, witness: bool) -> Cluster {
+    let cluster = Cluster::start(db_count, witness);
+    let names: Vec<String> = cluster.agents.iter().map(|agent| agent.name.clone()).collect();
+    let observers: Vec<&str> = names.iter().map(String::as_str).collect();
+    cluster.wait("db1 elected primary everywhere", Duration::from_secs(20), |c| {
+        c.all_see_primary(&observers, "db1")
+    });
+    let db1 = cluster.db("db1");
+    cluster.wait("the others to replicate from db1", Duration::from_secs(20), |c| {
+        let report = c.agent("db1").status();
+        c.dbs.iter().skip(1).all(|db| replicating_from(&report, &db.name, db1))
+    });
+    create_schema(db1);
+    cluster
+}
+
+/// Writes rows 1..=count on `primary` and waits until every listed replica has them all.
+pub fn write_and_replicate(cluster: &Cluster, primary: &str, ids: std::ops::RangeInclusive<u32>, replicas: &[&str]) {
+    let db = cluster.db(primary);
+    for id in ids.clone() {
+        insert(db, id).unwrap_or_else(|err| panic!("write {id} on {primary}: {err}"));
+    }
+    let expected = row_count(db);
+    cluster.wait("the rows on the replicas", Duration::from_secs(10), |c| {
+        replicas.iter().all(|name| row_count(c.db(name)) == expected)
+    });
+}
