@@ -554,7 +554,7 @@ impl DbCore {
             (None, _) => "no live primary".to_string(),
         };
         let reason = format!(
-            "{situation}; this node is the most advanced live candidate with the highest priority ({}) among {}: promoting with epoch {epoch}{caveat}",
+            "{situation}; this node is the most advanced live candidate with the highest priority ({}) among {} live candidate(s): promoting with epoch {epoch}{caveat}",
             self.policy.priority,
             candidates.len()
         );
