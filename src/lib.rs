@@ -10,5 +10,6 @@ pub mod events;
 pub mod fsutil;
 pub mod gossip;
 pub mod render;
+pub mod rewrite;
 pub mod socket;
 pub mod state_file;
