@@ -395,6 +395,7 @@ fn empty_report(settings: &Settings) -> StatusReport {
         threshold_ms: settings.threshold_ms(),
         uptime_ms: 0,
         nodes: Vec::new(),
+        rewrites: Vec::new(),
     }
 }
 

@@ -87,6 +87,8 @@ pub struct StatusReport {
     pub threshold_ms: u64,
     pub uptime_ms: u64,
     pub nodes: Vec<NodeStatus>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<RewriteStatus>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +133,26 @@ pub enum EventKind {
     DbNeedsResync,
     DbUnreachable,
     DbReachable,
+    RewriteDone,
+    RewriteFailed,
+    ReloadRan,
+    ReloadFailed,
+    HookRan,
+    HookFailed,
+}
+
+/// One `[[rewrite]]` target as the agent last handled it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewriteStatus {
+    pub path: String,
+    pub kind: String,
+    pub follows: String,
+    /// The value the file names now, once written or found right.
+    pub value: Option<String>,
+    /// False while the file cannot be parsed or written (the agent retries).
+    pub ok: bool,
+    pub error: Option<String>,
+    pub changed_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +196,7 @@ mod tests {
             threshold_ms: 2000,
             uptime_ms: 1,
             nodes: vec![],
+            rewrites: vec![],
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["self"], "a");
