@@ -13,11 +13,15 @@ use tokio::sync::watch;
 
 use crate::config::{DbAgentSettings, Settings};
 use crate::core::db::{DbAction, DbCore, DbDecision, DbPolicy, LocalDb};
+use crate::core::settle::Settler;
 use crate::core::{Core, Decision, MonoMs, NodeView};
 use crate::db::mysql::MySqlBackend;
+use crate::db::worker::split_host_port;
 use crate::db::worker::{DbWorker, ReplicationCredentials};
 use crate::events::EventLog;
 use crate::gossip::{self, Gossip, GossipError, IgnoredPeer};
+use crate::hooks::{Hook, Hooks};
+use crate::rewrite::{fact_environment, Facts, Rewriter};
 use crate::socket::{self, ApiState, SocketError};
 use crate::state_file::{PersistentState, StateError, StateFile};
 
@@ -67,6 +71,10 @@ struct Driver {
     db: Option<DbRuntime>,
     /// What this agent last put in its own gossip keys, to set only what changed.
     published: HashMap<&'static str, String>,
+    rewriter: Option<Rewriter>,
+    /// `None` only while shutting down.
+    hooks: Option<Hooks>,
+    settler: Settler<Facts>,
 }
 
 fn db_policy(db: &DbAgentSettings) -> DbPolicy {
@@ -151,11 +159,24 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             status: status_rx,
             events: events.clone(),
         },
-        stop_rx,
+        stop_rx.clone(),
     ));
 
+    let rewriter = (!settings.rewrite.is_empty()).then(|| {
+        Rewriter::spawn(
+            settings.rewrite.clone(),
+            Duration::from_millis(settings.hook_timeout_ms),
+            events.clone(),
+            stop_rx.clone(),
+        )
+    });
+    let hooks = Hooks::spawn(
+        settings.hooks.configured(),
+        Duration::from_millis(settings.hook_timeout_ms),
+        events.clone(),
+        stop_rx.clone(),
+    );
     let mut driver = Driver {
-        settings,
         started,
         core,
         events,
@@ -163,6 +184,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         ignored_seen: HashSet::new(),
         db,
         published: HashMap::new(),
+        rewriter,
+        hooks: Some(hooks),
+        settler: Settler::new(settings.rewrite_settle_ms),
+        settings,
     };
     driver.record(
         EventKind::AgentStarted,
@@ -191,6 +216,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     }
     if let Some(db) = driver.db.take() {
         db.worker.join(DB_STOP_TIMEOUT).await;
+    }
+    if let Some(rewriter) = driver.rewriter.take() {
+        rewriter.join(DB_STOP_TIMEOUT).await;
+    }
+    if let Some(hooks) = driver.hooks.take() {
+        hooks.join(SOCKET_STOP_TIMEOUT).await;
     }
     gossip.shutdown().await;
     if let Err(err) = std::fs::remove_file(&driver.settings.socket) {
@@ -239,7 +270,10 @@ impl Driver {
         self.collect_db_outcomes();
         let local_db = self.local_db();
         let now = self.now();
-        for decision in self.core.step(now, observations, local_db.as_ref()) {
+        let decisions = self.core.step(now, observations, local_db.as_ref());
+        let facts = self.facts(now);
+        for decision in decisions {
+            self.fire_hook_for(&decision, &facts);
             let (kind, node, reason) = match decision {
                 Decision::NodeUp { node, reason } => (EventKind::NodeUp, Some(node), reason),
                 Decision::NodeDown { node, reason } => (EventKind::NodeDown, Some(node), reason),
@@ -262,6 +296,9 @@ impl Driver {
                 }
             };
             self.record(kind, node, reason);
+        }
+        if let (Some(rewriter), Some(settled)) = (&self.rewriter, self.settler.observe(now, facts)) {
+            rewriter.settle(settled);
         }
         self.publish_view(gossip).await;
         let report = self.report(now);
@@ -290,6 +327,16 @@ impl Driver {
         }
         let me = Some(self.settings.node_name.clone());
         for outcome in finished {
+            let hook = match (&outcome.action, &outcome.result) {
+                (DbAction::Promote { .. }, Ok(())) => Some(Hook::OnPromote),
+                (DbAction::StepDown, Ok(())) => Some(Hook::OnDemote),
+                _ => None,
+            };
+            if let (Some(hook), Some(hooks)) = (hook, &self.hooks) {
+                let mut environment = fact_environment(&self.facts(self.now()));
+                environment.push(("GOSSIP_HA_NODE".into(), self.settings.node_name.clone()));
+                hooks.fire(hook, &environment);
+            }
             match outcome.result {
                 Ok(()) => self.record(
                     EventKind::DbAction,
@@ -350,6 +397,55 @@ impl Driver {
         }
     }
 
+    /// What files and hooks are told: the DB primary (and its database's address) and the
+    /// server master (and its gossip host), as this agent sees them now.
+    fn facts(&self, now: MonoMs) -> Facts {
+        let view = self.core.view(now);
+        let db_primary = self.core.db_primary().map(str::to_string);
+        let primary_addr = db_primary
+            .as_deref()
+            .and_then(|name| view.iter().find(|node| node.name == name))
+            .and_then(|node| node.db.as_ref())
+            .and_then(|db| split_host_port(&db.advertise));
+        let server_master = self.core.server_master().map(str::to_string);
+        let master_addr = server_master
+            .as_deref()
+            .and_then(|name| view.iter().find(|node| node.name == name))
+            .and_then(|node| split_host_port(&node.addr))
+            .map(|(host, _)| host);
+        Facts {
+            cluster_id: self.settings.cluster_id.clone(),
+            node_name: self.settings.node_name.clone(),
+            db_primary,
+            db_primary_host: primary_addr.as_ref().map(|(host, _)| host.clone()),
+            db_primary_port: primary_addr.map(|(_, port)| port),
+            server_master,
+            server_master_addr: master_addr,
+        }
+    }
+
+    fn fire_hook_for(&self, decision: &Decision, facts: &Facts) {
+        let Some(hooks) = &self.hooks else { return };
+        let (hook, node, previous, reason) = match decision {
+            Decision::NodeUp { node, reason } | Decision::NodeRestarted { node, reason } => {
+                (Hook::OnNodeUp, Some(node), None, reason)
+            }
+            Decision::NodeDown { node, reason } => (Hook::OnNodeDown, Some(node), None, reason),
+            Decision::ServerMasterChanged { from, to, reason } => {
+                (Hook::OnServerMasterChange, to.as_ref(), from.as_ref(), reason)
+            }
+            Decision::DbPrimaryChanged { from, to, reason } => {
+                (Hook::OnDbPrimaryChange, to.as_ref(), from.as_ref(), reason)
+            }
+            Decision::Db(_) => return,
+        };
+        let mut environment = fact_environment(facts);
+        environment.push(("GOSSIP_HA_NODE".into(), node.cloned().unwrap_or_default()));
+        environment.push(("GOSSIP_HA_PREVIOUS".into(), previous.cloned().unwrap_or_default()));
+        environment.push(("GOSSIP_HA_REASON".into(), reason.clone()));
+        hooks.fire(hook, &environment);
+    }
+
     fn report_ignored(&mut self, peer: IgnoredPeer) {
         let key = (peer.name.clone(), peer.generation, peer.error.to_string());
         if self.ignored_seen.contains(&key) {
@@ -381,6 +477,7 @@ impl Driver {
             server_master: self.core.server_master().map(str::to_string),
             db_primary: self.core.db_primary().map(str::to_string),
             uptime_ms: now.0,
+            rewrites: self.rewriter.as_ref().map(Rewriter::status).unwrap_or_default(),
             ..empty_report(&self.settings)
         }
     }
@@ -421,6 +518,7 @@ fn node_status(view: NodeView) -> NodeStatus {
 fn describe(action: &DbAction) -> String {
     match action {
         DbAction::SetReadOnly => "set read-only".into(),
+        DbAction::StepDown => "step down (read-only)".into(),
         DbAction::Promote { epoch } => format!("promote (epoch {epoch})"),
         DbAction::ReplicateFrom { node, addr } => format!("replicate from {node} ({addr})"),
         DbAction::StopReplication => "stop replication".into(),

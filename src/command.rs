@@ -30,7 +30,11 @@ impl CommandOutcome {
         } else {
             format!("; output: {}", self.output)
         };
-        format!("`{}`: {status} after {} ms{output}", argv.join(" "), self.took.as_millis())
+        format!(
+            "`{}`: {status} after {} ms{output}",
+            argv.join(" "),
+            self.took.as_millis()
+        )
     }
 }
 
@@ -143,7 +147,12 @@ mod tests {
 
     #[tokio::test]
     async fn success_failure_output_and_environment() {
-        let outcome = run(&argv(&["sh", "-c", "echo \"hello $WHO\"; echo oops >&2"]), &[("WHO".into(), "db2".into())], Duration::from_secs(5)).await;
+        let outcome = run(
+            &argv(&["sh", "-c", "echo \"hello $WHO\"; echo oops >&2"]),
+            &[("WHO".into(), "db2".into())],
+            Duration::from_secs(5),
+        )
+        .await;
         assert_eq!(outcome.result, Ok(()));
         assert_eq!(outcome.output, "hello db2 | oops");
         let outcome = run(&argv(&["sh", "-c", "exit 3"]), &[], Duration::from_secs(5)).await;
@@ -167,7 +176,12 @@ mod tests {
 
     #[tokio::test]
     async fn floods_of_output_are_cut_not_buffered() {
-        let outcome = run(&argv(&["sh", "-c", "yes | head -c 10000000"]), &[], Duration::from_secs(10)).await;
+        let outcome = run(
+            &argv(&["sh", "-c", "yes | head -c 10000000"]),
+            &[],
+            Duration::from_secs(10),
+        )
+        .await;
         assert_eq!(outcome.result, Ok(()));
         assert!(outcome.output.len() <= OUTPUT_KEPT);
     }

@@ -64,7 +64,9 @@ pub fn replace_file(path: &Path, bytes: &[u8], on_step: &mut dyn FnMut(WriteStep
     remove_stale_temporaries(&dir, &name);
     let temporary = dir.join(format!(".{name}{TEMP_MARKER}{}", std::process::id()));
     let written = (|| {
-        let mode = existing.as_ref().map_or(0o644, |metadata| metadata.permissions().mode() & 0o7777);
+        let mode = existing
+            .as_ref()
+            .map_or(0o644, |metadata| metadata.permissions().mode() & 0o7777);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -10,6 +10,7 @@ pub mod db;
 pub mod events;
 pub mod fsutil;
 pub mod gossip;
+pub mod hooks;
 pub mod render;
 pub mod rewrite;
 pub mod socket;

@@ -80,6 +80,18 @@ impl<'a> Locator<'a> {
         }
     }
 
+    /// An error about something only a file can hold (arrays of tables): named by the file.
+    pub fn invalid_in_file(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self
+                .file_names
+                .as_ref()
+                .map_or_else(|| "configuration".into(), |(name, _)| name.clone()),
+            key: key.to_string(),
+            message,
+        }
+    }
+
     pub fn load_error(&self, err: config::ConfigError) -> ConfigError {
         match err {
             config::ConfigError::Type {

@@ -15,6 +15,9 @@ use gossip_ha_proto::gossip::{Role, MAX_MASTER_PRIORITY};
 use serde::{Deserialize, Serialize};
 
 use locate::Locator;
+
+use crate::hooks::HooksConfig;
+use crate::rewrite::{Facts, Kind, Target};
 pub use locate::Override;
 use pandora::PandoraServerConf;
 pub use secret::{Secret, MASK};
@@ -58,6 +61,12 @@ pub struct Settings {
     /// What a `db` node's agent runs with, resolved from `db` and the imported tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db_agent: Option<DbAgentSettings>,
+    /// A change must hold this long before files are rewritten (debounce).
+    pub rewrite_settle_ms: u64,
+    pub hook_timeout_ms: u64,
+    pub hooks: HooksConfig,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rewrite: Vec<Target>,
 }
 
 /// The resolved settings of a DB node's agent.
@@ -127,6 +136,11 @@ struct RawSettings {
     state_dir: Option<PathBuf>,
     #[serde(default)]
     db: DbSettings,
+    rewrite_settle: Option<f64>,
+    #[serde(default)]
+    hooks: HooksConfig,
+    #[serde(default)]
+    rewrite: Vec<Target>,
 }
 
 fn default_cluster_id() -> String {
@@ -158,6 +172,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "pandora_server_conf",
     "state_dir",
     "db",
+    "rewrite_settle",
+    "hooks",
+    "rewrite",
 ];
 const DB_KEYS: &[&str] = &[
     "ha_hosts",
@@ -351,6 +368,36 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
     } else {
         None
     };
+    let rewrite_settle_ms = seconds_to_ms(
+        "rewrite_settle",
+        raw.rewrite_settle,
+        (threshold_ms / 2).clamp(100, 5_000),
+        0.0..=600.0,
+        &invalid,
+    )?;
+    let hook_timeout_ms = seconds_to_ms("hooks.timeout", raw.hooks.timeout, 30_000, 0.1..=3_600.0, &invalid)?;
+    for (hook, argv) in [
+        ("on_promote", &raw.hooks.on_promote),
+        ("on_demote", &raw.hooks.on_demote),
+        ("on_db_primary_change", &raw.hooks.on_db_primary_change),
+        ("on_server_master_change", &raw.hooks.on_server_master_change),
+        ("on_node_down", &raw.hooks.on_node_down),
+        ("on_node_up", &raw.hooks.on_node_up),
+    ] {
+        if argv
+            .as_ref()
+            .is_some_and(|argv| argv.first().is_none_or(|program| program.is_empty()))
+        {
+            return Err(invalid(
+                &format!("hooks.{hook}"),
+                "expected a command as an argv list, e.g. [\"/usr/local/bin/notify\", \"promote\"]".into(),
+            ));
+        }
+    }
+    for (index, target) in raw.rewrite.iter().enumerate() {
+        check_target(index, target)
+            .map_err(|message| locator.invalid_in_file(&format!("rewrite[{index}]"), message))?;
+    }
     Ok(Settings {
         node_name,
         cluster_id: raw.cluster_id,
@@ -365,7 +412,45 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
         state_dir: raw.state_dir.unwrap_or_else(default_state_dir),
         db: raw.db,
         db_agent,
+        rewrite_settle_ms,
+        hook_timeout_ms,
+        hooks: raw.hooks,
+        rewrite: raw.rewrite,
     })
+}
+
+/// What can be known about a rewrite target before any failover: what its kind needs, and
+/// that its template renders.
+fn check_target(index: usize, target: &Target) -> Result<(), String> {
+    let path = target.path.display();
+    if target.path.as_os_str().is_empty() {
+        return Err(format!("rewrite #{index}: `path` is empty"));
+    }
+    if matches!(target.kind, Kind::Token | Kind::Php) && target.token.as_deref().is_some_and(str::is_empty) {
+        return Err(format!("rewrite #{index} ({path}): `token` is empty"));
+    }
+    if target.reload.first().is_some_and(|program| program.is_empty()) {
+        return Err(format!("rewrite #{index} ({path}): `reload` must start with a program"));
+    }
+    if target.kind == Kind::Template {
+        let template = target.template.as_ref().ok_or_else(|| {
+            format!("rewrite #{index} ({path}): kind `template` needs `template`, the template's path")
+        })?;
+        let text = std::fs::read_to_string(template).map_err(|err| {
+            format!(
+                "rewrite #{index} ({path}): cannot read template {}: {err}",
+                template.display()
+            )
+        })?;
+        let sample = Facts {
+            db_primary_host: Some("x".into()),
+            server_master: Some("x".into()),
+            ..Facts::default()
+        };
+        crate::rewrite::edit::template(&text, &sample.variables())
+            .map_err(|err| format!("rewrite #{index} ({path}): template {}: {err}", template.display()))?;
+    }
+    Ok(())
 }
 
 fn seconds_to_ms(

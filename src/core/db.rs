@@ -70,6 +70,8 @@ pub struct LocalDb {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbAction {
     SetReadOnly,
+    /// A primary that sees a better one goes read-only (then rejoins as a replica).
+    StepDown,
     /// Stop and reset replication, then make the database writable.
     Promote {
         epoch: u64,
@@ -355,7 +357,7 @@ impl DbCore {
                     );
                     self.role = LocalRole::Starting;
                     self.demoted_at = Some(now);
-                    self.act(DbAction::SetReadOnly, reason, &mut out);
+                    self.act(DbAction::StepDown, reason, &mut out);
                 }
                 _ => {}
             }

@@ -6,6 +6,7 @@ pub mod db;
 pub mod election;
 pub mod gtid;
 pub mod liveness;
+pub mod settle;
 mod state;
 
 pub use state::{Core, Decision, NodeView, Observation};

@@ -152,7 +152,7 @@ async fn execute<B: DbBackend>(
     credentials: &ReplicationCredentials,
 ) -> Result<(), DbError> {
     match action {
-        DbAction::SetReadOnly => backend.set_read_only().await,
+        DbAction::SetReadOnly | DbAction::StepDown => backend.set_read_only().await,
         DbAction::Promote { .. } => backend.promote().await,
         DbAction::StopReplication => backend.stop_replication().await,
         DbAction::ReplicateFrom { addr, .. } => {

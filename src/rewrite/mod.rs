@@ -76,7 +76,10 @@ impl Facts {
             ("node_name", self.node_name.clone()),
             ("db_primary", text(&self.db_primary)),
             ("db_primary_host", text(&self.db_primary_host)),
-            ("db_primary_port", self.db_primary_port.map(|port| port.to_string()).unwrap_or_default()),
+            (
+                "db_primary_port",
+                self.db_primary_port.map(|port| port.to_string()).unwrap_or_default(),
+            ),
             ("server_master", text(&self.server_master)),
             ("server_master_addr", text(&self.server_master_addr)),
         ])
@@ -99,8 +102,12 @@ pub enum RewriteError {
 pub enum Applied {
     /// The followed master is not known yet: nothing written.
     Waiting,
-    Unchanged { value: String },
-    Written { value: String },
+    Unchanged {
+        value: String,
+    },
+    Written {
+        value: String,
+    },
 }
 
 impl Target {
@@ -135,8 +142,9 @@ impl Target {
             Kind::Php => edit::php(current.ok_or_else(|| self.file_error("does not exist"))?, token, value),
             Kind::Template => {
                 let template_path = self.template.as_deref().unwrap_or(Path::new(""));
-                let template = std::fs::read_to_string(template_path)
-                    .map_err(|err| self.file_error(format!("cannot read template {}: {err}", template_path.display())))?;
+                let template = std::fs::read_to_string(template_path).map_err(|err| {
+                    self.file_error(format!("cannot read template {}: {err}", template_path.display()))
+                })?;
                 edit::template(&template, &facts.variables())
             }
         };
@@ -245,7 +253,9 @@ async fn run(
             changed = facts.changed() => if changed.is_err() { return },
             _ = retry.tick(), if failing => {}
         }
-        let Some(current) = facts.borrow_and_update().clone() else { continue };
+        let Some(current) = facts.borrow_and_update().clone() else {
+            continue;
+        };
         let mut reloads: Vec<Vec<String>> = Vec::new();
         for (index, target) in targets.iter().enumerate() {
             let applied = {
@@ -286,7 +296,11 @@ async fn run(
                     let message = err.to_string();
                     // Reported once per distinct failure, not at every retry.
                     if entry.error.as_deref() != Some(message.as_str()) {
-                        record(&events, EventKind::RewriteFailed, format!("{message}; retrying every {} s", RETRY_EVERY.as_secs()));
+                        record(
+                            &events,
+                            EventKind::RewriteFailed,
+                            format!("{message}; retrying every {} s", RETRY_EVERY.as_secs()),
+                        );
                     }
                     entry.ok = false;
                     entry.error = Some(message);
@@ -296,7 +310,11 @@ async fn run(
         let environment = fact_environment(&current);
         for reload in reloads {
             let outcome = crate::command::run(&reload, &environment, command_timeout).await;
-            let kind = if outcome.result.is_ok() { EventKind::ReloadRan } else { EventKind::ReloadFailed };
+            let kind = if outcome.result.is_ok() {
+                EventKind::ReloadRan
+            } else {
+                EventKind::ReloadFailed
+            };
             record(&events, kind, format!("reload {}", outcome.describe(&reload)));
         }
     }
@@ -344,9 +362,17 @@ mod tests {
         let php = dir.path().join("config.php");
         std::fs::write(&php, "<?php\n$config[\"dbhost\"]=\"127.0.0.1\"; // DB Host\n").unwrap();
         let template = dir.path().join("haproxy.tmpl");
-        std::fs::write(&template, "server {{db_primary}} {{db_primary_host}}:{{db_primary_port}}\n").unwrap();
+        std::fs::write(
+            &template,
+            "server {{db_primary}} {{db_primary_host}}:{{db_primary_port}}\n",
+        )
+        .unwrap();
         let targets = [
-            target(Kind::HaHostsFile, dir.path().join("pandora_ha_hosts.conf"), Follows::DbPrimary),
+            target(
+                Kind::HaHostsFile,
+                dir.path().join("pandora_ha_hosts.conf"),
+                Follows::DbPrimary,
+            ),
             target(Kind::Token, conf.clone(), Follows::DbPrimary),
             target(Kind::Php, php.clone(), Follows::DbPrimary),
             Target {
@@ -359,17 +385,32 @@ mod tests {
             },
         ];
         for target in &targets {
-            assert!(matches!(target.apply(&facts(), &mut |_| {}), Ok(Applied::Written { .. })), "{target:?}");
+            assert!(
+                matches!(target.apply(&facts(), &mut |_| {}), Ok(Applied::Written { .. })),
+                "{target:?}"
+            );
         }
-        assert_eq!(std::fs::read_to_string(dir.path().join("pandora_ha_hosts.conf")).unwrap(), "198.18.0.12");
-        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "dbhost 198.18.0.12\ndbport 3306\nmaster_host pandora1\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("pandora_ha_hosts.conf")).unwrap(),
+            "198.18.0.12"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&conf).unwrap(),
+            "dbhost 198.18.0.12\ndbport 3306\nmaster_host pandora1\n"
+        );
         assert_eq!(
             std::fs::read_to_string(&php).unwrap(),
             "<?php\n$config[\"dbhost\"]=\"198.18.0.12\"; // DB Host\n"
         );
-        assert_eq!(std::fs::read_to_string(dir.path().join("haproxy.cfg")).unwrap(), "server db2 198.18.0.12:3306\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("haproxy.cfg")).unwrap(),
+            "server db2 198.18.0.12:3306\n"
+        );
         for target in &targets {
-            assert!(matches!(target.apply(&facts(), &mut |_| {}), Ok(Applied::Unchanged { .. })));
+            assert!(matches!(
+                target.apply(&facts(), &mut |_| {}),
+                Ok(Applied::Unchanged { .. })
+            ));
         }
     }
 
@@ -394,14 +435,21 @@ mod tests {
 
         let php = dir.path().join("config.php");
         std::fs::write(&php, "<?php\n// $config[\"dbhost\"]=\"x\";\n").unwrap();
-        let err = target(Kind::Php, php, Follows::DbPrimary).apply(&facts(), &mut |_| {}).unwrap_err().to_string();
+        let err = target(Kind::Php, php, Follows::DbPrimary)
+            .apply(&facts(), &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("config.php") && err.contains("no uncommented"), "{err}");
 
         // A read-only directory: the temporary file cannot be made; the old file stays.
         let locked = dir.path().join("locked");
         std::fs::create_dir(&locked).unwrap();
         std::fs::write(locked.join("pandora_ha_hosts.conf"), "old").unwrap();
-        let locked_target = target(Kind::HaHostsFile, locked.join("pandora_ha_hosts.conf"), Follows::DbPrimary);
+        let locked_target = target(
+            Kind::HaHostsFile,
+            locked.join("pandora_ha_hosts.conf"),
+            Follows::DbPrimary,
+        );
         // root ignores directory modes, so as root the directory is made a read-only bind mount.
         let as_root = nix::unistd::geteuid().is_root();
         if as_root {
@@ -411,7 +459,10 @@ mod tests {
                 .arg(&locked)
                 .status()
                 .is_ok_and(|status| status.success());
-            assert!(mounted, "this test needs `mount --bind -o ro` as root (util-linux, CAP_SYS_ADMIN)");
+            assert!(
+                mounted,
+                "this test needs `mount --bind -o ro` as root (util-linux, CAP_SYS_ADMIN)"
+            );
         } else {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
@@ -422,6 +473,9 @@ mod tests {
         }
         let err = result.unwrap_err().to_string();
         assert!(err.contains("cannot write"), "{err}");
-        assert_eq!(std::fs::read_to_string(locked.join("pandora_ha_hosts.conf")).unwrap(), "old");
+        assert_eq!(
+            std::fs::read_to_string(locked.join("pandora_ha_hosts.conf")).unwrap(),
+            "old"
+        );
     }
 }

@@ -450,7 +450,7 @@ fn an_outranked_primary_steps_down_read_only_first_then_rejoins() {
 
     let newer = primary_peer("db2", 2, 5);
     let decided = run(&mut old, 2_300, 2_300, std::slice::from_ref(&newer), &[], &writable);
-    assert_eq!(actions(&decided), [DbAction::SetReadOnly]);
+    assert_eq!(actions(&decided), [DbAction::StepDown]);
     let decided = run(&mut old, 2_400, 2_400, std::slice::from_ref(&newer), &[], &read_only);
     assert_eq!(
         actions(&decided),

@@ -6,19 +6,63 @@ use super::*;
 fn token_golden_cases() {
     let cases: &[(&str, &str, &str)] = &[
         // (name, input, expected) with `dbhost` set to 10.0.0.2
-        ("plain", "dbhost 10.0.0.1\ndbport 3306\n", "dbhost 10.0.0.2\ndbport 3306\n"),
-        ("crlf kept", "dbname pandora\r\ndbhost 10.0.0.1\r\n", "dbname pandora\r\ndbhost 10.0.0.2\r\n"),
-        ("no trailing newline", "dbport 3306\ndbhost 10.0.0.1", "dbport 3306\ndbhost 10.0.0.2"),
-        ("duplicates: the last wins, as Pandora reads it", "dbhost a\ndbhost b\n", "dbhost a\ndbhost 10.0.0.2\n"),
-        ("commented lines untouched", "#dbhost old\ndbhost a\n# dbhost x\n", "#dbhost old\ndbhost 10.0.0.2\n# dbhost x\n"),
-        ("case-insensitive, spelling and separator kept", "DBHOST\t\ta\n", "DBHOST\t\t10.0.0.2\n"),
-        ("prefix is not the token", "dbhostname a\n", "dbhostname a\ndbhost 10.0.0.2\n"),
+        (
+            "plain",
+            "dbhost 10.0.0.1\ndbport 3306\n",
+            "dbhost 10.0.0.2\ndbport 3306\n",
+        ),
+        (
+            "crlf kept",
+            "dbname pandora\r\ndbhost 10.0.0.1\r\n",
+            "dbname pandora\r\ndbhost 10.0.0.2\r\n",
+        ),
+        (
+            "no trailing newline",
+            "dbport 3306\ndbhost 10.0.0.1",
+            "dbport 3306\ndbhost 10.0.0.2",
+        ),
+        (
+            "duplicates: the last wins, as Pandora reads it",
+            "dbhost a\ndbhost b\n",
+            "dbhost a\ndbhost 10.0.0.2\n",
+        ),
+        (
+            "commented lines untouched",
+            "#dbhost old\ndbhost a\n# dbhost x\n",
+            "#dbhost old\ndbhost 10.0.0.2\n# dbhost x\n",
+        ),
+        (
+            "case-insensitive, spelling and separator kept",
+            "DBHOST\t\ta\n",
+            "DBHOST\t\t10.0.0.2\n",
+        ),
+        (
+            "prefix is not the token",
+            "dbhostname a\n",
+            "dbhostname a\ndbhost 10.0.0.2\n",
+        ),
         ("absent: appended", "dbport 3306\n", "dbport 3306\ndbhost 10.0.0.2\n"),
-        ("absent, no newline at end", "dbport 3306", "dbport 3306\ndbhost 10.0.0.2\n"),
-        ("absent, crlf file", "dbport 3306\r\n", "dbport 3306\r\ndbhost 10.0.0.2\r\n"),
+        (
+            "absent, no newline at end",
+            "dbport 3306",
+            "dbport 3306\ndbhost 10.0.0.2\n",
+        ),
+        (
+            "absent, crlf file",
+            "dbport 3306\r\n",
+            "dbport 3306\r\ndbhost 10.0.0.2\r\n",
+        ),
         ("empty file", "", "dbhost 10.0.0.2\n"),
-        ("indented lines do not match", "  dbhost a\n", "  dbhost a\ndbhost 10.0.0.2\n"),
-        ("only commented: appended", "#dbhost a\n", "#dbhost a\ndbhost 10.0.0.2\n"),
+        (
+            "indented lines do not match",
+            "  dbhost a\n",
+            "  dbhost a\ndbhost 10.0.0.2\n",
+        ),
+        (
+            "only commented: appended",
+            "#dbhost a\n",
+            "#dbhost a\ndbhost 10.0.0.2\n",
+        ),
     ];
     for (name, input, expected) in cases {
         assert_eq!(token(input, "dbhost", "10.0.0.2").unwrap(), *expected, "{name}");
@@ -94,14 +138,24 @@ fn ha_hosts_file_is_the_address_alone() {
 
 #[test]
 fn templates_render_known_names_and_refuse_unknown_ones() {
-    let variables: BTreeMap<&str, String> = [("db_primary_host", "10.0.0.2".to_string()), ("db_primary_port", "3306".into())]
-        .into_iter()
-        .collect();
+    let variables: BTreeMap<&str, String> = [
+        ("db_primary_host", "10.0.0.2".to_string()),
+        ("db_primary_port", "3306".into()),
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(
-        template("server db {{db_primary_host}}:{{ db_primary_port }} check\n", &variables).unwrap(),
+        template(
+            "server db {{db_primary_host}}:{{ db_primary_port }} check\n",
+            &variables
+        )
+        .unwrap(),
         "server db 10.0.0.2:3306 check\n"
     );
     let err = template("{{nope}}", &variables).unwrap_err().to_string();
     assert!(err.contains("`{{nope}}`") && err.contains("db_primary_host"), "{err}");
-    assert_eq!(template("x {{db_primary_host", &variables).unwrap_err(), EditError::Unclosed(2));
+    assert_eq!(
+        template("x {{db_primary_host", &variables).unwrap_err(),
+        EditError::Unclosed(2)
+    );
 }
