@@ -72,7 +72,33 @@ pub fn status(report: &StatusReport) -> String {
         })
         .collect();
     out += &table(&["NODE", "ADDRESS", "ROLES", "MASTER", "STATE", "LAST CONTACT"], &rows);
-    out + &database_table(report)
+    out + &database_table(report) + &rewrite_table(report)
+}
+
+fn rewrite_table(report: &StatusReport) -> String {
+    if report.rewrites.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = report
+        .rewrites
+        .iter()
+        .map(|target| {
+            vec![
+                target.path.clone(),
+                target.kind.clone(),
+                target.follows.clone(),
+                target.value.clone().unwrap_or_else(|| "-".into()),
+                match (&target.error, target.ok) {
+                    (Some(error), false) => format!("FAILING: {error}"),
+                    _ => "ok".into(),
+                },
+            ]
+        })
+        .collect();
+    format!(
+        "\nRewritten files:\n\n{}",
+        table(&["PATH", "KIND", "FOLLOWS", "NAMES", "STATE"], &rows)
+    )
 }
 
 /// The columns of Pandora's "Manage Database HA" view, plus what failover decides on.

@@ -188,3 +188,43 @@ fn flags_reach_nested_db_keys() {
     let db = settings.db_agent.expect("a db node");
     assert_eq!(db.advertise, "127.0.0.1:1");
 }
+
+#[test]
+fn rewrite_targets_and_hooks_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = write(&dir, "haproxy.tmpl", "server db {{db_primary_hots}}:3306\n");
+    let file = write(
+        &dir,
+        "agent.toml",
+        &format!(
+            "node_name = \"n1\"\n[[rewrite]]\nkind = \"ha_hosts_file\"\npath = \"/tmp/x\"\nfollows = \"db_primary\"\n\
+             [[rewrite]]\nkind = \"template\"\npath = \"/tmp/haproxy.cfg\"\nfollows = \"db_primary\"\ntemplate = \"{}\"\n",
+            template.display()
+        ),
+    );
+    let text = error_text(Settings::load_with_env(Some(&file), &[], env(&[])));
+    assert!(
+        text.contains("rewrite #1") && text.contains("db_primary_hots"),
+        "{text}"
+    );
+
+    std::fs::write(&template, "server db {{db_primary_host}}:{{db_primary_port}}\n").unwrap();
+    let settings = Settings::load_with_env(Some(&file), &[], env(&[])).unwrap();
+    assert_eq!(settings.rewrite.len(), 2);
+    assert_eq!(settings.rewrite_settle_ms, 1_000, "half the default threshold");
+
+    let file = write(
+        &dir,
+        "bad-kind.toml",
+        "node_name = \"n1\"\n[[rewrite]]\nkind = \"yaml\"\npath = \"/x\"\nfollows = \"db_primary\"\n",
+    );
+    let text = error_text(Settings::load_with_env(Some(&file), &[], env(&[])));
+    assert!(text.contains("yaml"), "{text}");
+
+    let file = write(&dir, "hooks.toml", "node_name = \"n1\"\n[hooks]\non_promote = []\n");
+    let text = error_text(Settings::load_with_env(Some(&file), &[], env(&[])));
+    assert!(
+        text.contains("hooks.on_promote") && text.contains("argv list"),
+        "{text}"
+    );
+}
