@@ -29,6 +29,8 @@ fn require(binary: &str) -> PathBuf {
 
 pub struct MariaDb {
     pub name: String,
+    /// Loopback address it listens on; distinct per server where a test needs to tell them apart.
+    pub ip: String,
     pub port: u16,
     pub dir: PathBuf,
     pub server_id: u32,
@@ -44,6 +46,11 @@ impl MariaDb {
 
     /// As `install`; `binlog: false` makes a server "not configured for replication".
     pub fn install_with(parent: &Path, name: &str, server_id: u32, binlog: bool) -> MariaDb {
+        Self::install_on(parent, name, server_id, binlog, "127.0.0.1")
+    }
+
+    /// As `install_with`, listening on `ip` (a 127.0.0.0/8 address).
+    pub fn install_on(parent: &Path, name: &str, server_id: u32, binlog: bool, ip: &str) -> MariaDb {
         let dir = parent.join(format!("mariadb-{name}"));
         // Each server gets its own tmpdir: parallel installs sharing /tmp collide on temp tables.
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
@@ -65,6 +72,7 @@ impl MariaDb {
         );
         let mut server = MariaDb {
             name: name.to_string(),
+            ip: ip.to_string(),
             port: super::free_tcp_port(),
             dir,
             server_id,
@@ -97,7 +105,7 @@ impl MariaDb {
             format!("--datadir={}", data.display()),
             format!("--socket={}", self.socket().display()),
             format!("--port={}", self.port),
-            "--bind-address=127.0.0.1".into(),
+            format!("--bind-address={}", self.ip),
             format!("--tmpdir={}", self.dir.join("tmp").display()),
             format!("--pid-file={}", self.dir.join("mysqld.pid").display()),
             format!("--log-error={}", self.dir.join("error.log").display()),
@@ -189,15 +197,17 @@ impl MariaDb {
     }
 
     pub fn advertise(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
+    // Clients on loopback connect from 127.0.0.1 whatever 127/8 address they reach, which is
+    // where the test users are allowed from.
     pub fn admin_url(&self) -> String {
-        format!("mysql://{ADMIN_USER}:{ADMIN_PASSWORD}@127.0.0.1:{}/", self.port)
+        format!("mysql://{ADMIN_USER}:{ADMIN_PASSWORD}@{}:{}/", self.ip, self.port)
     }
 
     pub fn app_url(&self) -> String {
-        format!("mysql://{APP_USER}:{APP_PASSWORD}@127.0.0.1:{}/", self.port)
+        format!("mysql://{APP_USER}:{APP_PASSWORD}@{}:{}/", self.ip, self.port)
     }
 }
 
