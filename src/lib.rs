@@ -15,3 +15,4 @@ pub mod render;
 pub mod rewrite;
 pub mod socket;
 pub mod state_file;
+pub mod tls;

@@ -1,0 +1,4 @@
+//! Mutual TLS between agents (DESIGN §4): certificates from the cluster's CA, a chitchat
+//! transport over TLS streams, and the tooling that makes the CA and host certificates.
+
+pub mod frame;
