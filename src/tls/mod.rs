@@ -1,4 +1,5 @@
 //! Mutual TLS between agents (DESIGN §4): certificates from the cluster's CA, a chitchat
 //! transport over TLS streams, and the tooling that makes the CA and host certificates.
 
+pub mod certs;
 pub mod frame;
