@@ -99,8 +99,18 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         threshold_ms: settings.threshold_ms(),
         started_unix_ms: generation,
     };
+    let events = Arc::new(Mutex::new(EventLog::default()));
+    let refusals: crate::tls::transport::RefusalSink = {
+        let events = events.clone();
+        Arc::new(move |peer, reason| {
+            if let Ok(mut log) = events.lock() {
+                log.push(unix_ms(), EventKind::PeerRefused, Some(peer.to_string()), reason);
+            }
+        })
+    };
+    // Checked before anything binds: a bad certificate or key is a start-up error.
+    let transport = gossip::transport_for(&settings, refusals)?;
     let listener = socket::bind(&settings.socket)?;
-    let transport = gossip::transport_for(&settings);
     let gossip = match Gossip::start(&settings, generation, &announcement, transport.as_ref()).await {
         Ok(gossip) => gossip,
         Err(err) => {

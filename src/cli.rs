@@ -21,6 +21,9 @@ pub enum CliCommand {
     CheckConfig(ConfigArgs),
     /// Show the cluster as this host's agent sees it.
     Status(ClientArgs),
+    /// Make the cluster CA and host certificates for mutual TLS.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Show the agent's recent decisions and their reasons.
     Events {
         #[command(flatten)]
@@ -28,6 +31,42 @@ pub enum CliCommand {
         /// Show at most this many of the newest events.
         #[arg(long)]
         limit: Option<usize>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create the cluster CA: DIR/ca.pem and DIR/ca-key.pem (0600; keep it off the hosts).
+    InitCa {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Named in the CA's subject.
+        #[arg(long, default_value = "gossip-ha")]
+        cluster: String,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a host certificate: OUT/cert.pem, OUT/key.pem (0600) and OUT/ca.pem.
+    Issue {
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The host's node_name: peers check it against the name the agent gossips as.
+        #[arg(long)]
+        name: String,
+        /// Addresses peers dial this host at (its gossip advertise address).
+        #[arg(long = "ip")]
+        ips: Vec<std::net::IpAddr>,
+        /// More DNS names.
+        #[arg(long)]
+        dns: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 825)]
+        days: i64,
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -102,6 +141,15 @@ pub struct ConfigArgs {
     /// Replication password (prefer GOSSIP_HA_DB__REPLICATION_PASSWORD).
     #[arg(long)]
     pub repl_password: Option<String>,
+    /// Cluster CA certificate (PEM).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// This host's certificate (PEM), issued for its node_name.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// This host's key (PEM, mode 0600).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -143,6 +191,9 @@ impl ConfigArgs {
         );
         add("db.replication_user", "repl-user", text(&self.repl_user));
         add("db.replication_password", "repl-password", text(&self.repl_password));
+        add("tls.ca", "tls-ca", path(&self.tls_ca));
+        add("tls.cert", "tls-cert", path(&self.tls_cert));
+        add("tls.key", "tls-key", path(&self.tls_key));
         overrides
     }
 }

@@ -12,6 +12,8 @@ use gossip_ha_proto::gossip::{Announcement, AnnouncementError, KEY_DB, KEY_DB_PR
 
 use crate::config::Settings;
 use crate::core::Observation;
+use crate::tls::identity::TlsIdentity;
+use crate::tls::transport::{RefusalSink, TlsTransport};
 
 /// How long a lock on chitchat's state may be waited for before a tick is skipped.
 const STATE_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -26,6 +28,8 @@ pub enum GossipError {
     Start { listen: String, message: String },
     #[error("gossip state stayed locked for {0:?}")]
     Locked(Duration),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Chitchat's heartbeat advances once per gossip round; a tenth of the threshold gives the
@@ -34,10 +38,20 @@ pub fn gossip_interval(threshold_ms: u64) -> Duration {
     Duration::from_millis((threshold_ms / 10).clamp(50, 1_000))
 }
 
-/// The seam where the mutual-TLS transport goes. Plain UDP is only reached on loopback: the
-/// configuration refuses any other gossip address.
-pub fn transport_for(_settings: &Settings) -> Box<dyn Transport> {
-    Box::new(UdpTransport)
+/// Mutual TLS when `[tls]` is set; plain UDP otherwise, which the configuration allows only
+/// on loopback. `refusals` hears of every peer the TLS transport turns away.
+pub fn transport_for(settings: &Settings, refusals: RefusalSink) -> Result<Box<dyn Transport>, GossipError> {
+    let Some(files) = &settings.tls else {
+        return Ok(Box::new(UdpTransport));
+    };
+    let identity = TlsIdentity::load(files, &settings.node_name).map_err(|err| GossipError::Tls(err.to_string()))?;
+    Ok(Box::new(TlsTransport::new(
+        identity,
+        &settings.cluster_id,
+        &settings.node_name,
+        settings.advertise,
+        refusals,
+    )))
 }
 
 /// A peer whose gossip keys this agent cannot use (another protocol version, invalid values).

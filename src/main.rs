@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use gossip_ha::cli::{Cli, CliCommand, ClientArgs};
+use gossip_ha::cli::{CertsCommand, Cli, CliCommand, ClientArgs};
 use gossip_ha::client;
 use gossip_ha::config::{default_socket_path, Settings};
 use gossip_ha::render;
@@ -62,8 +62,39 @@ async fn dispatch(command: CliCommand) -> ExitCode {
             },
             Err(err) => fail(EXIT_CONFIG, err),
         },
+        CliCommand::Certs(command) => certs(command),
         CliCommand::Status(args) => query(&args, Command::Status).await,
         CliCommand::Events { client, limit } => query(&client, Command::Events { limit }).await,
+    }
+}
+
+fn certs(command: CertsCommand) -> ExitCode {
+    use gossip_ha::tls::certs::{init_ca, issue, HostRequest};
+    let written = match command {
+        CertsCommand::InitCa { dir, cluster, force } => init_ca(&dir, &cluster, force),
+        CertsCommand::Issue {
+            ca_dir,
+            name,
+            ips,
+            dns,
+            out,
+            days,
+            force,
+        } => {
+            if days < 1 {
+                return fail(EXIT_CONFIG, "--days: expected at least 1");
+            }
+            issue(&ca_dir, &HostRequest::valid_for_days(&name, ips, dns, days), &out, force)
+        }
+    };
+    match written {
+        Ok(paths) => {
+            for path in paths {
+                println!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(EXIT_RUNTIME, err),
     }
 }
 

@@ -126,6 +126,7 @@ pub enum EventKind {
     NodeRestarted,
     ServerMasterChanged,
     PeerIgnored,
+    PeerRefused,
     DbPrimaryChanged,
     DbAction,
     DbActionFailed,

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod db;
 pub mod gossip;
+pub mod wire;
 
 /// Version of both the gossip key layout and the socket protocol. Bumped on any incompatible
 /// change; peers and clients with another version are refused with a message naming both.

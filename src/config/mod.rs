@@ -18,6 +18,7 @@ use locate::Locator;
 
 use crate::hooks::HooksConfig;
 use crate::rewrite::{Facts, Kind, Target};
+use crate::tls::identity::TlsFiles;
 pub use locate::Override;
 use pandora::PandoraServerConf;
 pub use secret::{Secret, MASK};
@@ -67,6 +68,9 @@ pub struct Settings {
     pub hooks: HooksConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rewrite: Vec<Target>,
+    /// Mutual TLS for gossip; `None` only when every gossip address is on loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
 }
 
 /// The resolved settings of a DB node's agent.
@@ -141,6 +145,16 @@ struct RawSettings {
     hooks: HooksConfig,
     #[serde(default)]
     rewrite: Vec<Target>,
+    #[serde(default)]
+    tls: RawTls,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
 }
 
 fn default_cluster_id() -> String {
@@ -175,6 +189,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "rewrite_settle",
     "hooks",
     "rewrite",
+    "tls",
 ];
 const DB_KEYS: &[&str] = &[
     "ha_hosts",
@@ -351,14 +366,31 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
         seeds.push(parse_seed(seed).map_err(|message| invalid("seeds", message))?);
     }
 
-    // TLS is not in this build: plain text gossip is confined to loopback (DESIGN §4).
-    let mut gossip_ips = vec![("listen", listen.ip()), ("advertise", advertise.ip())];
-    gossip_ips.extend(seeds.iter().map(|seed| ("seeds", seed.ip())));
-    if let Some((key, ip)) = gossip_ips.into_iter().find(|(_, ip)| !ip.is_loopback()) {
-        return Err(invalid(
-            key,
-            format!("{ip} is not a loopback address; plain-text gossip is refused off loopback and this build has no TLS transport yet"),
-        ));
+    let tls = match (raw.tls.ca, raw.tls.cert, raw.tls.key) {
+        (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+        (None, None, None) => None,
+        (ca, cert, key) => {
+            let missing: Vec<&str> = [("ca", ca.is_none()), ("cert", cert.is_none()), ("key", key.is_none())]
+                .into_iter()
+                .filter_map(|(name, missing)| missing.then_some(name))
+                .collect();
+            return Err(invalid("tls", format!("needs ca, cert and key; missing: {}", missing.join(", "))));
+        }
+    };
+    // Plain-text gossip is allowed only on loopback (DESIGN §4): anywhere else anyone could
+    // inject state for any node.
+    if tls.is_none() {
+        let mut gossip_ips = vec![("listen", listen.ip()), ("advertise", advertise.ip())];
+        gossip_ips.extend(seeds.iter().map(|seed| ("seeds", seed.ip())));
+        if let Some((key, ip)) = gossip_ips.into_iter().find(|(_, ip)| !ip.is_loopback()) {
+            return Err(invalid(
+                key,
+                format!(
+                    "{ip} is not a loopback address: gossip there needs mutual TLS, and [tls] ca, cert and key \
+                     (flags --tls-ca, --tls-cert, --tls-key) are not set; make them with `gossip-ha certs`"
+                ),
+            ));
+        }
     }
 
     let socket = raw.socket.unwrap_or_else(default_socket_path);
@@ -416,6 +448,7 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
         hook_timeout_ms,
         hooks: raw.hooks,
         rewrite: raw.rewrite,
+        tls,
     })
 }
 

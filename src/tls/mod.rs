@@ -3,3 +3,5 @@
 
 pub mod certs;
 pub mod frame;
+pub mod identity;
+pub mod transport;

@@ -1,0 +1,325 @@
+//! A chitchat `Transport` over TCP with mutual TLS. Inbound: each connection must complete a
+//! TLS handshake with a certificate of the cluster CA, then send a `Hello` whose node name the
+//! certificate is valid for; anything else is refused (logged once per peer and reason).
+//! Outbound: one connection per peer address, bound to this agent's advertise address, fed by a
+//! bounded queue, so a slow or dead peer costs dropped gossip to it, never a stall for others.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chitchat::transport::{Socket, Transport};
+use chitchat::{ChitchatMessage, Deserializable, Serializable};
+use gossip_ha_proto::wire::Hello;
+use gossip_ha_proto::PROTOCOL_VERSION;
+use rustls::pki_types::ServerName;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::frame::{read_frame, write_frame};
+use super::identity::{certificate_names, TlsIdentity};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// An inbound connection silent this long is closed (peers gossip several times a second).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A peer link with nothing to send this long ends; the next message starts a new one.
+const LINK_IDLE: Duration = Duration::from_secs(600);
+const MAX_INBOUND_CONNECTIONS: usize = 256;
+/// Messages received but not yet taken by chitchat; beyond, new ones are dropped (gossip
+/// tolerates loss, memory must not grow).
+const INBOUND_QUEUE: usize = 1024;
+/// Messages waiting for one peer's connection; beyond, new ones to that peer are dropped.
+const PEER_QUEUE: usize = 64;
+const MAX_PEER_LINKS: usize = 4096;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Distinct (peer, reason) refusals remembered so each is reported once.
+const MAX_REMEMBERED_REFUSALS: usize = 1024;
+
+/// Told about each refused peer once per reason: `(peer address, reason)`.
+pub type RefusalSink = Arc<dyn Fn(IpAddr, String) + Send + Sync>;
+
+pub struct TlsTransport {
+    identity: Arc<TlsIdentity>,
+    hello: Hello,
+    refusals: RefusalSink,
+}
+
+impl TlsTransport {
+    pub fn new(identity: TlsIdentity, cluster_id: &str, node_name: &str, advertise: SocketAddr, refusals: RefusalSink) -> Self {
+        TlsTransport {
+            identity: Arc::new(identity),
+            hello: Hello {
+                version: PROTOCOL_VERSION,
+                cluster_id: cluster_id.to_string(),
+                node_name: node_name.to_string(),
+                advertise,
+            },
+            refusals,
+        }
+    }
+}
+
+/// Reports each (peer, reason) once; later repeats only reach the debug log.
+struct Refusals {
+    seen: Mutex<HashSet<(IpAddr, String)>>,
+    sink: RefusalSink,
+}
+
+impl Refusals {
+    fn refuse(&self, peer: IpAddr, reason: String) {
+        let first = self.seen.lock().map_or(true, |mut seen| {
+            if seen.len() >= MAX_REMEMBERED_REFUSALS {
+                seen.clear();
+            }
+            seen.insert((peer, reason.clone()))
+        });
+        if first {
+            tracing::warn!(%peer, "refused: {reason}");
+            (self.sink)(peer, reason);
+        } else {
+            tracing::debug!(%peer, "refused again: {reason}");
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for TlsTransport {
+    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        let listener = TcpListener::bind(listen_addr).await?;
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let refusals = Arc::new(Refusals {
+            seen: Mutex::new(HashSet::new()),
+            sink: self.refusals.clone(),
+        });
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(self.identity.server.clone()),
+            self.hello.cluster_id.clone(),
+            inbound_tx,
+            refusals,
+        ));
+        Ok(Box::new(TlsSocket {
+            connector: TlsConnector::from(self.identity.client.clone()),
+            hello: Arc::new(self.hello.encode()),
+            local_ip: self.hello.advertise.ip(),
+            inbound: inbound_rx,
+            links: HashMap::new(),
+            accept_task,
+        }))
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    cluster_id: String,
+    inbound: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
+    refusals: Arc<Refusals>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!("gossip accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refusals.refuse(peer.ip(), format!("more than {MAX_INBOUND_CONNECTIONS} gossip connections at once"));
+            continue;
+        };
+        let (acceptor, cluster_id, inbound, refusals) = (acceptor.clone(), cluster_id.clone(), inbound.clone(), refusals.clone());
+        tokio::spawn(async move {
+            if let Err(reason) = serve_inbound(stream, &acceptor, &cluster_id, &inbound).await {
+                refusals.refuse(peer.ip(), reason);
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Returns the reason when the peer is refused; a connection that simply ends is `Ok`.
+async fn serve_inbound(
+    stream: TcpStream,
+    acceptor: &TlsAcceptor,
+    cluster_id: &str,
+    inbound: &mpsc::Sender<(SocketAddr, ChitchatMessage)>,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+        .await
+        .map_err(|_| "no TLS handshake within 5 s".to_string())?
+        .map_err(|err| format!("TLS handshake failed: {err}"))?;
+    let certificate = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .cloned()
+        .ok_or("no client certificate")?;
+    let hello_frame = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut tls))
+        .await
+        .map_err(|_| "no hello within 5 s".to_string())?
+        .map_err(|err| format!("no hello: {err}"))?;
+    let hello = Hello::decode(&hello_frame)?;
+    if hello.version != PROTOCOL_VERSION {
+        return Err(format!("protocol version {}, this agent speaks {PROTOCOL_VERSION}", hello.version));
+    }
+    if hello.cluster_id != cluster_id {
+        return Err(format!("cluster `{}`, this agent is in `{cluster_id}`", hello.cluster_id));
+    }
+    if !certificate_names(&certificate, &hello.node_name) {
+        return Err(format!("gossips as `{}` but its certificate is for another name", hello.node_name));
+    }
+    loop {
+        let frame = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut tls)).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(super::frame::FrameError::TooLarge(length))) => {
+                return Err(format!("{} sent a {length}-byte frame", hello.node_name))
+            }
+            Ok(Err(_)) | Err(_) => return Ok(()),
+        };
+        let message = ChitchatMessage::deserialize(&mut &frame[..])
+            .map_err(|err| format!("{} sent an unreadable gossip message: {err}", hello.node_name))?;
+        // Full queue: this message is dropped; gossip repairs itself on the next round.
+        let _ = inbound.try_send((hello.advertise, message));
+    }
+}
+
+struct TlsSocket {
+    connector: TlsConnector,
+    hello: Arc<Vec<u8>>,
+    local_ip: IpAddr,
+    inbound: mpsc::Receiver<(SocketAddr, ChitchatMessage)>,
+    links: HashMap<SocketAddr, (mpsc::Sender<Vec<u8>>, JoinHandle<()>)>,
+    accept_task: JoinHandle<()>,
+}
+
+impl Drop for TlsSocket {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        for (_, task) in self.links.values() {
+            task.abort();
+        }
+    }
+}
+
+#[async_trait]
+impl Socket for TlsSocket {
+    async fn send(&mut self, to: SocketAddr, message: ChitchatMessage) -> anyhow::Result<()> {
+        let mut bytes = Vec::with_capacity(message.serialized_len());
+        message.serialize(&mut bytes);
+        let alive = self.links.get(&to).is_some_and(|(queue, _)| !queue.is_closed());
+        if !alive {
+            if self.links.len() >= MAX_PEER_LINKS {
+                self.links.retain(|_, (queue, _)| !queue.is_closed());
+            }
+            let (queue, frames) = mpsc::channel(PEER_QUEUE);
+            let task = tokio::spawn(peer_link(
+                to,
+                self.local_ip,
+                self.connector.clone(),
+                self.hello.clone(),
+                frames,
+            ));
+            if let Some((_, old)) = self.links.insert(to, (queue, task)) {
+                old.abort();
+            }
+        }
+        if let Some((queue, _)) = self.links.get(&to) {
+            // Full: this peer is slow or unreachable; drop rather than stall everyone else.
+            let _ = queue.try_send(bytes);
+        }
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
+        self.inbound
+            .recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("the gossip listener stopped"))
+    }
+}
+
+async fn connect(
+    to: SocketAddr,
+    local_ip: IpAddr,
+    connector: &TlsConnector,
+    hello: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let socket = if to.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|err| err.to_string())?;
+    // Leave from our own advertised address: hosts on distinct addresses stay distinct to the
+    // network, and a cut between two of them is a real cut.
+    socket
+        .bind(SocketAddr::new(local_ip, 0))
+        .map_err(|err| format!("cannot bind to {local_ip}: {err}"))?;
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(to))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|err| format!("connect: {err}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(ServerName::IpAddress(to.ip().into()), stream))
+        .await
+        .map_err(|_| "TLS handshake timed out".to_string())?
+        .map_err(|err| format!("TLS handshake: {err}"))?;
+    tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut tls, hello))
+        .await
+        .map_err(|_| "hello timed out".to_string())?
+        .map_err(|err| format!("hello: {err}"))?;
+    Ok(tls)
+}
+
+async fn peer_link(
+    to: SocketAddr,
+    local_ip: IpAddr,
+    connector: TlsConnector,
+    hello: Arc<Vec<u8>>,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut connection = None;
+    let mut backoff = BACKOFF_MIN;
+    let mut retry_at = tokio::time::Instant::now();
+    let mut last_failure = String::new();
+    loop {
+        let frame = match tokio::time::timeout(LINK_IDLE, frames.recv()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) | Err(_) => return,
+        };
+        if connection.is_none() {
+            if tokio::time::Instant::now() < retry_at {
+                continue; // backing off: this message to `to` is dropped
+            }
+            match connect(to, local_ip, &connector, &hello).await {
+                Ok(tls) => {
+                    connection = Some(tls);
+                    backoff = BACKOFF_MIN;
+                    last_failure.clear();
+                }
+                Err(reason) => {
+                    if reason != last_failure {
+                        tracing::debug!(peer = %to, "cannot reach: {reason}");
+                        last_failure = reason;
+                    }
+                    retry_at = tokio::time::Instant::now() + backoff;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            }
+        }
+        if let Some(tls) = connection.as_mut() {
+            let written = tokio::time::timeout(WRITE_TIMEOUT, write_frame(tls, &frame)).await;
+            if !matches!(written, Ok(Ok(()))) {
+                connection = None;
+            }
+        }
+    }
+}
