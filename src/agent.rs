@@ -47,6 +47,13 @@ pub enum AgentError {
     Db(String),
 }
 
+impl AgentError {
+    /// A bad certificate or key is a configuration error (exit 2), like a bad value.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, AgentError::Gossip(GossipError::Tls(_)))
+    }
+}
+
 /// The DB side of a `db` node's driver.
 struct DbRuntime {
     worker: DbWorker,
@@ -125,7 +132,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         generation,
         announcement,
     );
-    let events = Arc::new(Mutex::new(EventLog::default()));
     let (status_tx, status_rx) = watch::channel(Arc::new(empty_report(&settings)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let db = match &settings.db_agent {

@@ -49,6 +49,7 @@ async fn dispatch(command: CliCommand) -> ExitCode {
             };
             match gossip_ha::agent::run(settings, shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(err) if err.is_configuration() => fail(EXIT_CONFIG, err),
                 Err(err) => fail(EXIT_RUNTIME, err),
             }
         }
@@ -84,7 +85,12 @@ fn certs(command: CertsCommand) -> ExitCode {
             if days < 1 {
                 return fail(EXIT_CONFIG, "--days: expected at least 1");
             }
-            issue(&ca_dir, &HostRequest::valid_for_days(&name, ips, dns, days), &out, force)
+            issue(
+                &ca_dir,
+                &HostRequest::valid_for_days(&name, ips, dns, days),
+                &out,
+                force,
+            )
         }
     };
     match written {

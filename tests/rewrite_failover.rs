@@ -11,7 +11,6 @@ use common::db_cluster::{Cluster, THRESHOLD};
 use common::mariadb::MariaDb;
 use common::*;
 
-
 /// One host's Pandora files, its reload log and hook log, and the agent config pointing at them.
 fn host_files(dir: &Path, name: &str) -> PathBuf {
     let host = dir.join(format!("host-{name}"));

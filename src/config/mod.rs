@@ -374,7 +374,10 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
                 .into_iter()
                 .filter_map(|(name, missing)| missing.then_some(name))
                 .collect();
-            return Err(invalid("tls", format!("needs ca, cert and key; missing: {}", missing.join(", "))));
+            return Err(invalid(
+                "tls",
+                format!("needs ca, cert and key; missing: {}", missing.join(", ")),
+            ));
         }
     };
     // Plain-text gossip is allowed only on loopback (DESIGN §4): anywhere else anyone could

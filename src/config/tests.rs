@@ -148,7 +148,10 @@ fn gossip_off_loopback_is_refused_without_tls() {
     let text = error_text(Settings::load_with_env(None, &flags, env(&[])));
     assert!(text.contains("198.18.0.1 is not a loopback address"), "{text}");
     assert!(text.contains("--tls-ca") && text.contains("gossip-ha certs"), "{text}");
-    let flags = [flag("listen", "listen", "198.18.0.1:7946"), flag("tls.ca", "tls-ca", "/x/ca.pem")];
+    let flags = [
+        flag("listen", "listen", "198.18.0.1:7946"),
+        flag("tls.ca", "tls-ca", "/x/ca.pem"),
+    ];
     let text = error_text(Settings::load_with_env(None, &flags, env(&[])));
     assert!(text.contains("missing: cert, key"), "{text}");
     let flags = [flag("listen", "listen", "0.0.0.0:7946")];

@@ -58,7 +58,8 @@ fn write_file(path: &Path, contents: &str, mode: u32, force: bool) -> Result<(),
         .open(path)
         .map_err(write_error)?;
     // The mode of an existing file, or one masked by the umask, is set explicitly.
-    file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(write_error)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(write_error)?;
     file.write_all(contents.as_bytes()).map_err(write_error)?;
     file.sync_all().map_err(write_error)
 }
@@ -123,12 +124,16 @@ pub fn issue_pem(ca_dir: &Path, request: &HostRequest) -> Result<(String, String
     let ca_key = KeyPair::from_pem(&read(&ca_dir.join(CA_KEY))?).map_err(generate_error("reading the CA key"))?;
     let ca_params =
         CertificateParams::from_ca_cert_pem(&read(&ca_dir.join(CA_CERT))?).map_err(generate_error("reading the CA"))?;
-    let ca = ca_params.self_signed(&ca_key).map_err(generate_error("loading the CA"))?;
+    let ca = ca_params
+        .self_signed(&ca_key)
+        .map_err(generate_error("loading the CA"))?;
 
     let mut names = vec![request.name.clone()];
     names.extend(request.dns.iter().cloned());
     let mut params = CertificateParams::new(names).map_err(generate_error("host names"))?;
-    params.subject_alt_names.extend(request.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    params
+        .subject_alt_names
+        .extend(request.ips.iter().map(|ip| SanType::IpAddress(*ip)));
     params.distinguished_name = DistinguishedName::new();
     params.distinguished_name.push(DnType::CommonName, request.name.clone());
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
@@ -175,7 +180,9 @@ mod tests {
         let request = HostRequest::valid_for_days("db1", vec!["127.0.0.1".parse().unwrap()], vec![], 30);
         issue(&ca, &request, &out, false).unwrap();
         assert_eq!(mode(&out.join(HOST_KEY)), 0o600);
-        assert!(std::fs::read_to_string(out.join(HOST_CERT)).unwrap().contains("BEGIN CERTIFICATE"));
+        assert!(std::fs::read_to_string(out.join(HOST_CERT))
+            .unwrap()
+            .contains("BEGIN CERTIFICATE"));
         let err = issue(&ca, &request, &out, false).unwrap_err().to_string();
         assert!(err.contains("cert.pem exists") && err.contains("--force"), "{err}");
     }

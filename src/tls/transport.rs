@@ -52,7 +52,13 @@ pub struct TlsTransport {
 }
 
 impl TlsTransport {
-    pub fn new(identity: TlsIdentity, cluster_id: &str, node_name: &str, advertise: SocketAddr, refusals: RefusalSink) -> Self {
+    pub fn new(
+        identity: TlsIdentity,
+        cluster_id: &str,
+        node_name: &str,
+        advertise: SocketAddr,
+        refusals: RefusalSink,
+    ) -> Self {
         TlsTransport {
             identity: Arc::new(identity),
             hello: Hello {
@@ -134,10 +140,14 @@ async fn accept_loop(
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refusals.refuse(peer.ip(), format!("more than {MAX_INBOUND_CONNECTIONS} gossip connections at once"));
+            refusals.refuse(
+                peer.ip(),
+                format!("more than {MAX_INBOUND_CONNECTIONS} gossip connections at once"),
+            );
             continue;
         };
-        let (acceptor, cluster_id, inbound, refusals) = (acceptor.clone(), cluster_id.clone(), inbound.clone(), refusals.clone());
+        let (acceptor, cluster_id, inbound, refusals) =
+            (acceptor.clone(), cluster_id.clone(), inbound.clone(), refusals.clone());
         tokio::spawn(async move {
             if let Err(reason) = serve_inbound(stream, &acceptor, &cluster_id, &inbound).await {
                 refusals.refuse(peer.ip(), reason);
@@ -158,7 +168,19 @@ async fn serve_inbound(
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
         .await
         .map_err(|_| "no TLS handshake within 5 s".to_string())?
-        .map_err(|err| format!("TLS handshake failed: {err}"))?;
+        .map_err(|err| {
+            let hint = match err.to_string() {
+                // The peer hung up on our certificate: it trusts another CA.
+                text if text.contains("DecryptError")
+                    || text.contains("UnknownCA")
+                    || text.contains("BadCertificate") =>
+                {
+                    " (its certificate, or ours to it, is not from this cluster's CA)"
+                }
+                _ => "",
+            };
+            format!("TLS handshake failed: {err}{hint}")
+        })?;
     let certificate = tls
         .get_ref()
         .1
@@ -172,13 +194,22 @@ async fn serve_inbound(
         .map_err(|err| format!("no hello: {err}"))?;
     let hello = Hello::decode(&hello_frame)?;
     if hello.version != PROTOCOL_VERSION {
-        return Err(format!("protocol version {}, this agent speaks {PROTOCOL_VERSION}", hello.version));
+        return Err(format!(
+            "protocol version {}, this agent speaks {PROTOCOL_VERSION}",
+            hello.version
+        ));
     }
     if hello.cluster_id != cluster_id {
-        return Err(format!("cluster `{}`, this agent is in `{cluster_id}`", hello.cluster_id));
+        return Err(format!(
+            "cluster `{}`, this agent is in `{cluster_id}`",
+            hello.cluster_id
+        ));
     }
     if !certificate_names(&certificate, &hello.node_name) {
-        return Err(format!("gossips as `{}` but its certificate is for another name", hello.node_name));
+        return Err(format!(
+            "gossips as `{}` but its certificate is for another name",
+            hello.node_name
+        ));
     }
     loop {
         let frame = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut tls)).await {
@@ -256,7 +287,12 @@ async fn connect(
     connector: &TlsConnector,
     hello: &[u8],
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let socket = if to.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|err| err.to_string())?;
+    let socket = if to.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|err| err.to_string())?;
     // Leave from our own advertised address: hosts on distinct addresses stay distinct to the
     // network, and a cut between two of them is a real cut.
     socket
@@ -267,10 +303,13 @@ async fn connect(
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|err| format!("connect: {err}"))?;
     let _ = stream.set_nodelay(true);
-    let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(ServerName::IpAddress(to.ip().into()), stream))
-        .await
-        .map_err(|_| "TLS handshake timed out".to_string())?
-        .map_err(|err| format!("TLS handshake: {err}"))?;
+    let mut tls = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        connector.connect(ServerName::IpAddress(to.ip().into()), stream),
+    )
+    .await
+    .map_err(|_| "TLS handshake timed out".to_string())?
+    .map_err(|err| format!("TLS handshake: {err}"))?;
     tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut tls, hello))
         .await
         .map_err(|_| "hello timed out".to_string())?
