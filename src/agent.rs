@@ -22,10 +22,12 @@ use crate::events::EventLog;
 use crate::gossip::{self, Gossip, GossipError, IgnoredPeer};
 use crate::hooks::{Hook, Hooks};
 use crate::rewrite::{fact_environment, Facts, Rewriter};
-use crate::socket::{self, ApiState, SocketError};
+use crate::socket::{self, AdminPolicy, AdminRequest, ApiState, SocketError};
 use crate::state_file::{PersistentState, StateError, StateFile};
 
 const SOCKET_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// State-changing socket commands waiting for the driver; more are refused as busy.
+const ADMIN_QUEUE: usize = 8;
 const DB_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bounds every statement; `STOP SLAVE` may wait for the SQL thread's current event.
@@ -117,7 +119,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     };
     // Checked before anything binds: a bad certificate or key is a start-up error.
     let transport = gossip::transport_for(&settings, refusals)?;
-    let listener = socket::bind(&settings.socket)?;
+    let socket_group = settings.socket_group.as_deref().and_then(crate::config::group_id);
+    let listener = socket::bind(&settings.socket, socket_group)?;
     let gossip = match Gossip::start(&settings, generation, &announcement, transport.as_ref()).await {
         Ok(gossip) => gossip,
         Err(err) => {
@@ -134,6 +137,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     );
     let (status_tx, status_rx) = watch::channel(Arc::new(empty_report(&settings)));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (admin_tx, admin_rx) = tokio::sync::mpsc::channel::<AdminRequest>(ADMIN_QUEUE);
     let db = match &settings.db_agent {
         None => None,
         Some(db_settings) => {
@@ -174,6 +178,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         ApiState {
             status: status_rx,
             events: events.clone(),
+            admin: admin_tx,
+            policy: AdminPolicy {
+                admin_group: settings.admin_group.as_deref().and_then(crate::config::group_id),
+            },
         },
         stop_rx.clone(),
     ));
@@ -219,7 +227,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         ),
     );
 
-    let outcome = driver.drive(&gossip, shutdown).await;
+    let outcome = driver.drive(&gossip, admin_rx, shutdown).await;
 
     driver.record(
         EventKind::AgentStopping,
@@ -247,7 +255,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
 }
 
 impl Driver {
-    async fn drive(&mut self, gossip: &Gossip, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    async fn drive(
+        &mut self,
+        gossip: &Gossip,
+        mut admin: tokio::sync::mpsc::Receiver<AdminRequest>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AgentError> {
         let tick = gossip::gossip_interval(self.settings.threshold_ms()) / 2;
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -264,6 +277,7 @@ impl Driver {
                     return Err(AgentError::GossipStopped(reason));
                 }
                 _ = ticker.tick() => self.tick(gossip).await,
+                Some(request) = admin.recv() => self.administer(request),
             }
         }
     }
@@ -319,6 +333,33 @@ impl Driver {
         self.publish_view(gossip).await;
         let report = self.report(now);
         self.status.send_replace(Arc::new(report));
+    }
+
+    fn administer(&mut self, request: AdminRequest) {
+        let me = self.settings.node_name.clone();
+        let answer = match request.command {
+            gossip_ha_proto::api::Command::Maintenance { on } => {
+                if self.core.set_db_maintenance(on) {
+                    let what = if on {
+                        "in maintenance: its database is never promoted"
+                    } else {
+                        "out of maintenance: its database may be promoted again"
+                    };
+                    Ok(format!("{me} is {what}"))
+                } else {
+                    Err(format!("{me} has no `db` role: maintenance applies to database nodes"))
+                }
+            }
+            other => Err(format!("internal: {other:?} is not an admin command")),
+        };
+        if let Ok(done) = &answer {
+            self.record(
+                EventKind::AdminCommand,
+                Some(me),
+                format!("{done} (asked by uid {})", request.caller_uid),
+            );
+        }
+        let _ = request.reply.send(answer);
     }
 
     fn local_db(&self) -> Option<LocalDb> {

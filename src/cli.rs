@@ -24,6 +24,14 @@ pub enum CliCommand {
     /// Make the cluster CA and host certificates for mutual TLS.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Put this host's database in or out of maintenance (never promoted while on); needs root
+    /// or the admin group.
+    Maintenance {
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show the agent's recent decisions and their reasons.
     Events {
         #[command(flatten)]

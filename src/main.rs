@@ -66,6 +66,7 @@ async fn dispatch(command: CliCommand) -> ExitCode {
         CliCommand::Certs(command) => certs(command),
         CliCommand::Status(args) => query(&args, Command::Status).await,
         CliCommand::Events { client, limit } => query(&client, Command::Events { limit }).await,
+        CliCommand::Maintenance { state, client } => query(&client, Command::Maintenance { on: state == "on" }).await,
     }
 }
 
@@ -123,6 +124,10 @@ async fn query(args: &ClientArgs, command: Command) -> ExitCode {
         Ok(response) => response,
         Err(err) => return fail(EXIT_RUNTIME, err),
     };
+    if let Some(done) = &response.done {
+        println!("{done}");
+        return ExitCode::SUCCESS;
+    }
     let printed = match (&response.status, &response.events) {
         (Some(status), _) if args.json => serde_json::to_string_pretty(status).map(|json| json + "\n"),
         (_, Some(events)) if args.json => serde_json::to_string_pretty(events).map(|json| json + "\n"),

@@ -11,7 +11,7 @@ use gossip_ha_proto::api::{Command, Request, Response, StatusReport, MAX_REQUEST
 use gossip_ha_proto::PROTOCOL_VERSION;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::events::EventLog;
@@ -38,9 +38,9 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SocketError + '_ {
     }
 }
 
-/// Binds the socket. A leftover socket file nobody answers on is removed; one where an agent
-/// answers is left alone and the start refused.
-pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+/// Binds the socket, mode 0660, group `group` when given. A leftover socket file nobody answers
+/// on is removed; one where an agent answers is left alone and the start refused.
+pub fn bind(path: &Path, group: Option<nix::unistd::Gid>) -> Result<UnixListener, SocketError> {
     if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
         if !parent.exists() {
             std::fs::create_dir_all(parent).map_err(io_error(parent))?;
@@ -62,18 +62,57 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
     }
     let listener = UnixListener::bind(path).map_err(io_error(path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(io_error(path))?;
+    if let Some(group) = group {
+        nix::unistd::chown(path, None, Some(group)).map_err(|err| io_error(path)(err.into()))?;
+    }
     Ok(listener)
 }
 
-/// What the socket serves; the driver loop publishes into it.
+/// A state-changing command for the driver loop, from a caller that was allowed to send it.
+pub struct AdminRequest {
+    pub command: Command,
+    pub caller_uid: u32,
+    pub reply: oneshot::Sender<Result<String, String>>,
+}
+
+/// Who may change things through the socket: root, the agent's own user, and members of the
+/// admin group. Everyone who can open the socket (mode 0660) may read.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminPolicy {
+    pub admin_group: Option<nix::unistd::Gid>,
+}
+
+impl AdminPolicy {
+    fn allows(&self, uid: u32, gid: u32) -> bool {
+        if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+            return true;
+        }
+        let Some(admin) = self.admin_group else { return false };
+        if gid == admin.as_raw() {
+            return true;
+        }
+        // SO_PEERCRED carries only the primary group; supplementary ones come from the group.
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten();
+        let group = nix::unistd::Group::from_gid(admin).ok().flatten();
+        matches!((user, group), (Some(user), Some(group)) if group.mem.contains(&user.name))
+    }
+}
+
+const ADMIN_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the socket serves; the driver loop publishes into it and takes admin requests.
 #[derive(Clone)]
 pub struct ApiState {
     pub status: watch::Receiver<Arc<StatusReport>>,
     pub events: Arc<Mutex<EventLog>>,
+    pub admin: mpsc::Sender<AdminRequest>,
+    pub policy: AdminPolicy,
 }
 
 impl ApiState {
-    fn answer(&self, line: &[u8]) -> Response {
+    async fn answer(&self, line: &[u8], caller: Option<(u32, u32)>) -> Response {
         let request: Request = match serde_json::from_slice(line) {
             Ok(request) => request,
             Err(err) => return Response::error(format!("bad request: {err}")),
@@ -84,12 +123,38 @@ impl ApiState {
                 request.v
             ));
         }
-        match request.command {
+        if !request.command.changes_state() {
+            return self.answer_read(request.command);
+        }
+        let Some((uid, _)) = caller.filter(|(uid, gid)| self.policy.allows(*uid, *gid)) else {
+            return Response::error(
+                "permission denied: this command changes the agent; run it as root or as a member of its admin_group",
+            );
+        };
+        let (reply, answer) = oneshot::channel();
+        let sent = self.admin.try_send(AdminRequest {
+            command: request.command,
+            caller_uid: uid,
+            reply,
+        });
+        if sent.is_err() {
+            return Response::error("the agent is busy with other commands; try again");
+        }
+        match tokio::time::timeout(ADMIN_REPLY_TIMEOUT, answer).await {
+            Ok(Ok(Ok(done))) => Response::done(done),
+            Ok(Ok(Err(refused))) => Response::error(refused),
+            _ => Response::error("the agent did not answer in time"),
+        }
+    }
+
+    fn answer_read(&self, command: Command) -> Response {
+        match command {
             Command::Status => Response::status(StatusReport::clone(&self.status.borrow())),
             Command::Events { limit } => {
                 let events = self.events.lock().map(|log| log.recent(limit)).unwrap_or_default();
                 Response::events(events)
             }
+            Command::Maintenance { .. } => Response::error("internal: a state-changing command took the read path"),
         }
     }
 }
@@ -138,6 +203,7 @@ async fn write_response(stream: &mut (impl AsyncWriteExt + Unpin), response: &Re
 }
 
 async fn serve_connection(stream: UnixStream, state: ApiState) {
+    let caller = stream.peer_cred().ok().map(|cred| (cred.uid(), cred.gid()));
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut line = Vec::with_capacity(256);
@@ -159,7 +225,7 @@ async fn serve_connection(stream: UnixStream, state: ApiState) {
             if trimmed.is_empty() {
                 continue;
             }
-            (state.answer(trimmed), true)
+            (state.answer(trimmed, caller).await, true)
         };
         let written = tokio::time::timeout(WRITE_TIMEOUT, write_response(&mut writer, &response)).await;
         if !matches!(written, Ok(Ok(()))) || !keep_open {

@@ -360,3 +360,40 @@ fn a_diverged_old_primary_stays_read_only_and_waits_for_a_resync() {
     );
     assert_eq!(cluster.agent("srv").status().db_primary.as_deref(), Some("db2"));
 }
+
+#[test]
+fn a_node_in_maintenance_is_not_promoted_until_taken_out() {
+    let mut cluster = formed(2, true);
+    write_and_replicate(&cluster, "db1", 1..=3, &["db2"]);
+    let socket = cluster.agent("db2").socket.display().to_string();
+    let on = cli(&["maintenance", "on", "--socket", &socket]);
+    assert!(
+        String::from_utf8_lossy(&on.stdout).contains("db2 is in maintenance"),
+        "{on:?}"
+    );
+    cluster.wait("db2 shown in maintenance", Duration::from_secs(5), |c| {
+        db_of(&c.agent("srv").status(), "db2").is_some_and(|db| db.maintenance && !db.promotable)
+    });
+
+    cluster.db_mut("db1").kill();
+    std::thread::sleep(Duration::from_secs_f64(4.0 * THRESHOLD));
+    assert!(
+        insert(cluster.db("db2"), 10).is_err(),
+        "a node in maintenance was promoted"
+    );
+    assert!(
+        has_event(cluster.agent("db2"), EventKind::DbNote, "in maintenance"),
+        "{}",
+        cluster.logs()
+    );
+
+    cli(&["maintenance", "off", "--socket", &socket]);
+    cluster.wait("db2 promoted once out of maintenance", Duration::from_secs(10), |c| {
+        insert(c.db("db2"), 11).is_ok()
+    });
+    assert!(has_event(
+        cluster.agent("db2"),
+        EventKind::AdminCommand,
+        "out of maintenance"
+    ));
+}

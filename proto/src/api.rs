@@ -20,11 +20,23 @@ pub struct Request {
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
     Status,
+    /// Exclude this node's database from promotion (`on: true`), or include it again. Changes
+    /// the agent: only root or the `admin_group` may send it.
+    Maintenance {
+        on: bool,
+    },
     Events {
         /// At most this many of the newest events; all that are kept when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<usize>,
     },
+}
+
+impl Command {
+    /// Whether the command changes anything (and so needs admin rights on the socket).
+    pub fn changes_state(&self) -> bool {
+        matches!(self, Command::Maintenance { .. })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +49,9 @@ pub struct Response {
     pub status: Option<StatusReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<Event>>,
+    /// What a state-changing command did, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<String>,
 }
 
 impl Response {
@@ -47,6 +62,14 @@ impl Response {
             error: Some(message.into()),
             status: None,
             events: None,
+            done: None,
+        }
+    }
+
+    pub fn done(message: impl Into<String>) -> Self {
+        Response {
+            done: Some(message.into()),
+            ..Self::empty_ok()
         }
     }
 
@@ -71,6 +94,7 @@ impl Response {
             error: None,
             status: None,
             events: None,
+            done: None,
         }
     }
 }
@@ -127,6 +151,7 @@ pub enum EventKind {
     ServerMasterChanged,
     PeerIgnored,
     PeerRefused,
+    AdminCommand,
     DbPrimaryChanged,
     DbAction,
     DbActionFailed,

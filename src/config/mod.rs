@@ -68,6 +68,12 @@ pub struct Settings {
     pub hooks: HooksConfig,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rewrite: Vec<Target>,
+    /// Group that owns the socket (mode 0660): its members may read status and events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_group: Option<String>,
+    /// Group whose members, besides root, may send commands that change the agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_group: Option<String>,
     /// Mutual TLS for gossip; `None` only when every gossip address is on loopback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
@@ -147,6 +153,8 @@ struct RawSettings {
     rewrite: Vec<Target>,
     #[serde(default)]
     tls: RawTls,
+    socket_group: Option<String>,
+    admin_group: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +198,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "hooks",
     "rewrite",
     "tls",
+    "socket_group",
+    "admin_group",
 ];
 const DB_KEYS: &[&str] = &[
     "ha_hosts",
@@ -433,6 +443,13 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
         check_target(index, target)
             .map_err(|message| locator.invalid_in_file(&format!("rewrite[{index}]"), message))?;
     }
+    for (key, group) in [("socket_group", &raw.socket_group), ("admin_group", &raw.admin_group)] {
+        if let Some(group) = group {
+            if group_id(group).is_none() {
+                return Err(invalid(key, format!("no group `{group}` on this host")));
+            }
+        }
+    }
     Ok(Settings {
         node_name,
         cluster_id: raw.cluster_id,
@@ -451,8 +468,21 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
         hook_timeout_ms,
         hooks: raw.hooks,
         rewrite: raw.rewrite,
+        socket_group: raw.socket_group,
+        admin_group: raw.admin_group,
         tls,
     })
+}
+
+/// A group by name or number.
+pub fn group_id(group: &str) -> Option<nix::unistd::Gid> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Some(nix::unistd::Gid::from_raw(gid));
+    }
+    nix::unistd::Group::from_name(group)
+        .ok()
+        .flatten()
+        .map(|group| group.gid)
 }
 
 /// What can be known about a rewrite target before any failover: what its kind needs, and

@@ -203,6 +203,10 @@ impl DbCore {
         self.policy.priority
     }
 
+    pub fn set_maintenance(&mut self, on: bool) {
+        self.policy.maintenance = on;
+    }
+
     pub fn claims_primary(&self) -> bool {
         matches!(self.role, LocalRole::Primary | LocalRole::Promoting)
     }

@@ -135,6 +135,17 @@ impl Core {
         self
     }
 
+    /// Puts this node's database in or out of maintenance; `false` when it is not a DB node.
+    pub fn set_db_maintenance(&mut self, on: bool) -> bool {
+        match self.db.as_mut() {
+            Some(db) => {
+                db.set_maintenance(on);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn server_master(&self) -> Option<&str> {
         self.server_master.as_deref()
     }
