@@ -29,7 +29,7 @@ fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
         .unwrap_or_default()
         .lines()
         .find_map(|line| line.strip_prefix(key))
-        .and_then(|rest| rest.trim().split_whitespace().next()?.parse().ok())
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 
