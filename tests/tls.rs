@@ -150,6 +150,15 @@ fn agents_converge_over_tls_and_refuse_everyone_else() {
     let mut oversized = hello("n9");
     oversized.extend(u32::MAX.to_be_bytes());
     send_over_tls(client(&ca, Some(n9)), first, &[oversized]);
+    // A real chitchat message in plain text, as an old or misconfigured agent would send it,
+    // over TCP and over UDP.
+    let mut plain = Vec::new();
+    chitchat::Serializable::serialize(&chitchat::ChitchatMessage::BadCluster, &mut plain);
+    if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", first)) {
+        let _ = tcp.write_all(&frame(&plain));
+    }
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let _ = udp.send_to(&plain, ("127.0.0.1", first));
     let before_kib = rss_kib(agents[0].pid());
     for _ in 0..200 {
         if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", first)) {
