@@ -60,7 +60,9 @@ impl AgentError {
 struct DbRuntime {
     worker: DbWorker,
     state: StateFile,
-    in_flight: Option<DbAction>,
+    /// Actions handed to the worker and not yet reported done (a fence and a promotion may be
+    /// queued together).
+    in_flight: usize,
 }
 
 pub fn unix_ms() -> u64 {
@@ -121,7 +123,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let transport = gossip::transport_for(&settings, refusals)?;
     let socket_group = settings.socket_group.as_deref().and_then(crate::config::group_id);
     let listener = socket::bind(&settings.socket, socket_group)?;
-    let gossip = match Gossip::start(&settings, generation, &announcement, transport.as_ref()).await {
+    let params = gossip::GossipParams::from_settings(&settings, generation);
+    let gossip = match Gossip::start(&params, &announcement, transport.as_ref()).await {
         Ok(gossip) => gossip,
         Err(err) => {
             let _ = std::fs::remove_file(&settings.socket);
@@ -169,7 +172,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             Some(DbRuntime {
                 worker,
                 state,
-                in_flight: None,
+                in_flight: 0,
             })
         }
     };
@@ -371,7 +374,7 @@ impl Driver {
                 .unreachable_since
                 .map(|since| since.elapsed().as_millis() as u64)
                 .unwrap_or(0),
-            action_in_flight: db.in_flight.is_some(),
+            action_in_flight: db.in_flight > 0,
         })
     }
 
@@ -379,7 +382,7 @@ impl Driver {
         let Some(db) = self.db.as_mut() else { return };
         let mut finished = Vec::new();
         for outcome in db.worker.finished_actions() {
-            db.in_flight = None;
+            db.in_flight = db.in_flight.saturating_sub(1);
             finished.push(outcome);
         }
         let me = Some(self.settings.node_name.clone());
@@ -427,7 +430,7 @@ impl Driver {
         let submitted = db.worker.submit(action.clone());
         match submitted {
             Ok(()) => {
-                db.in_flight = Some(action.clone());
+                db.in_flight += 1;
                 self.record(EventKind::DbAction, me, format!("{}: {reason}", describe(&action)));
             }
             Err(err) => self.record(EventKind::DbActionFailed, me, format!("{}: {err}", describe(&action))),
@@ -454,31 +457,8 @@ impl Driver {
         }
     }
 
-    /// What files and hooks are told: the DB primary (and its database's address) and the
-    /// server master (and its gossip host), as this agent sees them now.
     fn facts(&self, now: MonoMs) -> Facts {
-        let view = self.core.view(now);
-        let db_primary = self.core.db_primary().map(str::to_string);
-        let primary_addr = db_primary
-            .as_deref()
-            .and_then(|name| view.iter().find(|node| node.name == name))
-            .and_then(|node| node.db.as_ref())
-            .and_then(|db| split_host_port(&db.advertise));
-        let server_master = self.core.server_master().map(str::to_string);
-        let master_addr = server_master
-            .as_deref()
-            .and_then(|name| view.iter().find(|node| node.name == name))
-            .and_then(|node| split_host_port(&node.addr))
-            .map(|(host, _)| host);
-        Facts {
-            cluster_id: self.settings.cluster_id.clone(),
-            node_name: self.settings.node_name.clone(),
-            db_primary,
-            db_primary_host: primary_addr.as_ref().map(|(host, _)| host.clone()),
-            db_primary_port: primary_addr.map(|(_, port)| port),
-            server_master,
-            server_master_addr: master_addr,
-        }
+        facts_from(&self.core, now, &self.settings.cluster_id, &self.settings.node_name)
     }
 
     fn fire_hook_for(&self, decision: &Decision, facts: &Facts) {
@@ -572,13 +552,55 @@ fn node_status(view: NodeView) -> NodeStatus {
     }
 }
 
-fn describe(action: &DbAction) -> String {
+/// The keys an agent gossips about its view after a step: the nodes it holds DOWN, the DB
+/// primary it believes in, and (DB nodes) its database.
+pub fn view_keys(core: &Core) -> Vec<(&'static str, String)> {
+    let (down, db_primary) = core.witness_view();
+    let mut keys = vec![
+        (KEY_DOWN, down.join(",")),
+        (KEY_DB_PRIMARY, db_primary.unwrap_or_default()),
+    ];
+    if let Some(db) = core.self_db() {
+        keys.push((KEY_DB, serde_json::to_string(db).expect("announcement serialises")));
+    }
+    keys
+}
+
+/// What files and hooks are told: the DB primary (and its database's address) and the server
+/// master (and its gossip host), as `core` sees them at `now`.
+pub fn facts_from(core: &Core, now: MonoMs, cluster_id: &str, node_name: &str) -> Facts {
+    let view = core.view(now);
+    let db_primary = core.db_primary().map(str::to_string);
+    let primary_addr = db_primary
+        .as_deref()
+        .and_then(|name| view.iter().find(|node| node.name == name))
+        .and_then(|node| node.db.as_ref())
+        .and_then(|db| split_host_port(&db.advertise));
+    let server_master = core.server_master().map(str::to_string);
+    let master_addr = server_master
+        .as_deref()
+        .and_then(|name| view.iter().find(|node| node.name == name))
+        .and_then(|node| split_host_port(&node.addr))
+        .map(|(host, _)| host);
+    Facts {
+        cluster_id: cluster_id.to_string(),
+        node_name: node_name.to_string(),
+        db_primary,
+        db_primary_host: primary_addr.as_ref().map(|(host, _)| host.clone()),
+        db_primary_port: primary_addr.map(|(_, port)| port),
+        server_master,
+        server_master_addr: master_addr,
+    }
+}
+
+pub fn describe(action: &DbAction) -> String {
     match action {
         DbAction::SetReadOnly => "set read-only".into(),
         DbAction::StepDown => "step down (read-only)".into(),
         DbAction::Promote { epoch } => format!("promote (epoch {epoch})"),
         DbAction::ReplicateFrom { node, addr } => format!("replicate from {node} ({addr})"),
         DbAction::StopReplication => "stop replication".into(),
+        DbAction::Fence { node, addr } => format!("fence {node} (set {addr} read-only)"),
     }
 }
 

@@ -66,20 +66,45 @@ pub struct Gossip {
     handle: ChitchatHandle,
 }
 
+/// What a chitchat node needs: from the settings in the agent, made up in the simulations.
+#[derive(Debug, Clone)]
+pub struct GossipParams {
+    pub node_name: String,
+    pub cluster_id: String,
+    pub listen: std::net::SocketAddr,
+    pub advertise: std::net::SocketAddr,
+    pub seeds: Vec<String>,
+    pub threshold_ms: u64,
+    pub generation: u64,
+}
+
+impl GossipParams {
+    pub fn from_settings(settings: &Settings, generation: u64) -> Self {
+        GossipParams {
+            node_name: settings.node_name.clone(),
+            cluster_id: settings.cluster_id.clone(),
+            listen: settings.listen,
+            advertise: settings.advertise,
+            seeds: settings.seeds.clone(),
+            threshold_ms: settings.threshold_ms(),
+            generation,
+        }
+    }
+}
+
 impl Gossip {
     pub async fn start(
-        settings: &Settings,
-        generation: u64,
+        params: &GossipParams,
         announcement: &Announcement,
         transport: &dyn Transport,
     ) -> Result<Gossip, GossipError> {
-        let interval = gossip_interval(settings.threshold_ms());
+        let interval = gossip_interval(params.threshold_ms);
         let config = ChitchatConfig {
-            chitchat_id: ChitchatId::new(settings.node_name.clone(), generation, settings.advertise),
-            cluster_id: settings.cluster_id.clone(),
+            chitchat_id: ChitchatId::new(params.node_name.clone(), params.generation, params.advertise),
+            cluster_id: params.cluster_id.clone(),
             gossip_interval: interval,
-            listen_addr: settings.listen,
-            seed_nodes: settings.seeds.clone(),
+            listen_addr: params.listen,
+            seed_nodes: params.seeds.clone(),
             failure_detector_config: FailureDetectorConfig {
                 initial_interval: interval,
                 dead_node_grace_period: DEAD_NODE_GRACE,
@@ -92,7 +117,7 @@ impl Gossip {
         let handle = spawn_chitchat(config, announcement.to_key_values(), transport)
             .await
             .map_err(|err| GossipError::Start {
-                listen: settings.listen.to_string(),
+                listen: params.listen.to_string(),
                 message: format!("{err:#}"),
             })?;
         Ok(Gossip { handle })

@@ -81,6 +81,12 @@ pub enum DbAction {
         node: String,
         addr: String,
     },
+    /// Set another node's database read-only (its agent is down, its mysqld may still take
+    /// writes): done before a promotion, so two writable primaries never run side by side.
+    Fence {
+        node: String,
+        addr: String,
+    },
     StopReplication,
 }
 
@@ -341,6 +347,19 @@ impl DbCore {
             _ => {}
         }
 
+        if self.role == LocalRole::Starting && !probe.read_only && self.epoch > 0 {
+            // This agent restarted while its database kept running as primary: it resumes the
+            // claim at once (so peers see no gap), and steps down below if a better one exists.
+            self.role = LocalRole::Primary;
+            self.note(
+                format!(
+                    "resuming as primary with epoch {}: the database is writable and this node promoted it",
+                    self.epoch
+                ),
+                &mut out,
+            );
+        }
+
         if let LocalRole::NeedsResync(_) = self.role {
             if !probe.read_only {
                 self.act(
@@ -564,6 +583,21 @@ impl DbCore {
             self.policy.priority,
             candidates.len()
         );
+        // The old primary's agent is gone but its mysqld may still take writes: fence it first.
+        let fence = self.last_primary_seen.as_deref().and_then(|old| {
+            let peer = view.peers.iter().find(|peer| peer.name == old && !peer.alive)?;
+            Some((old.to_string(), peer.db?.advertise.clone()))
+        });
+        if let Some((node, addr)) = fence {
+            self.act(
+                DbAction::Fence {
+                    node: node.clone(),
+                    addr: addr.clone(),
+                },
+                format!("{node}'s agent is down but its database may still be writable: set {addr} read-only before promoting"),
+                out,
+            );
+        }
         self.role = LocalRole::Promoting;
         self.epoch = epoch;
         self.demoted_at = None;

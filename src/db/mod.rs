@@ -46,4 +46,7 @@ pub trait DbBackend: Send + 'static {
     /// Read-only, then replicate from `source` with GTID auto-positioning.
     fn replicate_from(&mut self, source: &ReplicationSource) -> impl Future<Output = Result<(), DbError>> + Send;
     fn stop_replication(&mut self) -> impl Future<Output = Result<(), DbError>> + Send;
+    /// Sets the database at `host:port` (another node's) read-only, with this node's admin
+    /// credentials: the fence before a promotion when that node's agent is down.
+    fn fence(&mut self, host: &str, port: u16) -> impl Future<Output = Result<(), DbError>> + Send;
 }

@@ -202,4 +202,36 @@ impl DbBackend for MySqlBackend {
         let dialect = self.dialect().await?;
         self.execute(dialect.stop_replication()).await
     }
+
+    async fn fence(&mut self, host: &str, port: u16) -> Result<(), DbError> {
+        let dialect = self.dialect().await?;
+        let target = format!("{host}:{port}");
+        let opts = OptsBuilder::from_opts(self.opts.clone())
+            .ip_or_hostname(host)
+            .tcp_port(port)
+            .socket(None::<String>);
+        let work = async {
+            let mut conn = Conn::new(opts).await.map_err(|err| err.to_string())?;
+            for statement in dialect.set_read_only() {
+                conn.query_drop(statement.sql.as_str())
+                    .await
+                    .map_err(|err| err.to_string())?;
+            }
+            let _ = conn.disconnect().await;
+            Ok::<(), String>(())
+        };
+        match tokio::time::timeout(self.connect_timeout + self.query_timeout, work).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(DbError::Query {
+                target,
+                what: "fence (set read-only)".into(),
+                message,
+            }),
+            Err(_) => Err(DbError::Timeout {
+                target,
+                what: "fence (set read-only)".into(),
+                timeout_ms: (self.connect_timeout + self.query_timeout).as_millis() as u64,
+            }),
+        }
+    }
 }

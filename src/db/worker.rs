@@ -155,6 +155,14 @@ async fn execute<B: DbBackend>(
         DbAction::SetReadOnly | DbAction::StepDown => backend.set_read_only().await,
         DbAction::Promote { .. } => backend.promote().await,
         DbAction::StopReplication => backend.stop_replication().await,
+        DbAction::Fence { addr, .. } => {
+            let (host, port) = split_host_port(addr).ok_or_else(|| DbError::Unreadable {
+                target: addr.clone(),
+                what: "address to fence".into(),
+                message: "expected host:port".into(),
+            })?;
+            backend.fence(&host, port).await
+        }
         DbAction::ReplicateFrom { addr, .. } => {
             let (host, port) = split_host_port(addr).ok_or_else(|| DbError::Unreadable {
                 target: addr.clone(),

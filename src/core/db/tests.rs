@@ -287,8 +287,29 @@ fn promotion_after_the_primary_dies_needs_a_witness_when_there_are_others() {
         std::slice::from_ref(&primary),
         &local,
     );
-    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
-    let DbDecision::Act { reason, .. } = &decided.iter().find(|d| matches!(d, DbDecision::Act { .. })).unwrap() else {
+    assert_eq!(
+        actions(&decided),
+        [
+            DbAction::Fence {
+                node: "db1".into(),
+                addr: "127.0.0.1:3303".into()
+            },
+            DbAction::Promote { epoch: 2 }
+        ]
+    );
+    let DbDecision::Act { reason, .. } = &decided
+        .iter()
+        .find(|d| {
+            matches!(
+                d,
+                DbDecision::Act {
+                    action: DbAction::Promote { .. },
+                    ..
+                }
+            )
+        })
+        .unwrap()
+    else {
         unreachable!()
     };
     assert!(reason.contains("primary db1 is down"), "{reason}");
@@ -322,7 +343,16 @@ fn two_nodes_alone_keep_the_two_node_behaviour() {
     let primary = primary_peer("db1", 3, 1);
     run(&mut replica, 0, 500, std::slice::from_ref(&primary), &[], &local);
     let decided = run(&mut replica, 600, 3_000, &[], std::slice::from_ref(&primary), &local);
-    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+    assert_eq!(
+        actions(&decided),
+        [
+            DbAction::Fence {
+                node: "db1".into(),
+                addr: "127.0.0.1:3303".into()
+            },
+            DbAction::Promote { epoch: 2 }
+        ]
+    );
 }
 
 #[test]
@@ -357,7 +387,16 @@ fn a_stale_replica_is_not_promoted_while_an_up_to_date_one_exists() {
         &current,
     );
     let decided = run(&mut fresh, 600, 3_000, &peers, std::slice::from_ref(&primary), &current);
-    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+    assert_eq!(
+        actions(&decided),
+        [
+            DbAction::Fence {
+                node: "db1".into(),
+                addr: "127.0.0.1:3303".into()
+            },
+            DbAction::Promote { epoch: 2 }
+        ]
+    );
 }
 
 #[test]
@@ -401,7 +440,16 @@ fn the_best_candidate_waits_bounded_for_its_relay_log() {
         std::slice::from_ref(&primary),
         &applying,
     );
-    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+    assert_eq!(
+        actions(&decided),
+        [
+            DbAction::Fence {
+                node: "db1".into(),
+                addr: "127.0.0.1:3303".into()
+            },
+            DbAction::Promote { epoch: 2 }
+        ]
+    );
 }
 
 #[test]
@@ -435,9 +483,9 @@ fn a_primary_claim_survives_a_short_database_outage_but_not_a_long_one() {
 
 #[test]
 fn an_outranked_primary_steps_down_read_only_first_then_rejoins() {
-    let mut old = Core::new("db1", "127.0.0.1:7000", 1, announcement(&[Role::Db])).with_db(DbCore::new(policy(3), 1));
+    let mut old = Core::new("db1", "127.0.0.1:7000", 1, announcement(&[Role::Db])).with_db(DbCore::new(policy(3), 0));
     let writable = probe(false, "0-1-10", None);
-    // Alone, writable, epoch 1 after the grace: it keeps or takes the primary role.
+    // Writable but never promoted by this agent (epoch 0): read-only until elected.
     let decided = run(&mut old, 0, 2_100, &[witness("srv", None)], &[], &writable);
     assert_eq!(
         actions(&decided),
@@ -446,7 +494,7 @@ fn an_outranked_primary_steps_down_read_only_first_then_rejoins() {
     );
     let read_only = probe(true, "0-1-10", None);
     let decided = run(&mut old, 2_200, 2_200, &[witness("srv", None)], &[], &read_only);
-    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 1 }]);
 
     let newer = primary_peer("db2", 2, 5);
     let decided = run(&mut old, 2_300, 2_300, std::slice::from_ref(&newer), &[], &writable);
@@ -586,4 +634,30 @@ fn every_agent_elects_the_same_primary_from_the_same_claims() {
         Some("db2"),
         "highest epoch, then priority, then the smaller name"
     );
+}
+
+#[test]
+fn a_restarted_agent_resumes_its_primary_without_a_failover() {
+    // The agent restarts (new core, epoch 1 from its state file); its database kept running
+    // writable. It claims primary from its first step: peers see no gap, nothing is set read-only.
+    let mut restarted =
+        Core::new("db1", "127.0.0.1:7000", 2, announcement(&[Role::Db])).with_db(DbCore::new(policy(3), 1));
+    let writable = probe(false, "0-1-10", None);
+    let decided = run(
+        &mut restarted,
+        0,
+        3_000,
+        &[replica_peer("db2", 2, "0-1-10"), witness("srv", Some("db1"))],
+        &[],
+        &writable,
+    );
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    assert!(notes(&decided).contains("resuming as primary with epoch 1"));
+    assert_eq!(restarted.db_primary(), Some("db1"));
+    assert!(restarted.self_db().unwrap().claims_primary);
+
+    // Restarted after a failover it missed: a better claim makes it step down at once.
+    let mut late = Core::new("db1", "127.0.0.1:7000", 2, announcement(&[Role::Db])).with_db(DbCore::new(policy(3), 1));
+    let decided = run(&mut late, 0, 0, &[primary_peer("db2", 2, 2)], &[], &writable);
+    assert_eq!(actions(&decided), [DbAction::StepDown]);
 }

@@ -1,0 +1,258 @@
+//! A model of a MariaDB server with GTID replication, behind the same `DbBackend` trait as the
+//! real one: a binary log of `0-server-seq` GTIDs, read-only at boot, replication that copies
+//! what the source has after the replica's last GTID — and refuses (error 1236) when that GTID
+//! is not in the source's log, as MariaDB does for a replica with transactions the source lacks.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use gossip_ha::core::db::{DbProbe, ReplicaProbe, ER_SOURCE_FATAL_READING_BINLOG};
+use gossip_ha::db::{DbBackend, DbError, ReplicationSource};
+
+use crate::network::SimNetwork;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Gtid {
+    pub server: u32,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for Gtid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0-{}-{}", self.server, self.seq)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelServer {
+    pub server_id: u32,
+    pub advertise: String,
+    pub alive: bool,
+    pub read_only: bool,
+    pub binlog: Vec<Gtid>,
+    /// The host it replicates from, and whether its threads run.
+    pub source: Option<String>,
+    pub replicating: bool,
+    pub io_error: Option<(u32, String)>,
+}
+
+impl ModelServer {
+    fn last(&self) -> Option<Gtid> {
+        self.binlog.last().copied()
+    }
+}
+
+#[derive(Clone)]
+pub struct ModelCluster {
+    servers: Arc<Mutex<BTreeMap<String, ModelServer>>>,
+    network: SimNetwork,
+}
+
+impl ModelCluster {
+    pub fn new(network: SimNetwork) -> Self {
+        ModelCluster {
+            servers: Arc::new(Mutex::new(BTreeMap::new())),
+            network,
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, ModelServer>) -> T) -> T {
+        f(&mut self.servers.lock().expect("model servers"))
+    }
+
+    pub fn add(&self, host: &str, server_id: u32) {
+        self.with(|servers| {
+            servers.insert(
+                host.to_string(),
+                ModelServer {
+                    server_id,
+                    advertise: format!("{host}:3306"),
+                    alive: true,
+                    read_only: true,
+                    binlog: Vec::new(),
+                    source: None,
+                    replicating: false,
+                    io_error: None,
+                },
+            )
+        });
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, ModelServer> {
+        self.with(|servers| servers.clone())
+    }
+
+    pub fn kill(&self, host: &str) {
+        self.with(|servers| servers.get_mut(host).map(|server| server.alive = false));
+    }
+
+    /// mysqld starts again: data kept, read-only at boot, replication resumes if configured.
+    pub fn start(&self, host: &str) {
+        self.with(|servers| {
+            if let Some(server) = servers.get_mut(host).filter(|server| !server.alive) {
+                server.alive = true;
+                server.read_only = true;
+            }
+        });
+    }
+
+    /// A client on `client_host` writes to `host`: acknowledged only if the server is reachable,
+    /// alive and writable.
+    pub fn write(&self, client_host: &str, host: &str) -> Option<Gtid> {
+        if !self.network.connected(client_host, host) {
+            return None;
+        }
+        self.with(|servers| {
+            let server = servers
+                .get_mut(host)
+                .filter(|server| server.alive && !server.read_only)?;
+            let seq = server.binlog.iter().map(|gtid| gtid.seq).max().unwrap_or(0) + 1;
+            let gtid = Gtid {
+                server: server.server_id,
+                seq,
+            };
+            server.binlog.push(gtid);
+            Some(gtid)
+        })
+    }
+
+    /// One round of replication for every running replica whose source it can reach.
+    pub fn replicate(&self) {
+        let network = self.network.clone();
+        self.with(|servers| {
+            let logs: BTreeMap<String, (bool, Vec<Gtid>)> = servers
+                .iter()
+                .map(|(host, server)| (host.clone(), (server.alive, server.binlog.clone())))
+                .collect();
+            for (host, server) in servers.iter_mut() {
+                let Some(source) = server.source.clone().filter(|_| server.alive && server.replicating) else {
+                    continue;
+                };
+                let Some((true, source_log)) = logs.get(&source).filter(|_| network.connected(host, &source)) else {
+                    continue;
+                };
+                let start = match server.last() {
+                    None => 0,
+                    Some(last) => match source_log.iter().position(|gtid| *gtid == last) {
+                        Some(index) => index + 1,
+                        None => {
+                            server.io_error = Some((
+                                ER_SOURCE_FATAL_READING_BINLOG,
+                                format!("connecting slave requested to start from GTID {last}, which is not in the master's binlog"),
+                            ));
+                            server.replicating = false;
+                            continue;
+                        }
+                    },
+                };
+                server.binlog.extend_from_slice(&source_log[start..]);
+            }
+        });
+    }
+}
+
+/// One host's view of its own model server: what the agent's `DbBackend` talks to.
+pub struct ModelDb {
+    pub cluster: ModelCluster,
+    pub host: String,
+}
+
+impl ModelDb {
+    fn down(&self) -> DbError {
+        DbError::Connect {
+            target: format!("{}:3306", self.host),
+            message: "Connection refused (model server is down)".into(),
+        }
+    }
+
+    fn change(&self, f: impl FnOnce(&mut ModelServer)) -> Result<(), DbError> {
+        let changed = self.cluster.with(|servers| {
+            let server = servers.get_mut(&self.host).filter(|server| server.alive)?;
+            f(server);
+            Some(())
+        });
+        changed.ok_or_else(|| self.down())
+    }
+}
+
+impl DbBackend for ModelDb {
+    async fn probe(&mut self) -> Result<DbProbe, DbError> {
+        let server = self
+            .cluster
+            .with(|servers| servers.get(&self.host).cloned())
+            .filter(|server| server.alive)
+            .ok_or_else(|| self.down())?;
+        let sources = self.cluster.snapshot();
+        let replica = server.source.as_ref().map(|source| {
+            let reachable = self.cluster.network.connected(&self.host, source)
+                && sources.get(source).is_some_and(|source| source.alive);
+            let io_state = match (&server.io_error, server.replicating, reachable) {
+                (Some(_), _, _) | (None, false, _) => "No",
+                (None, true, true) => "Yes",
+                (None, true, false) => "Connecting",
+            };
+            ReplicaProbe {
+                source: sources.get(source).map(|s| s.advertise.clone()).unwrap_or_default(),
+                io_state: io_state.into(),
+                sql_running: server.replicating,
+                lag_seconds: Some(0),
+                relay_applied: true,
+                io_errno: server.io_error.as_ref().map_or(0, |(errno, _)| *errno),
+                sql_errno: 0,
+                last_error: server.io_error.as_ref().map(|(_, message)| message.clone()),
+            }
+        });
+        Ok(DbProbe {
+            read_only: server.read_only,
+            binlog_enabled: true,
+            version: "10.11-model-MariaDB".into(),
+            gtid: server.last().map(|gtid| gtid.to_string()).unwrap_or_default(),
+            replica,
+        })
+    }
+
+    async fn set_read_only(&mut self) -> Result<(), DbError> {
+        self.change(|server| server.read_only = true)
+    }
+
+    async fn promote(&mut self) -> Result<(), DbError> {
+        self.change(|server| {
+            server.source = None;
+            server.replicating = false;
+            server.io_error = None;
+            server.read_only = false;
+        })
+    }
+
+    async fn replicate_from(&mut self, source: &ReplicationSource) -> Result<(), DbError> {
+        let source_host = source.host.clone();
+        self.change(|server| {
+            server.read_only = true;
+            server.source = Some(source_host);
+            server.replicating = true;
+            server.io_error = None;
+        })
+    }
+
+    async fn stop_replication(&mut self) -> Result<(), DbError> {
+        self.change(|server| server.replicating = false)
+    }
+
+    async fn fence(&mut self, host: &str, _port: u16) -> Result<(), DbError> {
+        if !self.cluster.network.connected(&self.host, host) {
+            return Err(DbError::Connect {
+                target: format!("{host}:3306"),
+                message: "unreachable (partition)".into(),
+            });
+        }
+        let fenced = self.cluster.with(|servers| {
+            let server = servers.get_mut(host).filter(|server| server.alive)?;
+            server.read_only = true;
+            Some(())
+        });
+        fenced.ok_or_else(|| DbError::Connect {
+            target: format!("{host}:3306"),
+            message: "Connection refused (model server is down)".into(),
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! Scenarios as data: a printable list of operations, a library of named ones, and a seeded
+//! generator of random schedules.
+
+use std::fmt;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Let simulated time pass.
+    Wait(u64),
+    /// Cut the link between two hosts, both ways.
+    Cut(String, String),
+    /// The first host can no longer send to the second.
+    CutOneWay(String, String),
+    /// Cut a host from every other.
+    Isolate(String),
+    /// Restore every link, no loss, no extra delay.
+    Heal,
+    /// Lose this fraction of gossip messages.
+    Loss(f64),
+    /// Delay gossip messages by this many milliseconds at most.
+    Delay(u64),
+    /// The host's agent dies (its database, if any, keeps running).
+    Crash(String),
+    Restart(String),
+    /// The host's mysqld is killed (its agent lives on).
+    KillDb(String),
+    StartDb(String),
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Wait(ms) => write!(f, "wait {:.1} s", *ms as f64 / 1000.0),
+            Op::Cut(a, b) => write!(f, "cut {a} <-> {b}"),
+            Op::CutOneWay(a, b) => write!(f, "cut {a} -> {b}"),
+            Op::Isolate(a) => write!(f, "isolate {a}"),
+            Op::Heal => write!(f, "heal"),
+            Op::Loss(p) => write!(f, "lose {:.0}% of gossip", p * 100.0),
+            Op::Delay(ms) => write!(f, "delay gossip up to {ms} ms"),
+            Op::Crash(a) => write!(f, "crash agent {a}"),
+            Op::Restart(a) => write!(f, "restart agent {a}"),
+            Op::KillDb(a) => write!(f, "kill -9 mysqld on {a}"),
+            Op::StartDb(a) => write!(f, "start mysqld on {a}"),
+        }
+    }
+}
+
+/// The hosts of a run: DB hosts first (db1 preferred), then Pandora servers, then consoles.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub dbs: usize,
+    pub servers: usize,
+    pub consoles: usize,
+}
+
+impl Layout {
+    pub const STANDARD: Layout = Layout {
+        dbs: 2,
+        servers: 3,
+        consoles: 1,
+    };
+
+    pub fn db(&self, index: usize) -> String {
+        format!("db{}", index + 1)
+    }
+
+    pub fn hosts(&self) -> Vec<String> {
+        let dbs = (0..self.dbs).map(|i| format!("db{}", i + 1));
+        let servers = (0..self.servers).map(|i| format!("srv{}", i + 1));
+        let consoles = (0..self.consoles).map(|i| format!("console{}", i + 1));
+        dbs.chain(servers).chain(consoles).collect()
+    }
+}
+
+pub struct Scenario {
+    pub name: String,
+    pub layout: Layout,
+    pub ops: Vec<Op>,
+}
+
+fn s(text: &str) -> String {
+    text.to_string()
+}
+
+/// The named scenarios of issue #6, on the standard layout unless said otherwise.
+pub fn named() -> Vec<Scenario> {
+    let standard = |name: &str, ops: Vec<Op>| Scenario {
+        name: name.into(),
+        layout: Layout::STANDARD,
+        ops,
+    };
+    vec![
+        standard(
+            "primary_isolated",
+            vec![Op::Isolate(s("db1")), Op::Wait(10_000), Op::Heal, Op::Wait(10_000)],
+        ),
+        standard(
+            "replica_isolated",
+            vec![Op::Isolate(s("db2")), Op::Wait(10_000), Op::Heal, Op::Wait(10_000)],
+        ),
+        Scenario {
+            name: "two_node_partition".into(),
+            layout: Layout {
+                dbs: 2,
+                servers: 0,
+                consoles: 0,
+            },
+            ops: vec![
+                Op::Cut(s("db1"), s("db2")),
+                Op::Wait(10_000),
+                Op::Heal,
+                Op::Wait(10_000),
+            ],
+        },
+        standard(
+            "asymmetric_partition",
+            vec![
+                Op::CutOneWay(s("db1"), s("db2")),
+                Op::CutOneWay(s("db1"), s("srv1")),
+                Op::Wait(10_000),
+                Op::Heal,
+                Op::Wait(5_000),
+            ],
+        ),
+        standard("flapping_link", {
+            let mut ops = Vec::new();
+            for _ in 0..10 {
+                ops.extend([Op::Cut(s("db1"), s("db2")), Op::Wait(700), Op::Heal, Op::Wait(700)]);
+            }
+            ops
+        }),
+        standard(
+            "primary_db_dies",
+            vec![
+                Op::KillDb(s("db1")),
+                Op::Wait(10_000),
+                Op::StartDb(s("db1")),
+                Op::Wait(10_000),
+            ],
+        ),
+        standard(
+            "cascading_failures",
+            vec![
+                Op::KillDb(s("db1")),
+                Op::Wait(5_000),
+                Op::Crash(s("srv1")),
+                Op::Isolate(s("srv2")),
+                Op::Wait(5_000),
+                Op::StartDb(s("db1")),
+                Op::KillDb(s("db2")),
+                Op::Wait(8_000),
+                Op::Heal,
+                Op::Restart(s("srv1")),
+                Op::StartDb(s("db2")),
+                Op::Wait(10_000),
+            ],
+        ),
+        standard("whole_cluster_restart", {
+            let hosts = Layout::STANDARD.hosts();
+            let mut ops: Vec<Op> = hosts.iter().map(|host| Op::Crash(host.clone())).collect();
+            ops.extend(
+                hosts
+                    .iter()
+                    .filter(|host| host.starts_with("db"))
+                    .map(|host| Op::KillDb(host.clone())),
+            );
+            ops.push(Op::Wait(5_000));
+            ops.extend(
+                hosts
+                    .iter()
+                    .filter(|host| host.starts_with("db"))
+                    .map(|host| Op::StartDb(host.clone())),
+            );
+            ops.extend(hosts.iter().map(|host| Op::Restart(host.clone())));
+            ops.push(Op::Wait(10_000));
+            ops
+        }),
+    ]
+}
+
+/// A random schedule on the standard layout, all from `seed`.
+pub fn random(seed: u64) -> Scenario {
+    let layout = Layout::STANDARD;
+    let hosts = layout.hosts();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let pick = |rng: &mut StdRng| hosts[rng.gen_range(0..hosts.len())].clone();
+    let mut ops = vec![Op::Wait(rng.gen_range(0..5_000))];
+    for _ in 0..rng.gen_range(2..7) {
+        let op = match rng.gen_range(0..10) {
+            0 => Op::Cut(pick(&mut rng), pick(&mut rng)),
+            1 => Op::CutOneWay(pick(&mut rng), pick(&mut rng)),
+            2 => Op::Isolate(pick(&mut rng)),
+            3 => Op::Heal,
+            4 => Op::Loss(rng.gen_range(0.0..0.3)),
+            5 => Op::Delay(rng.gen_range(0..300)),
+            6 => Op::Crash(pick(&mut rng)),
+            7 => Op::Restart(pick(&mut rng)),
+            8 => Op::KillDb(layout.db(rng.gen_range(0..layout.dbs))),
+            _ => Op::StartDb(layout.db(rng.gen_range(0..layout.dbs))),
+        };
+        ops.push(op);
+        ops.push(Op::Wait(rng.gen_range(200..8_000)));
+    }
+    Scenario {
+        name: format!("random-{seed}"),
+        layout,
+        ops,
+    }
+}
