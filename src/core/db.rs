@@ -183,6 +183,9 @@ pub struct DbView<'a> {
     pub known_nodes: usize,
     /// The primary every agent would elect from what this one sees.
     pub elected: Option<Claim<'a>>,
+    /// When a peer last came back (up again, or restarted): right after, its gossip may still
+    /// be what it said before it was cut off.
+    pub last_peer_return: Option<MonoMs>,
 }
 
 impl DbCore {
@@ -495,6 +498,15 @@ impl DbCore {
         }
         if let Err(why) = self.promotable_reason(view.now, local) {
             return self.note(format!("no primary, but this node cannot be promoted: {why}"), out);
+        }
+        if view
+            .last_peer_return
+            .is_some_and(|at| view.now.since(at) < view.threshold_ms)
+        {
+            return self.note(
+                "a peer just came back: waiting one threshold for its current state before any promotion".into(),
+                out,
+            );
         }
         let two_node = view.known_nodes <= 2 && self.policy.ha_hosts_count <= 2;
         let live_peers: Vec<&PeerDb> = view.peers.iter().filter(|peer| peer.alive).collect();

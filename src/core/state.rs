@@ -111,6 +111,7 @@ pub struct Core {
     /// Present when this node has the `db` role.
     db: Option<DbCore>,
     self_db: Option<DbAnnouncement>,
+    last_peer_return: Option<MonoMs>,
 }
 
 impl Core {
@@ -126,6 +127,7 @@ impl Core {
             db_primary: None,
             db: None,
             self_db: None,
+            last_peer_return: None,
         }
     }
 
@@ -228,6 +230,7 @@ impl Core {
                 self.peers.insert(name, Peer::from_observation(observation));
             }
             Observed::Restarted => {
+                self.last_peer_return = Some(now);
                 let old = previous_generation.unwrap_or_default();
                 decisions.push(Decision::NodeRestarted {
                     node: name.clone(),
@@ -237,6 +240,7 @@ impl Core {
             }
             Observed::Advanced => {
                 if self.peers.get(&name).is_some_and(|peer| !peer.alive) {
+                    self.last_peer_return = Some(now);
                     let silent_ms = previous_advance.map(|at| now.since(at)).unwrap_or_default();
                     decisions.push(Decision::NodeUp {
                         node: name.clone(),
@@ -374,6 +378,7 @@ impl Core {
                 peers: &peers,
                 known_nodes,
                 elected: before,
+                last_peer_return: self.last_peer_return,
             };
             db_decisions = db.step(&view, local);
             // A promotion or step-down decided just now changes this node's own claim at once.
