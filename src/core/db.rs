@@ -171,6 +171,9 @@ pub struct DbCore {
     last_primary_seen: Option<String>,
     last_note: Option<String>,
     was_reachable: Option<bool>,
+    /// Since when this node has been promotable without a break: one that just became so must
+    /// let the others hear of it before it may promote, or two could promote at once.
+    promotable_since: Option<MonoMs>,
 }
 
 /// What `DbCore::step` needs from the rest of the core.
@@ -201,6 +204,7 @@ impl DbCore {
             last_primary_seen: None,
             last_note: None,
             was_reachable: None,
+            promotable_since: None,
         }
     }
 
@@ -316,6 +320,12 @@ impl DbCore {
             self.last_primary_seen = Some(elected.name.to_string());
         }
         self.track_reachability(local, &mut out);
+        let promotable = self.promotable_reason(now, local).is_ok();
+        self.promotable_since = match (promotable, self.promotable_since) {
+            (true, Some(since)) => Some(since),
+            (true, None) => Some(now),
+            (false, _) => None,
+        };
         if local.action_in_flight {
             return out;
         }
@@ -498,6 +508,12 @@ impl DbCore {
         }
         if let Err(why) = self.promotable_reason(view.now, local) {
             return self.note(format!("no primary, but this node cannot be promoted: {why}"), out);
+        }
+        if view.now.since(self.promotable_since.unwrap_or(view.now)) < view.threshold_ms {
+            return self.note(
+                "just became promotable: waiting one threshold so the other candidates hear of it".into(),
+                out,
+            );
         }
         if view
             .last_peer_return
