@@ -397,3 +397,36 @@ fn a_node_in_maintenance_is_not_promoted_until_taken_out() {
         "out of maintenance"
     ));
 }
+
+#[test]
+fn a_dead_primary_agent_is_fenced_and_a_restarted_one_resumes_without_failover() {
+    let mut cluster = formed(2, true);
+    write_and_replicate(&cluster, "db1", 1..=3, &["db2"]);
+
+    // The primary's agent restarts quickly: the primary stays where it is, writable throughout.
+    cluster.agent_mut("db1").kill();
+    cluster.restart_agent("db1");
+    cluster.wait("db1 to resume as primary", Duration::from_secs(10), |c| {
+        has_event(c.agent("db1"), EventKind::DbNote, "resuming as primary")
+    });
+    std::thread::sleep(Duration::from_secs_f64(3.0 * THRESHOLD));
+    insert(cluster.db("db1"), 4).expect("db1 stayed writable across its agent's restart");
+    assert!(insert(cluster.db("db2"), 5).is_err(), "no failover happened");
+
+    // The primary's agent dies for good while its mysqld runs on: db2 fences db1, then promotes.
+    cluster.agent_mut("db1").kill();
+    cluster.wait("db2 writable", Duration::from_secs(20), |c| {
+        insert(c.db("db2"), 6).is_ok()
+    });
+    assert_eq!(
+        scalar(&cluster.db("db1").admin_url(), "SELECT @@read_only").as_deref(),
+        Some("1"),
+        "db1 was fenced before db2 took writes"
+    );
+    assert!(
+        has_event(cluster.agent("db2"), EventKind::DbAction, "fence db1"),
+        "{}",
+        cluster.logs()
+    );
+    assert!(insert(cluster.db("db1"), 7).is_err(), "never two writable primaries");
+}
