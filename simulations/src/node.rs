@@ -80,6 +80,13 @@ impl SimAgent {
         self.roles.contains(&Role::Db)
     }
 
+    /// Whether this agent's core holds `name` alive right now.
+    pub fn sees_alive(&self, name: &str) -> bool {
+        let Some(core) = self.core.as_ref() else { return false };
+        let now = MonoMs(self.started_at.elapsed().as_millis() as u64);
+        core.view(now).iter().any(|node| node.name == name && node.alive)
+    }
+
     pub fn db_role(&self) -> Option<DbRole> {
         self.core.as_ref()?.self_db().map(|db| db.role)
     }

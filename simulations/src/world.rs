@@ -30,7 +30,6 @@ pub struct Outcome {
     pub timeline: Vec<String>,
     pub acknowledged_writes: usize,
     pub simulated_ms: u64,
-    pub gossip_bytes_per_node_per_s: f64,
 }
 
 struct World {
@@ -172,7 +171,7 @@ impl World {
             }
         }
         self.models.replicate();
-        if self.ticks % WRITE_EVERY_TICKS == 0 {
+        if self.ticks.is_multiple_of(WRITE_EVERY_TICKS) {
             self.write();
         }
         self.check_primaries();
@@ -368,7 +367,6 @@ pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
     for agent in world.agents.iter_mut() {
         agent.crash().await;
     }
-    let bytes: u64 = world.network.bytes_sent().values().sum();
     let simulated_ms = world.now_ms;
     Outcome {
         name: scenario.name.clone(),
@@ -377,6 +375,5 @@ pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
         timeline: world.timeline,
         acknowledged_writes: world.acked.len(),
         simulated_ms,
-        gossip_bytes_per_node_per_s: bytes as f64 / hosts.len() as f64 / (simulated_ms as f64 / 1000.0),
     }
 }
