@@ -138,7 +138,13 @@ fn main() -> std::process::ExitCode {
         eprintln!("nothing to run: give --seeds N, --seed N, --scenario NAME|all or --report");
         return std::process::ExitCode::from(2);
     }
+    let single = jobs.len() == 1 && args.seeds.is_none();
     let outcomes = run_many(jobs, args.threads);
+    if single {
+        for line in &outcomes[0].0.timeline {
+            println!("{line}");
+        }
+    }
     let failed = outcomes
         .iter()
         .filter(|(outcome, _)| !outcome.violations.is_empty())

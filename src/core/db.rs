@@ -611,7 +611,7 @@ impl DbCore {
             self.policy.priority,
             candidates.len()
         );
-        // The old primary's agent is gone but its mysqld may still take writes: fence it first.
+        // The old primary's agent is silent but its mysqld may still take writes: fence it first.
         let fence = self.last_primary_seen.as_deref().and_then(|old| {
             let peer = view.peers.iter().find(|peer| peer.name == old && !peer.alive)?;
             Some((old.to_string(), peer.db?.advertise.clone()))
@@ -622,7 +622,9 @@ impl DbCore {
                     node: node.clone(),
                     addr: addr.clone(),
                 },
-                format!("{node}'s agent is down but its database may still be writable: set {addr} read-only before promoting"),
+                format!(
+                    "{node}'s agent is not heard from (down or cut off) but its database may still be writable: set {addr} read-only before promoting (harmless if unreachable)"
+                ),
                 out,
             );
         }
