@@ -108,6 +108,10 @@ impl Gossip {
             failure_detector_config: FailureDetectorConfig {
                 initial_interval: interval,
                 dead_node_grace_period: DEAD_NODE_GRACE,
+                // Chitchat's phi detector only steers its choice of gossip targets here (our
+                // liveness rule is the core's); 100 samples per peer instead of 1,000 saves 7 KB
+                // per peer, 7 MB in a 1000-node cluster.
+                sampling_window_size: 100,
                 ..FailureDetectorConfig::default()
             },
             marked_for_deletion_grace_period: DEAD_NODE_GRACE,

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 
 /// Messages waiting at one node; beyond, new ones are dropped (as a full socket buffer would).
-const INBOX: usize = 4096;
+const INBOX: usize = 1024;
 
 struct NetState {
     inboxes: HashMap<SocketAddr, mpsc::Sender<(SocketAddr, ChitchatMessage)>>,
