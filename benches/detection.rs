@@ -10,6 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::procfs::{cpu_ticks, rss_kib, ticks_per_second};
 use common::*;
 use gossip_ha_proto::api::NodeLiveness;
 
@@ -43,24 +44,6 @@ fn options() -> Options {
         index += 2;
     }
     options
-}
-
-fn proc_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn proc_cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of /proc/PID/stat; 12 and 13 after the name.
-    fields.get(11).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0)
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
@@ -111,20 +94,17 @@ fn main() {
 
         let agents = [&agent_a, &agent_b, &agent_c];
         std::thread::sleep(Duration::from_secs(2));
-        let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .unwrap_or(100) as f64;
-        let before: Vec<u64> = agents.iter().map(|agent| proc_cpu_ticks(agent.pid())).collect();
+        let ticks_per_second = ticks_per_second();
+        let before: Vec<u64> = agents.iter().map(|agent| cpu_ticks(agent.pid())).collect();
         let started = Instant::now();
         std::thread::sleep(Duration::from_secs_f64(options.idle_seconds));
         let window = started.elapsed().as_secs_f64();
         for (agent, before) in agents.iter().zip(before) {
-            let cpu_seconds = (proc_cpu_ticks(agent.pid()) - before) as f64 / ticks_per_second;
+            let cpu_seconds = (cpu_ticks(agent.pid()) - before) as f64 / ticks_per_second;
             println!(
                 "           idle agent {}: RSS {} KiB, CPU {:.2} % of one core over {:.0} s",
                 agent.name,
-                proc_rss_kib(agent.pid()),
+                rss_kib(agent.pid()),
                 100.0 * cpu_seconds / window,
                 window
             );

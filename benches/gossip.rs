@@ -13,8 +13,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::procfs::{cpu_ticks, rss_kib, ticks_per_second};
 use common::*;
-use gossip_ha::tls::certs::{init_ca, issue, HostRequest};
+use gossip_ha::tls::certs::init_ca;
 
 fn option(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();
@@ -22,15 +23,6 @@ fn option(name: &str, default: &str) -> String {
         .position(|arg| arg == name)
         .and_then(|index| args.get(index + 1).cloned())
         .unwrap_or_else(|| default.to_string())
-}
-
-fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix(key))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn loopback_tx_bytes() -> u64 {
@@ -42,28 +34,13 @@ fn loopback_tx_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    fields.get(11).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0)
-}
-
 fn main() {
     let sizes: Vec<usize> = option("--nodes", "3,20")
         .split(',')
         .map(|n| n.parse().expect("--nodes 3,20"))
         .collect();
     let window = Duration::from_secs_f64(option("--seconds", "10").parse().expect("--seconds S"));
-    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
+    let ticks_per_second = ticks_per_second();
     println!("transport  nodes  bytes/s per node (loopback, with headers)  CPU per agent (mean, % of one core)  RSS per agent (mean)");
     for tls in [false, true] {
         for &nodes in &sizes {
@@ -73,21 +50,12 @@ fn main() {
             let mut specs: Vec<AgentSpec> = (0..nodes)
                 .map(|index| {
                     let name = format!("n{index:02}");
-                    let mut spec = AgentSpec::new(&name, 1, 1.0);
+                    let spec = AgentSpec::new(&name, 1, 1.0);
                     if tls {
-                        let out = dir.path().join(format!("certs-{name}"));
-                        let request = HostRequest::valid_for_days(&name, vec!["127.0.0.1".parse().unwrap()], vec![], 1);
-                        issue(&ca, &request, &out, false).unwrap();
-                        for (flag, file) in [
-                            ("--tls-ca", "ca.pem"),
-                            ("--tls-cert", "cert.pem"),
-                            ("--tls-key", "key.pem"),
-                        ] {
-                            spec.extra
-                                .extend([flag.to_string(), out.join(file).display().to_string()]);
-                        }
+                        spec.with_tls(dir.path(), &ca)
+                    } else {
+                        spec
                     }
-                    spec
                 })
                 .collect();
             let seeds: Vec<u16> = specs.iter().take(3).map(|spec| spec.port).collect();
@@ -110,7 +78,7 @@ fn main() {
             let (mut cpu, mut rss) = (0.0, 0.0);
             for (agent, ticks) in agents.iter().zip(before) {
                 cpu += 100.0 * (cpu_ticks(agent.pid()) - ticks) as f64 / ticks_per_second / elapsed;
-                rss += proc_field(agent.pid(), "status", "VmRSS:") as f64;
+                rss += rss_kib(agent.pid()) as f64;
             }
             let count = agents.len() as f64;
             println!(

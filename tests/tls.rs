@@ -9,27 +9,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::procfs::rss_kib;
 use common::*;
-use gossip_ha::tls::certs::{init_ca, issue, issue_pem, HostRequest};
+use gossip_ha::tls::certs::{init_ca, issue_pem, HostRequest};
 use gossip_ha_proto::api::EventKind;
 use gossip_ha_proto::wire::Hello;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 fn tls_spec(name: &str, dir: &Path, ca: &Path) -> AgentSpec {
-    let out = dir.join(format!("certs-{name}"));
-    let request = HostRequest::valid_for_days(name, vec!["127.0.0.1".parse().unwrap()], vec![], 30);
-    issue(ca, &request, &out, false).unwrap();
-    let mut spec = AgentSpec::new(name, 1, 1.0);
-    for (flag, file) in [
-        ("--tls-ca", "ca.pem"),
-        ("--tls-cert", "cert.pem"),
-        ("--tls-key", "key.pem"),
-    ] {
-        spec.extra
-            .extend([flag.to_string(), out.join(file).display().to_string()]);
-    }
-    spec
+    AgentSpec::new(name, 1, 1.0).with_tls(dir, ca)
 }
 
 /// A hand-made TLS client: trusts `ca`, presents `identity` (cert and key PEM) if given.
@@ -91,15 +80,6 @@ fn refused(agent: &Agent, fragment: &str) -> bool {
         .events()
         .iter()
         .any(|event| event.kind == EventKind::PeerRefused && event.reason.contains(fragment))
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 pub mod db_cluster;
 pub mod mariadb;
+pub mod procfs;
 
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -65,6 +66,24 @@ impl AgentSpec {
             roles: "server".into(),
             extra: Vec::new(),
         }
+    }
+
+    /// Issues this agent a certificate from the CA in `ca` (for its name and 127.0.0.1, into
+    /// `dir/certs-NAME`) and adds the `--tls-*` flags.
+    pub fn with_tls(mut self, dir: &Path, ca: &Path) -> Self {
+        use gossip_ha::tls::certs::{issue, HostRequest};
+        let out = dir.join(format!("certs-{}", self.name));
+        let request = HostRequest::valid_for_days(&self.name, vec!["127.0.0.1".parse().unwrap()], vec![], 30);
+        issue(ca, &request, &out, false).unwrap();
+        for (flag, file) in [
+            ("--tls-ca", "ca.pem"),
+            ("--tls-cert", "cert.pem"),
+            ("--tls-key", "key.pem"),
+        ] {
+            self.extra
+                .extend([flag.to_string(), out.join(file).display().to_string()]);
+        }
+        self
     }
 
     /// An agent on a DB host whose database is `db`, probing it every 200 ms.
