@@ -132,6 +132,11 @@ fn main() -> std::process::ExitCode {
         },
     }
     if let Some(count) = args.seeds {
+        println!(
+            "random schedules with seeds {} to {} (replay one with --seed N)",
+            args.first_seed,
+            args.first_seed + count.saturating_sub(1)
+        );
         jobs.extend((args.first_seed..args.first_seed + count).map(|seed| (scenario::random(seed), seed)));
     }
     if jobs.is_empty() && !args.report {
