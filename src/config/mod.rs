@@ -2,6 +2,7 @@
 //! `GOSSIP_HA_<KEY>` environment variables (`GOSSIP_HA_DB__URL` for `db.url`) < flags.
 //! Every refusal names where the bad value came from: file and line, variable, or flag.
 
+mod db;
 mod locate;
 pub mod pandora;
 mod secret;
@@ -19,6 +20,8 @@ use locate::Locator;
 use crate::hooks::HooksConfig;
 use crate::rewrite::{Facts, Kind, Target};
 use crate::tls::identity::TlsFiles;
+use db::{resolve_db_agent, seconds_to_ms};
+pub use db::{DbAgentSettings, DbSettings};
 pub use locate::Override;
 use pandora::PandoraServerConf;
 pub use secret::{Secret, MASK};
@@ -77,51 +80,6 @@ pub struct Settings {
     /// Mutual TLS for gossip; `None` only when every gossip address is on loopback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
-}
-
-/// The resolved settings of a DB node's agent.
-#[derive(Debug, Clone, Serialize)]
-pub struct DbAgentSettings {
-    pub url: Secret,
-    pub advertise: String,
-    pub replication_user: String,
-    pub replication_password: Secret,
-    pub priority: u8,
-    pub ha_hosts_count: usize,
-    pub check_interval_ms: u64,
-    pub maintenance: bool,
-    pub promotion_cooldown_ms: u64,
-    pub catchup_timeout_ms: u64,
-}
-
-/// DB-related keys, imported from `pandora_server.conf` or set in `[db]`. Used by DB failover.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DbSettings {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ha_hosts: Vec<String>,
-    pub ha_hosts_file: Option<PathBuf>,
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    pub name: Option<String>,
-    pub user: Option<String>,
-    pub password: Option<Secret>,
-    pub admin_user: Option<String>,
-    pub admin_password: Option<Secret>,
-    pub replication_user: Option<String>,
-    pub replication_password: Option<Secret>,
-    pub splitbrain_autofix: Option<bool>,
-    pub url: Option<Secret>,
-    pub advertise: Option<String>,
-    pub priority: Option<u8>,
-    /// Seconds between probes of the local database.
-    pub check_interval: Option<f64>,
-    /// Excluded from promotion, like `pcs node standby`.
-    pub maintenance: Option<bool>,
-    /// Seconds a demoted node waits before it may be promoted again (default 10 × threshold).
-    pub promotion_cooldown: Option<f64>,
-    /// Seconds the best candidate waits for its relay log before promoting (default 5 × threshold).
-    pub catchup_timeout: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -517,148 +475,6 @@ fn check_target(index: usize, target: &Target) -> Result<(), String> {
             .map_err(|err| format!("rewrite #{index} ({path}): template {}: {err}", template.display()))?;
     }
     Ok(())
-}
-
-fn seconds_to_ms(
-    key: &str,
-    value: Option<f64>,
-    default_ms: u64,
-    range: std::ops::RangeInclusive<f64>,
-    invalid: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<u64, ConfigError> {
-    match value {
-        None => Ok(default_ms),
-        Some(seconds) if seconds.is_finite() && range.contains(&seconds) => Ok((seconds * 1000.0).round() as u64),
-        Some(seconds) => Err(invalid(
-            key,
-            format!(
-                "expected seconds between {} and {}, got {seconds}",
-                range.start(),
-                range.end()
-            ),
-        )),
-    }
-}
-
-/// Resolves what a DB node's agent needs, falling back on the tokens Pandora uses
-/// (`ha_dbuser` → `dbuser`, `repl_dbuser` → `dbuser`, …; see shared/REFERENCE.md).
-fn resolve_db_agent(
-    db: &DbSettings,
-    node_name: &str,
-    threshold_ms: u64,
-    invalid: &dyn Fn(&str, String) -> ConfigError,
-) -> Result<DbAgentSettings, ConfigError> {
-    let url = match (&db.url, &db.admin_user.as_ref().or(db.user.as_ref())) {
-        (Some(url), _) => url.clone(),
-        (None, Some(user)) => {
-            let password = db.admin_password.as_ref().or(db.password.as_ref());
-            let host = db.host.clone().unwrap_or_else(|| "127.0.0.1".into());
-            let host = if host.contains(':') { format!("[{host}]") } else { host };
-            Secret::new(format!(
-                "mysql://{}:{}@{host}:{}/",
-                percent(user),
-                percent(password.map(Secret::expose).unwrap_or_default()),
-                db.port.unwrap_or(3306)
-            ))
-        }
-        (None, None) => {
-            return Err(invalid(
-                "db.url",
-                "a `db` node needs `db.url` (mysql://user:password@host:port/), or `db.admin_user`/`db.user` with `db.host`".into(),
-            ))
-        }
-    };
-    if mysql_async::Opts::from_url(url.expose()).is_err() {
-        return Err(invalid(
-            "db.url",
-            "expected mysql://user:password@host:port/ (or ?socket=/path)".into(),
-        ));
-    }
-    let advertise = match (&db.advertise, &db.host) {
-        (Some(advertise), _) => advertise.clone(),
-        (None, Some(host)) if host != "localhost" => format!("{host}:{}", db.port.unwrap_or(3306)),
-        _ => {
-            return Err(invalid(
-                "db.advertise",
-                "expected the host:port replicas reach this database at".into(),
-            ))
-        }
-    };
-    if crate::db::worker::split_host_port(&advertise).is_none() {
-        return Err(invalid(
-            "db.advertise",
-            format!("expected host:port, got `{advertise}`"),
-        ));
-    }
-    let replication_user = db.replication_user.clone().or_else(|| db.user.clone()).ok_or_else(|| {
-        invalid(
-            "db.replication_user",
-            "a `db` node needs the replication user (or `db.user` / Pandora's `dbuser`)".into(),
-        )
-    })?;
-    let replication_password = db
-        .replication_password
-        .clone()
-        .or_else(|| db.password.clone())
-        .unwrap_or_else(|| Secret::new(""));
-    let priority = match db.priority {
-        Some(priority) => priority,
-        None if db.ha_hosts.is_empty() => 1,
-        None => {
-            let advertise_host = advertise.rsplit_once(':').map(|(host, _)| host).unwrap_or(&advertise);
-            let position = db.ha_hosts.iter().position(|entry| {
-                let entry = entry.trim();
-                entry == advertise || entry == advertise_host || entry == node_name
-            });
-            match position {
-                // The first host of ha_hosts has preference: it gets the highest priority.
-                Some(index) => u8::try_from(db.ha_hosts.len() - index).unwrap_or(u8::MAX),
-                None => {
-                    return Err(invalid(
-                        "db.priority",
-                        format!(
-                            "not set, and neither this node ({node_name}) nor its db.advertise ({advertise}) is in ha_hosts ({})",
-                            db.ha_hosts.join(",")
-                        ),
-                    ))
-                }
-            }
-        }
-    };
-    Ok(DbAgentSettings {
-        url,
-        advertise,
-        replication_user,
-        replication_password,
-        priority,
-        ha_hosts_count: db.ha_hosts.len(),
-        check_interval_ms: seconds_to_ms("db.check_interval", db.check_interval, 1_000, 0.05..=60.0, invalid)?,
-        maintenance: db.maintenance.unwrap_or(false),
-        promotion_cooldown_ms: seconds_to_ms(
-            "db.promotion_cooldown",
-            db.promotion_cooldown,
-            10 * threshold_ms,
-            0.0..=86_400.0,
-            invalid,
-        )?,
-        catchup_timeout_ms: seconds_to_ms(
-            "db.catchup_timeout",
-            db.catchup_timeout,
-            5 * threshold_ms,
-            0.0..=3_600.0,
-            invalid,
-        )?,
-    })
-}
-
-/// Percent-encodes a URL user or password component.
-fn percent(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (byte as char).to_string(),
-            _ => format!("%{byte:02X}"),
-        })
-        .collect()
 }
 
 /// `/var/lib/gossip-ha` for root, the user's state directory otherwise.
