@@ -1,0 +1,99 @@
+//! What the driver (and the simulations) derive from the core after a step: the keys an agent
+//! gossips, the facts files and hooks are told, and the status rows.
+
+use gossip_ha_proto::api::{NodeLiveness, NodeStatus, StatusReport};
+use gossip_ha_proto::gossip::{KEY_DB, KEY_DB_PRIMARY, KEY_DOWN};
+
+use crate::config::Settings;
+use crate::core::db::DbAction;
+use crate::core::{Core, MonoMs, NodeView};
+use crate::db::worker::split_host_port;
+use crate::rewrite::Facts;
+
+pub(super) fn empty_report(settings: &Settings) -> StatusReport {
+    StatusReport {
+        self_name: settings.node_name.clone(),
+        cluster_id: settings.cluster_id.clone(),
+        server_master: None,
+        db_primary: None,
+        threshold_ms: settings.threshold_ms(),
+        uptime_ms: 0,
+        nodes: Vec::new(),
+        rewrites: Vec::new(),
+    }
+}
+
+pub(super) fn node_status(view: NodeView) -> NodeStatus {
+    NodeStatus {
+        roles: view.announcement.roles.iter().copied().collect(),
+        master: view.announcement.master,
+        threshold_ms: view.announcement.threshold_ms,
+        state: if view.alive {
+            NodeLiveness::Alive
+        } else {
+            NodeLiveness::Down
+        },
+        last_contact_ms: view.last_contact_ms,
+        generation: view.generation,
+        is_self: view.is_self,
+        db: view.db,
+        addr: view.addr,
+        name: view.name,
+    }
+}
+
+/// The keys an agent gossips about its view after a step: the nodes it holds DOWN, the DB
+/// primary it believes in, and (DB nodes) its database.
+pub fn view_keys(core: &Core) -> Vec<(&'static str, String)> {
+    let (down, db_primary) = core.witness_view();
+    let mut keys = vec![
+        (KEY_DOWN, down.join(",")),
+        (KEY_DB_PRIMARY, db_primary.unwrap_or_default()),
+    ];
+    if let Some(db) = core.self_db() {
+        keys.push((KEY_DB, serde_json::to_string(db).expect("announcement serialises")));
+    }
+    keys
+}
+
+/// What files and hooks are told: the DB primary (and its database's address) and the server
+/// master (and its gossip host), as `core` sees them at `now`.
+pub fn facts_from(core: &Core, now: MonoMs, cluster_id: &str, node_name: &str) -> Facts {
+    let view = core.view(now);
+    let db_primary = core.db_primary().map(str::to_string);
+    let primary_addr = db_primary
+        .as_deref()
+        .and_then(|name| view.iter().find(|node| node.name == name))
+        .and_then(|node| node.db.as_ref())
+        .and_then(|db| split_host_port(&db.advertise));
+    let server_master = core.server_master().map(str::to_string);
+    let master_addr = server_master
+        .as_deref()
+        .and_then(|name| view.iter().find(|node| node.name == name))
+        .and_then(|node| split_host_port(&node.addr))
+        .map(|(host, _)| host);
+    Facts {
+        cluster_id: cluster_id.to_string(),
+        node_name: node_name.to_string(),
+        db_primary,
+        db_primary_host: primary_addr.as_ref().map(|(host, _)| host.clone()),
+        db_primary_port: primary_addr.map(|(_, port)| port),
+        server_master,
+        server_master_addr: master_addr,
+    }
+}
+
+pub fn describe(action: &DbAction) -> String {
+    match action {
+        DbAction::SetReadOnly => "set read-only".into(),
+        DbAction::StepDown => "step down (read-only)".into(),
+        DbAction::Promote { epoch } => format!("promote (epoch {epoch})"),
+        DbAction::ReplicateFrom { node, addr } => format!("replicate from {node} ({addr})"),
+        DbAction::StopReplication => "stop replication".into(),
+        DbAction::Fence { node, addr } => format!("fence {node} (set {addr} read-only)"),
+    }
+}
+
+pub fn role_list(roles: &[gossip_ha_proto::gossip::Role]) -> String {
+    roles.iter().map(|role| role.as_str()).collect::<Vec<_>>().join(",")
+}
