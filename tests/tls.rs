@@ -56,7 +56,6 @@ fn send_over_tls(config: Arc<rustls::ClientConfig>, port: u16, frames: &[Vec<u8>
         }
     }
     let _ = stream.flush();
-    std::thread::sleep(Duration::from_millis(200));
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {

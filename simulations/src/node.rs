@@ -80,6 +80,13 @@ impl SimAgent {
         self.roles.contains(&Role::Db)
     }
 
+    /// How many nodes (itself included) this agent's core holds alive right now.
+    pub fn alive_count(&self) -> usize {
+        let Some(core) = self.core.as_ref() else { return 0 };
+        let now = MonoMs(self.started_at.elapsed().as_millis() as u64);
+        core.view(now).iter().filter(|node| node.alive).count()
+    }
+
     /// Whether this agent's core holds `name` alive right now.
     pub fn sees_alive(&self, name: &str) -> bool {
         let Some(core) = self.core.as_ref() else { return false };
