@@ -606,10 +606,15 @@ impl DbCore {
             (Some(old), _) => format!("primary {old} is down"),
             (None, _) => "no live primary".to_string(),
         };
+        let seen: Vec<String> = candidates
+            .iter()
+            .map(|(name, priority, gtid)| format!("{name} priority {priority} GTID {}", gtid_text(gtid)))
+            .collect();
         let reason = format!(
-            "{situation}; this node is the most advanced live candidate with the highest priority ({}) among {} live candidate(s): promoting with epoch {epoch}{caveat}",
+            "{situation}; this node is the most advanced live candidate with the highest priority ({}) among {} live candidate(s) [{}]: promoting with epoch {epoch}{caveat}",
             self.policy.priority,
-            candidates.len()
+            candidates.len(),
+            seen.join("; ")
         );
         // The old primary's agent is silent but its mysqld may still take writes: fence it first.
         let fence = self.last_primary_seen.as_deref().and_then(|old| {
@@ -633,6 +638,26 @@ impl DbCore {
         self.demoted_at = None;
         self.catchup_since = None;
         self.act(DbAction::Promote { epoch }, reason, out);
+    }
+}
+
+/// A GTID state as people read it, for reasons.
+fn gtid_text(gtid: &GtidState) -> String {
+    match gtid {
+        GtidState::MariaDb(positions) if positions.is_empty() => "(none)".into(),
+        GtidState::MariaDb(positions) => positions
+            .iter()
+            .map(|(domain, (server, seq))| format!("{domain}-{server}-{seq}"))
+            .collect::<Vec<_>>()
+            .join(","),
+        GtidState::MySql(sets) => sets
+            .iter()
+            .map(|(uuid, intervals)| {
+                let ranges: Vec<String> = intervals.iter().map(|(start, end)| format!("{start}-{end}")).collect();
+                format!("{uuid}:{}", ranges.join(":"))
+            })
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 
