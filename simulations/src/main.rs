@@ -38,6 +38,9 @@ struct Args {
     /// write the plot.
     #[arg(long)]
     report: bool,
+    /// Cluster sizes the report measures convergence and gossip cost at.
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000])]
+    report_nodes: Vec<usize>,
     /// Where the report's SVG plot goes.
     #[arg(long, default_value = "simulations/report.svg")]
     plot: std::path::PathBuf,
@@ -170,7 +173,7 @@ fn main() -> std::process::ExitCode {
         );
     }
     if args.report {
-        report::full(&outcomes, &args.plot, args.threads);
+        report::full(&outcomes, &args.plot, &args.report_nodes);
     }
     println!("{} passed, {} failed", outcomes.len() - failed, failed);
     exit(failed == 0)

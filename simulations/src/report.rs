@@ -245,11 +245,11 @@ fn svg(failovers: &BTreeMap<String, Vec<u64>>, convergence: &[Convergence]) -> S
     out
 }
 
-pub fn full(outcomes: &[(Outcome, u64)], plot: &std::path::Path, _threads: usize) {
+pub fn full(outcomes: &[(Outcome, u64)], plot: &std::path::Path, sizes: &[usize]) {
     let failovers = failover_table(outcomes);
     println!("\nnodes  change reaches every node  gossip bytes per node per second");
     let mut points = Vec::new();
-    for nodes in [10, 100, 1000] {
+    for &nodes in sizes {
         let started = std::time::Instant::now();
         let point = crate::simulate(convergence(nodes));
         println!(
