@@ -549,6 +549,24 @@ impl DbCore {
             }
         }
 
+        // Still replicating from a source whose agent lives: that source serves, so it is (or is
+        // just becoming) the primary, whatever gossip says yet. Replicating past what it gossiped
+        // is following it, not being ahead of it.
+        if let Some(replica) = probe.replica.as_ref().filter(|replica| replica.io_running()) {
+            let serving = view
+                .peers
+                .iter()
+                .find(|peer| peer.alive && peer.db.is_some_and(|db| db.advertise == replica.source));
+            if let Some(source) = serving {
+                return self.note(
+                    format!(
+                        "still replicating from {} (connected, agent alive): not promoting",
+                        source.name
+                    ),
+                    out,
+                );
+            }
+        }
         let my_gtid = GtidState::parse(&probe.gtid).unwrap_or(GtidState::MariaDb(Default::default()));
         let mut candidates: Vec<(&str, u8, GtidState)> = vec![(view.me, self.policy.priority, my_gtid)];
         for (peer, db) in live_peers.iter().filter_map(|peer| peer.db.map(|db| (peer, db))) {

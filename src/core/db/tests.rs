@@ -454,7 +454,15 @@ fn the_best_candidate_waits_bounded_for_its_relay_log() {
 
 #[test]
 fn a_primary_claim_survives_a_short_database_outage_but_not_a_long_one() {
-    let local = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    // The source's database is down: the IO thread can only be reconnecting.
+    let local = probe(
+        true,
+        "0-1-10",
+        Some(ReplicaProbe {
+            io_state: "Connecting".into(),
+            ..replica_of("127.0.0.1:3303")
+        }),
+    );
     let mut replica = db_node("db2", 2);
     let witness = witness("srv", None);
     let restarting = Peer {
@@ -660,4 +668,23 @@ fn a_restarted_agent_resumes_its_primary_without_a_failover() {
     let mut late = Core::new("db1", "127.0.0.1:7000", 2, announcement(&[Role::Db])).with_db(DbCore::new(policy(3), 1));
     let decided = run(&mut late, 0, 0, &[primary_peer("db2", 2, 2)], &[], &writable);
     assert_eq!(actions(&decided), [DbAction::StepDown]);
+}
+
+#[test]
+fn a_replica_connected_to_a_live_source_never_promotes_over_it() {
+    // db1 was just promoted and took writes that db2 already replicated, but db1's claim has not
+    // reached db2 yet: db2 looks "ahead" of db1's gossip. Its connected IO thread says otherwise.
+    let mut replica = db_node("db2", 2);
+    let source = Peer {
+        gtid: "0-1-351",
+        ..replica_peer("db1", 3, "0-1-351")
+    };
+    let following = probe(true, "0-1-354", Some(replica_of("127.0.0.1:3303")));
+    let decided = run(&mut replica, 0, 5_000, &[source, witness("srv", None)], &[], &following);
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    assert!(
+        notes(&decided).contains("still replicating from db1"),
+        "{}",
+        notes(&decided)
+    );
 }
