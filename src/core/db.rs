@@ -549,29 +549,29 @@ impl DbCore {
             }
         }
 
-        // Still replicating from a source whose agent lives: that source serves, so it is (or is
-        // just becoming) the primary, whatever gossip says yet. Replicating past what it gossiped
-        // is following it, not being ahead of it.
-        if let Some(replica) = probe.replica.as_ref().filter(|replica| replica.io_running()) {
-            let serving = view
-                .peers
-                .iter()
-                .find(|peer| peer.alive && peer.db.is_some_and(|db| db.advertise == replica.source));
-            if let Some(source) = serving {
-                return self.note(
-                    format!(
-                        "still replicating from {} (connected, agent alive): not promoting",
-                        source.name
-                    ),
-                    out,
-                );
-            }
-        }
         let my_gtid = GtidState::parse(&probe.gtid).unwrap_or(GtidState::MariaDb(Default::default()));
         let mut candidates: Vec<(&str, u8, GtidState)> = vec![(view.me, self.policy.priority, my_gtid)];
         for (peer, db) in live_peers.iter().filter_map(|peer| peer.db.map(|db| (peer, db))) {
             if let (true, Ok(gtid)) = (db.promotable, GtidState::parse(&db.gtid)) {
                 candidates.push((peer.name, db.priority, gtid));
+            }
+        }
+        // A source has at least what its replica received from it: if this node replicates from
+        // a candidate over a connected IO thread, that candidate is never behind it, even while
+        // its gossip lags (it may have just been promoted and taken writes).
+        let connected_source = probe
+            .replica
+            .as_ref()
+            .filter(|replica| replica.io_running())
+            .and_then(|replica| {
+                let mut peers = view.peers.iter();
+                peers.find(|peer| peer.db.is_some_and(|db| db.advertise == replica.source))
+            })
+            .map(|peer| peer.name);
+        let mine = candidates[0].2.clone();
+        for (name, _, gtid) in candidates.iter_mut().skip(1) {
+            if Some(*name) == connected_source && gtid.is_behind(&mine) {
+                *gtid = mine.clone();
             }
         }
         let most_advanced: Vec<&(&str, u8, GtidState)> = candidates

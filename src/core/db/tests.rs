@@ -683,8 +683,19 @@ fn a_replica_connected_to_a_live_source_never_promotes_over_it() {
     let decided = run(&mut replica, 0, 5_000, &[source, witness("srv", None)], &[], &following);
     assert!(actions(&decided).is_empty(), "{decided:?}");
     assert!(
-        notes(&decided).contains("still replicating from db1"),
+        notes(&decided).contains("db1 (priority 3) is the best candidate"),
         "{}",
         notes(&decided)
     );
+}
+
+#[test]
+fn a_replica_of_a_read_only_source_still_promotes_when_it_is_the_best() {
+    // Both databases just restarted read-only; db1 (priority 3) replicates from db2. Nobody is
+    // primary: db1 must promote, not wait on its own source.
+    let mut replica = db_node("db1", 3);
+    let source = replica_peer("db2", 2, "0-1-40");
+    let following = probe(true, "0-1-40", Some(replica_of("127.0.0.1:3302")));
+    let decided = run(&mut replica, 0, 5_000, &[source, witness("srv", None)], &[], &following);
+    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 1 }]);
 }
