@@ -564,8 +564,9 @@ impl DbCore {
             .as_ref()
             .filter(|replica| replica.io_running())
             .and_then(|replica| {
-                let mut peers = view.peers.iter();
-                peers.find(|peer| peer.db.is_some_and(|db| db.advertise == replica.source))
+                view.peers
+                    .iter()
+                    .find(|peer| peer.db.is_some_and(|db| db.advertise == replica.source))
             })
             .map(|peer| peer.name);
         let mine = candidates[0].2.clone();
