@@ -161,8 +161,8 @@ fn main() -> std::process::ExitCode {
         .iter()
         .map(|(outcome, _)| outcome.simulated_ms as f64 / 1000.0)
         .sum();
+    let failovers = report::failover_table(&outcomes);
     if !outcomes.is_empty() {
-        report::failover_table(&outcomes);
         println!(
             "{} runs, {:.0} simulated seconds in {:.1} s of real time ({:.0}× real time), {} acknowledged writes checked",
             outcomes.len(),
@@ -173,7 +173,7 @@ fn main() -> std::process::ExitCode {
         );
     }
     if args.report {
-        report::full(&outcomes, &args.plot, &args.report_nodes);
+        report::full(&failovers, &args.plot, &args.report_nodes);
     }
     println!("{} passed, {} failed", outcomes.len() - failed, failed);
     exit(failed == 0)

@@ -25,6 +25,7 @@ fn family(name: &str) -> &str {
     }
 }
 
+/// Prints failover times per scenario (when there were runs) and returns them, sorted.
 pub fn failover_table(outcomes: &[(Outcome, u64)]) -> BTreeMap<String, Vec<u64>> {
     let mut by_family: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for (outcome, _) in outcomes {
@@ -32,6 +33,9 @@ pub fn failover_table(outcomes: &[(Outcome, u64)]) -> BTreeMap<String, Vec<u64>>
             .entry(family(&outcome.name).to_string())
             .or_default()
             .extend(&outcome.failovers_ms);
+    }
+    if outcomes.is_empty() {
+        return by_family;
     }
     println!("\nscenario                  failovers  median     p99        max");
     for (name, samples) in by_family.iter_mut() {
@@ -245,8 +249,7 @@ fn svg(failovers: &BTreeMap<String, Vec<u64>>, convergence: &[Convergence]) -> S
     out
 }
 
-pub fn full(outcomes: &[(Outcome, u64)], plot: &std::path::Path, sizes: &[usize]) {
-    let failovers = failover_table(outcomes);
+pub fn full(failovers: &BTreeMap<String, Vec<u64>>, plot: &std::path::Path, sizes: &[usize]) {
     println!("\nnodes  change reaches every node  gossip bytes per node per second");
     let mut points = Vec::new();
     for &nodes in sizes {
@@ -261,7 +264,7 @@ pub fn full(outcomes: &[(Outcome, u64)], plot: &std::path::Path, sizes: &[usize]
         );
         points.push(point);
     }
-    match std::fs::write(plot, svg(&failovers, &points)) {
+    match std::fs::write(plot, svg(failovers, &points)) {
         Ok(()) => println!("plot written to {}", plot.display()),
         Err(err) => eprintln!("cannot write the plot to {}: {err}", plot.display()),
     }
