@@ -178,7 +178,7 @@ fn svg(failovers: &BTreeMap<String, Vec<u64>>, convergence: &[Convergence]) -> S
         );
         let _ = writeln!(
             out,
-            "<text x=\"{:.1}\" y=\"{:.0}\">{:.2} s</text>",
+            "<text x=\"{:.1}\" y=\"{:.0}\">median {:.2} s</text>",
             x(max) + 6.0,
             y + 14.0,
             median as f64 / 1000.0
