@@ -217,3 +217,22 @@ fn sigterm_stops_the_agent_cleanly_and_removes_its_socket() {
     assert!(!agent.socket.exists());
     assert!(agent.log_text().contains("SIGTERM received"));
 }
+
+#[test]
+fn the_example_configurations_are_valid() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            let output = cli(&["check-config", "--config", path.to_str().unwrap()]);
+            assert!(output.status.success(), "{}: {}", path.display(), stderr_of(&output));
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 3,
+        "expected the example configurations in {}",
+        examples.display()
+    );
+}
