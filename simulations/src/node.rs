@@ -226,7 +226,7 @@ impl SimAgent {
         if !wanted.is_empty() && gossip.set_keys(&wanted).await.is_ok() {
             self.published.extend(wanted);
         }
-        let facts = facts_from(core, now, "sim", &self.name);
+        let facts = facts_from(core, &core.view(now), "sim", &self.name);
         if let Some(settled) = self.settler.observe(now, facts.db_primary) {
             if settled.is_some() {
                 self.config_db_primary = settled;

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::config::{DbAgentSettings, Settings};
 use crate::core::db::{DbAction, DbCore, DbDecision, DbPolicy, LocalDb};
 use crate::core::settle::Settler;
-use crate::core::{Core, Decision, MonoMs};
+use crate::core::{Core, Decision, MonoMs, NodeView};
 use crate::db::mysql::MySqlBackend;
 use crate::db::worker::{DbWorker, ReplicationCredentials};
 use crate::events::EventLog;
@@ -307,7 +307,9 @@ impl Driver {
         let local_db = self.local_db();
         let now = self.now();
         let decisions = self.core.step(now, observations, local_db.as_ref());
-        let facts = self.facts(now);
+        // One view per tick serves the facts and the status: the core does not change between.
+        let view = self.core.view(now);
+        let facts = facts_from(&self.core, &view, &self.settings.cluster_id, &self.settings.node_name);
         for decision in decisions {
             self.fire_hook_for(&decision, &facts);
             let (kind, node, reason) = match decision {
@@ -337,7 +339,7 @@ impl Driver {
             rewriter.settle(settled);
         }
         self.publish_view(gossip).await;
-        let report = self.report(now);
+        let report = self.report(now, view);
         self.status.send_replace(Arc::new(report));
     }
 
@@ -461,7 +463,8 @@ impl Driver {
     }
 
     fn facts(&self, now: MonoMs) -> Facts {
-        facts_from(&self.core, now, &self.settings.cluster_id, &self.settings.node_name)
+        let view = self.core.view(now);
+        facts_from(&self.core, &view, &self.settings.cluster_id, &self.settings.node_name)
     }
 
     fn fire_hook_for(&self, decision: &Decision, facts: &Facts) {
@@ -511,9 +514,9 @@ impl Driver {
         }
     }
 
-    fn report(&self, now: MonoMs) -> StatusReport {
+    fn report(&self, now: MonoMs, view: Vec<NodeView>) -> StatusReport {
         StatusReport {
-            nodes: self.core.view(now).into_iter().map(node_status).collect(),
+            nodes: view.into_iter().map(node_status).collect(),
             server_master: self.core.server_master().map(str::to_string),
             db_primary: self.core.db_primary().map(str::to_string),
             uptime_ms: now.0,

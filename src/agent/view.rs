@@ -6,7 +6,7 @@ use gossip_ha_proto::gossip::{KEY_DB, KEY_DB_PRIMARY, KEY_DOWN};
 
 use crate::config::Settings;
 use crate::core::db::DbAction;
-use crate::core::{Core, MonoMs, NodeView};
+use crate::core::{Core, NodeView};
 use crate::db::worker::split_host_port;
 use crate::rewrite::Facts;
 
@@ -57,9 +57,8 @@ pub fn view_keys(core: &Core) -> Vec<(&'static str, String)> {
 }
 
 /// What files and hooks are told: the DB primary (and its database's address) and the server
-/// master (and its gossip host), as `core` sees them at `now`.
-pub fn facts_from(core: &Core, now: MonoMs, cluster_id: &str, node_name: &str) -> Facts {
-    let view = core.view(now);
+/// master (and its gossip host), from `core` and its `view` of the same step.
+pub fn facts_from(core: &Core, view: &[NodeView], cluster_id: &str, node_name: &str) -> Facts {
     let db_primary = core.db_primary().map(str::to_string);
     let primary_addr = db_primary
         .as_deref()
