@@ -32,6 +32,12 @@ pub enum CliCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Rebuild this host's database from the primary (after a split-brain: merge its rows into
+    /// the winner first); needs root or the admin group.
+    Resync {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show the agent's recent decisions and their reasons.
     Events {
         #[command(flatten)]

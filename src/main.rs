@@ -66,6 +66,7 @@ async fn dispatch(command: CliCommand) -> ExitCode {
         CliCommand::Certs(command) => certs(command),
         CliCommand::Status(args) => query(&args, Command::Status).await,
         CliCommand::Events { client, limit } => query(&client, Command::Events { limit }).await,
+        CliCommand::Resync { client } => query(&client, Command::Resync).await,
         CliCommand::Maintenance { state, client } => query(&client, Command::Maintenance { on: state == "on" }).await,
     }
 }

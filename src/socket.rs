@@ -154,7 +154,9 @@ impl ApiState {
                 let events = self.events.lock().map(|log| log.recent(limit)).unwrap_or_default();
                 Response::events(events)
             }
-            Command::Maintenance { .. } => Response::error("internal: a state-changing command took the read path"),
+            Command::Maintenance { .. } | Command::Resync => {
+                Response::error("internal: a state-changing command took the read path")
+            }
         }
     }
 }

@@ -7,9 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistentState {
     pub epoch: u64,
+    /// Executed GTIDs when this node last promoted: the fork point of a later split-brain.
+    #[serde(default)]
+    pub promoted_from_gtid: Option<String>,
+    #[serde(default)]
+    pub promoted_unix_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +74,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = StateFile::in_dir(&dir.path().join("nested"));
         assert_eq!(file.load().unwrap().epoch, 0);
-        file.save(PersistentState { epoch: 7 }).unwrap();
+        file.save(PersistentState {
+            epoch: 7,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(file.load().unwrap().epoch, 7);
         std::fs::write(dir.path().join("nested/state.json"), "{garbage").unwrap();
         let err = file.load().unwrap_err().to_string();

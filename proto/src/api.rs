@@ -25,6 +25,9 @@ pub enum Command {
     Maintenance {
         on: bool,
     },
+    /// Rebuild this node's database from the primary: repair a diverged node (merge, then
+    /// rebuild), retry a failed repair, or rebuild a healthy replica. Admin only.
+    Resync,
     Events {
         /// At most this many of the newest events; all that are kept when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,7 +38,7 @@ pub enum Command {
 impl Command {
     /// Whether the command changes anything (and so needs admin rights on the socket).
     pub fn changes_state(&self) -> bool {
-        matches!(self, Command::Maintenance { .. })
+        matches!(self, Command::Maintenance { .. } | Command::Resync)
     }
 }
 
@@ -159,6 +162,10 @@ pub enum EventKind {
     DbNeedsResync,
     DbUnreachable,
     DbReachable,
+    /// Two primaries saw each other; who stays and who steps down.
+    SplitBrain,
+    /// Progress and outcome of a merge or resync.
+    Repair,
     RewriteDone,
     RewriteFailed,
     ReloadRan,

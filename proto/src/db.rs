@@ -52,4 +52,51 @@ pub struct DbAnnouncement {
     pub advertise: String,
     pub version: Option<String>,
     pub last_error: Option<String>,
+    /// Executed GTIDs when this node last promoted: where its history parted from its
+    /// predecessor's, should the predecessor have kept taking writes (a split-brain).
+    #[serde(default)]
+    pub promoted_from_gtid: Option<String>,
+    /// Wall-clock time of that promotion, on the promoting agent's clock.
+    #[serde(default)]
+    pub promoted_unix_ms: Option<u64>,
+    /// This node lost a split-brain (or otherwise diverged) and is being repaired.
+    #[serde(default)]
+    pub repair: Option<RepairStatus>,
+}
+
+/// Where a diverged node's repair stands: merge its window's rows into the winner, then
+/// rebuild it from the winner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairStatus {
+    /// The primary this node yields to.
+    pub winner: String,
+    /// GTIDs both sides had executed when they parted (empty when unknown).
+    pub fork_gtid: String,
+    /// Rows written on this node from this time on are candidates for the merge.
+    pub window_start_unix_ms: u64,
+    pub stage: RepairStage,
+    /// The newest progress or failure, as the worker reported it.
+    pub progress: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepairStage {
+    /// `splitbrain_autofix` is off: read-only until `gossip-ha resync`.
+    WaitingForOperator,
+    Merging,
+    Resyncing,
+    /// The last attempt failed; read-only until `gossip-ha resync`.
+    Failed,
+}
+
+impl RepairStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairStage::WaitingForOperator => "waiting_for_operator",
+            RepairStage::Merging => "merging",
+            RepairStage::Resyncing => "resyncing",
+            RepairStage::Failed => "failed",
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! what the source has after the replica's last GTID — and refuses (error 1236) when that GTID
 //! is not in the source's log, as MariaDB does for a replica with transactions the source lacks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use gossip_ha::core::db::{DbProbe, ReplicaProbe, ER_SOURCE_FATAL_READING_BINLOG};
@@ -46,6 +46,9 @@ impl ModelServer {
 pub struct ModelCluster {
     servers: Arc<Mutex<BTreeMap<String, ModelServer>>>,
     network: SimNetwork,
+    /// Transactions a merge saved for the operator (the agent's binlog export), and whose rows
+    /// it copied into the winner as new transactions.
+    saved: Arc<Mutex<BTreeSet<Gtid>>>,
 }
 
 impl ModelCluster {
@@ -53,6 +56,7 @@ impl ModelCluster {
         ModelCluster {
             servers: Arc::new(Mutex::new(BTreeMap::new())),
             network,
+            saved: Arc::new(Mutex::new(BTreeSet::new())),
         }
     }
 
@@ -76,6 +80,10 @@ impl ModelCluster {
                 },
             )
         });
+    }
+
+    pub fn saved(&self) -> BTreeSet<Gtid> {
+        self.saved.lock().expect("model saved set").clone()
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, ModelServer> {
@@ -172,6 +180,58 @@ impl ModelDb {
             Some(())
         });
         changed.ok_or_else(|| self.down())
+    }
+}
+
+impl ModelDb {
+    fn reach(&self, host: &str) -> Result<(), DbError> {
+        let alive = self
+            .cluster
+            .with(|servers| servers.get(host).is_some_and(|server| server.alive));
+        if alive && self.cluster.network.connected(&self.host, host) {
+            return Ok(());
+        }
+        Err(DbError::Connect {
+            target: format!("{host}:3306"),
+            message: "unreachable (partition or down)".into(),
+        })
+    }
+
+    /// The agent's merge: this server's transactions the winner lacks are saved, and each is
+    /// written again on the winner as a new transaction (the merged rows).
+    pub fn merge_into(&mut self, winner: &str) -> Result<(), DbError> {
+        self.reach(winner)?;
+        let saved = self.cluster.with(|servers| {
+            let mine = servers.get(&self.host).filter(|server| server.alive)?.binlog.clone();
+            let target = servers.get_mut(winner)?;
+            let present: BTreeSet<Gtid> = target.binlog.iter().copied().collect();
+            let missing: Vec<Gtid> = mine.into_iter().filter(|gtid| !present.contains(gtid)).collect();
+            for _ in &missing {
+                let seq = target.binlog.iter().map(|gtid| gtid.seq).max().unwrap_or(0) + 1;
+                let server = target.server_id;
+                target.binlog.push(Gtid { server, seq });
+            }
+            Some(missing)
+        });
+        let saved = saved.ok_or_else(|| self.down())?;
+        self.cluster.saved.lock().expect("model saved set").extend(saved);
+        Ok(())
+    }
+
+    /// The agent's resync: this server becomes a copy of the winner, read-only, not replicating.
+    pub fn resync_from(&mut self, winner: &str) -> Result<(), DbError> {
+        self.reach(winner)?;
+        let copy = self
+            .cluster
+            .with(|servers| servers.get(winner).map(|server| server.binlog.clone()));
+        let copy = copy.ok_or_else(|| self.down())?;
+        self.change(|server| {
+            server.binlog = copy;
+            server.read_only = true;
+            server.source = None;
+            server.replicating = false;
+            server.io_error = None;
+        })
     }
 }
 

@@ -35,6 +35,7 @@ pub struct SimAgent {
     pub ha_hosts: usize,
     generation: u64,
     persisted_epoch: u64,
+    persisted_fork: Option<String>,
     gossip: Option<Gossip>,
     core: Option<Core>,
     db: Option<ModelDb>,
@@ -61,6 +62,7 @@ impl SimAgent {
             ha_hosts,
             generation: 0,
             persisted_epoch: 0,
+            persisted_fork: None,
             gossip: None,
             core: None,
             db,
@@ -131,8 +133,12 @@ impl SimAgent {
                 maintenance: false,
                 promotion_cooldown_ms: 10 * THRESHOLD_MS,
                 catchup_timeout_ms: 5 * THRESHOLD_MS,
+                splitbrain_autofix: true,
+                splitbrain_lookback_ms: 0,
             };
-            core = core.with_db(DbCore::new(policy, self.persisted_epoch));
+            core = core.with_db(
+                DbCore::new(policy, self.persisted_epoch).with_promotion_record(self.persisted_fork.clone(), None),
+            );
         }
         self.gossip = Some(gossip);
         self.core = Some(core);
@@ -205,6 +211,8 @@ impl SimAgent {
                     DbAction::Promote { .. } => db.promote().await,
                     DbAction::StopReplication => db.stop_replication().await,
                     DbAction::Fence { node, .. } => db.fence(node, 3306).await,
+                    DbAction::Merge(plan) => db.merge_into(&plan.winner),
+                    DbAction::Resync { node, .. } => db.resync_from(node),
                     DbAction::ReplicateFrom { node, .. } => {
                         db.replicate_from(&ReplicationSource {
                             host: node.clone(),
@@ -215,8 +223,17 @@ impl SimAgent {
                         .await
                     }
                 };
-                if let (DbAction::Promote { epoch }, Ok(())) = (&action, &result) {
+                if matches!(action, DbAction::Merge(_) | DbAction::Resync { .. }) {
+                    let result = result.clone().map_err(|err| err.to_string());
+                    if let Some(db_core) = core.db_mut() {
+                        for decision in db_core.repair_finished(&action, result) {
+                            happened.push(Happening::Note(format!("repair: {decision:?}")));
+                        }
+                    }
+                }
+                if let (DbAction::Promote { epoch, from_gtid }, Ok(())) = (&action, &result) {
                     self.persisted_epoch = *epoch;
+                    self.persisted_fork = Some(from_gtid.clone());
                     happened.push(Happening::Promoted { epoch: *epoch });
                 }
             }

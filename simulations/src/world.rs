@@ -273,6 +273,7 @@ impl World {
             .iter()
             .filter(|agent| agent.db_role() == Some(DbRole::NeedsResync))
             .flat_map(|agent| servers[&agent.name].binlog.iter().copied())
+            .chain(self.models.saved())
             .collect();
         let lost: Vec<String> = self
             .acked

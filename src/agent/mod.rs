@@ -16,7 +16,8 @@ use crate::core::db::{DbAction, DbCore, DbDecision, DbPolicy, LocalDb};
 use crate::core::settle::Settler;
 use crate::core::{Core, Decision, MonoMs, NodeView};
 use crate::db::mysql::MySqlBackend;
-use crate::db::worker::{DbWorker, ReplicationCredentials};
+use crate::db::repair::RepairContext;
+use crate::db::worker::{DbWorker, ReplicationCredentials, WorkerSetup};
 use crate::events::EventLog;
 use crate::gossip::{self, Gossip, GossipError, IgnoredPeer};
 use crate::hooks::{Hook, Hooks};
@@ -35,6 +36,8 @@ const DB_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bounds every statement; `STOP SLAVE` may wait for the SQL thread's current event.
 const DB_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds each statement of a merge or resync (a batch insert into a busy winner included).
+const REPAIR_STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Distinct ignored-peer reasons remembered, so each is reported once, not once per tick.
 const MAX_REMEMBERED_IGNORED: usize = 1_000;
 
@@ -99,7 +102,22 @@ fn db_policy(db: &DbAgentSettings) -> DbPolicy {
         maintenance: db.maintenance,
         promotion_cooldown_ms: db.promotion_cooldown_ms,
         catchup_timeout_ms: db.catchup_timeout_ms,
+        splitbrain_autofix: db.splitbrain_autofix,
+        splitbrain_lookback_ms: db.splitbrain_lookback_ms,
     }
+}
+
+fn repair_context(settings: &Settings, db: &DbAgentSettings) -> Option<RepairContext> {
+    let local = mysql_async::Opts::from_url(db.url.expose()).ok()?;
+    Some(RepairContext {
+        local,
+        database: db.database.clone(),
+        tables: db.merge_tables.clone(),
+        batch_rows: db.merge_batch_rows,
+        state_dir: settings.state_dir.clone(),
+        statement_timeout: REPAIR_STATEMENT_TIMEOUT,
+        resync_timeout: Duration::from_millis(db.resync_timeout_ms),
+    })
 }
 
 /// Runs the agent until `shutdown` resolves (SIGTERM/SIGINT in the binary).
@@ -162,16 +180,19 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                     return Err(err);
                 }
             };
-            core = core.with_db(DbCore::new(db_policy(db_settings), persisted.epoch));
-            let worker = DbWorker::spawn(
-                backend,
-                Duration::from_millis(db_settings.check_interval_ms),
-                ReplicationCredentials {
+            core = core.with_db(
+                DbCore::new(db_policy(db_settings), persisted.epoch)
+                    .with_promotion_record(persisted.promoted_from_gtid.clone(), persisted.promoted_unix_ms),
+            );
+            let setup = WorkerSetup {
+                check_interval: Duration::from_millis(db_settings.check_interval_ms),
+                credentials: ReplicationCredentials {
                     user: db_settings.replication_user.clone(),
                     password: db_settings.replication_password.clone(),
                 },
-                stop_rx.clone(),
-            );
+                repair: repair_context(&settings, db_settings),
+            };
+            let worker = DbWorker::spawn(backend, setup, stop_rx.clone());
             Some(DbRuntime {
                 worker,
                 state,
@@ -329,6 +350,7 @@ impl Driver {
                         DbDecision::NeedsResync { reason } => (EventKind::DbNeedsResync, me, reason),
                         DbDecision::Unreachable { reason } => (EventKind::DbUnreachable, me, reason),
                         DbDecision::Reachable { reason } => (EventKind::DbReachable, me, reason),
+                        DbDecision::SplitBrain { reason } => (EventKind::SplitBrain, me, reason),
                         DbDecision::Act { .. } => unreachable!("handled above"),
                     }
                 }
@@ -358,6 +380,7 @@ impl Driver {
                     Err(format!("{me} has no `db` role: maintenance applies to database nodes"))
                 }
             }
+            gossip_ha_proto::api::Command::Resync => self.core.request_resync(),
             other => Err(format!("internal: {other:?} is not an admin command")),
         };
         if let Ok(done) = &answer {
@@ -390,23 +413,51 @@ impl Driver {
             db.in_flight = db.in_flight.saturating_sub(1);
             finished.push(outcome);
         }
+        let progress = db.worker.progress();
         let me = Some(self.settings.node_name.clone());
+        for line in progress {
+            if let Some(core) = self.core.db_mut() {
+                core.repair_progress(line.clone());
+            }
+            self.record(EventKind::Repair, me.clone(), line);
+        }
         for outcome in finished {
             let hook = match (&outcome.action, &outcome.result) {
-                (DbAction::Promote { .. }, Ok(())) => Some(Hook::OnPromote),
-                (DbAction::StepDown, Ok(())) => Some(Hook::OnDemote),
+                (DbAction::Promote { .. }, Ok(_)) => Some(Hook::OnPromote),
+                (DbAction::StepDown, Ok(_)) => Some(Hook::OnDemote),
                 _ => None,
             };
+            if matches!(outcome.action, DbAction::Merge(_) | DbAction::Resync { .. }) {
+                let result = outcome.result.clone().map(|_| ()).map_err(|err| err.to_string());
+                let decisions = self
+                    .core
+                    .db_mut()
+                    .map(|core| core.repair_finished(&outcome.action, result))
+                    .unwrap_or_default();
+                for decision in decisions {
+                    let (kind, reason) = match decision {
+                        DbDecision::NeedsResync { reason } => (EventKind::DbNeedsResync, reason),
+                        DbDecision::Note { reason } => (EventKind::Repair, reason),
+                        other => (EventKind::DbNote, format!("{other:?}")),
+                    };
+                    self.record(kind, me.clone(), reason);
+                }
+            }
             if let (Some(hook), Some(hooks)) = (hook, &self.hooks) {
                 let mut environment = fact_environment(&self.facts(self.now()));
                 environment.push(("GOSSIP_HA_NODE".into(), self.settings.node_name.clone()));
                 hooks.fire(hook, &environment);
             }
             match outcome.result {
-                Ok(()) => self.record(
+                Ok(detail) => self.record(
                     EventKind::DbAction,
                     me.clone(),
-                    format!("{} done in {} ms", describe(&outcome.action), outcome.took.as_millis()),
+                    format!(
+                        "{} done in {} ms{}",
+                        describe(&outcome.action),
+                        outcome.took.as_millis(),
+                        detail.map(|detail| format!(": {detail}")).unwrap_or_default()
+                    ),
                 ),
                 Err(err) => self.record(
                     EventKind::DbActionFailed,
@@ -424,14 +475,24 @@ impl Driver {
     fn start_db_action(&mut self, action: DbAction, reason: String) {
         let me = Some(self.settings.node_name.clone());
         let Some(db) = self.db.as_mut() else { return };
-        if let DbAction::Promote { epoch } = action {
+        if let DbAction::Promote { epoch, from_gtid } = &action {
             // The epoch must be on disk before the database is writable: a restarted agent
             // must never claim an older one.
-            if let Err(err) = db.state.save(PersistentState { epoch }) {
+            let promoted_unix_ms = unix_ms();
+            let state = PersistentState {
+                epoch: *epoch,
+                promoted_from_gtid: Some(from_gtid.clone()),
+                promoted_unix_ms: Some(promoted_unix_ms),
+            };
+            if let Err(err) = db.state.save(state) {
                 self.record(EventKind::DbActionFailed, me, format!("not promoting: {err}"));
                 return;
             }
+            if let Some(core) = self.core.db_mut() {
+                core.promoted_at(promoted_unix_ms);
+            }
         }
+        let Some(db) = self.db.as_mut() else { return };
         let submitted = db.worker.submit(action.clone());
         match submitted {
             Ok(()) => {

@@ -86,7 +86,9 @@ pub fn describe(action: &DbAction) -> String {
     match action {
         DbAction::SetReadOnly => "set read-only".into(),
         DbAction::StepDown => "step down (read-only)".into(),
-        DbAction::Promote { epoch } => format!("promote (epoch {epoch})"),
+        DbAction::Promote { epoch, .. } => format!("promote (epoch {epoch})"),
+        DbAction::Merge(plan) => format!("merge into {}", plan.winner),
+        DbAction::Resync { node, addr } => format!("resync from {node} ({addr})"),
         DbAction::ReplicateFrom { node, addr } => format!("replicate from {node} ({addr})"),
         DbAction::StopReplication => "stop replication".into(),
         DbAction::Fence { node, addr } => format!("fence {node} (set {addr} read-only)"),

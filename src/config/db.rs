@@ -34,6 +34,47 @@ pub struct DbSettings {
     pub promotion_cooldown: Option<f64>,
     /// Seconds the best candidate waits for its relay log before promoting (default 5 × threshold).
     pub catchup_timeout: Option<f64>,
+    /// Seconds before the forking promotion from which rows are merged (default 300).
+    pub splitbrain_lookback: Option<f64>,
+    /// Tables whose split-brain rows are merged into the winner (default: Pandora's
+    /// `tagente_datos`, `tagente_datos_string` and `tevento`).
+    pub merge_tables: Option<Vec<MergeTable>>,
+    /// Rows read per batch while merging (default 1000).
+    pub merge_batch_rows: Option<usize>,
+    /// Seconds a whole resync (dump and load) may take (default 21600).
+    pub resync_timeout: Option<f64>,
+}
+
+/// A table whose rows written during a split-brain window are copied into the winner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeTable {
+    pub name: String,
+    /// Unix seconds of each row: the window is selected by it.
+    pub time_column: String,
+    /// A column the winner fills anew (an auto-increment id, as the manual does for `tevento`).
+    #[serde(default)]
+    pub fresh_id: Option<String>,
+}
+
+impl MergeTable {
+    fn pandora_defaults() -> Vec<MergeTable> {
+        let table = |name: &str, fresh_id: Option<&str>| MergeTable {
+            name: name.into(),
+            time_column: "utimestamp".into(),
+            fresh_id: fresh_id.map(str::to_string),
+        };
+        vec![
+            table("tagente_datos", None),
+            table("tagente_datos_string", None),
+            table("tevento", Some("id_evento")),
+        ]
+    }
+}
+
+/// Table and column names go into SQL as identifiers: only plain ones are accepted.
+fn plain_identifier(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
 /// The resolved settings of a DB node's agent.
@@ -49,6 +90,13 @@ pub struct DbAgentSettings {
     pub maintenance: bool,
     pub promotion_cooldown_ms: u64,
     pub catchup_timeout_ms: u64,
+    pub splitbrain_autofix: bool,
+    pub splitbrain_lookback_ms: u64,
+    /// The Pandora database (`dbname`): what is merged and resynced.
+    pub database: String,
+    pub merge_tables: Vec<MergeTable>,
+    pub merge_batch_rows: usize,
+    pub resync_timeout_ms: u64,
 }
 
 pub(super) fn seconds_to_ms(
@@ -157,7 +205,46 @@ pub(super) fn resolve_db_agent(
             }
         }
     };
+    let merge_tables = db.merge_tables.clone().unwrap_or_else(MergeTable::pandora_defaults);
+    for (index, table) in merge_tables.iter().enumerate() {
+        let names = [Some(&table.name), Some(&table.time_column), table.fresh_id.as_ref()];
+        if let Some(bad) = names.into_iter().flatten().find(|name| !plain_identifier(name)) {
+            return Err(invalid(
+                &format!("db.merge_tables[{index}]"),
+                format!("`{bad}` is not a plain table or column name (letters, digits, _ and $)"),
+            ));
+        }
+    }
+    let database = db.name.clone().unwrap_or_else(|| "pandora".into());
+    if !plain_identifier(&database) {
+        return Err(invalid("db.name", format!("`{database}` is not a plain database name")));
+    }
+    let merge_batch_rows = db.merge_batch_rows.unwrap_or(1_000);
+    if !(1..=100_000).contains(&merge_batch_rows) {
+        return Err(invalid(
+            "db.merge_batch_rows",
+            format!("expected 1 to 100000 rows, got {merge_batch_rows}"),
+        ));
+    }
     Ok(DbAgentSettings {
+        splitbrain_autofix: db.splitbrain_autofix.unwrap_or(true),
+        splitbrain_lookback_ms: seconds_to_ms(
+            "db.splitbrain_lookback",
+            db.splitbrain_lookback,
+            300_000,
+            0.0..=86_400.0,
+            invalid,
+        )?,
+        database,
+        merge_tables,
+        merge_batch_rows,
+        resync_timeout_ms: seconds_to_ms(
+            "db.resync_timeout",
+            db.resync_timeout,
+            21_600_000,
+            1.0..=604_800.0,
+            invalid,
+        )?,
         url,
         advertise,
         replication_user,

@@ -21,7 +21,7 @@ use crate::hooks::HooksConfig;
 use crate::rewrite::{Facts, Kind, Target};
 use crate::tls::identity::TlsFiles;
 use db::{resolve_db_agent, seconds_to_ms};
-pub use db::{DbAgentSettings, DbSettings};
+pub use db::{DbAgentSettings, DbSettings, MergeTable};
 pub use locate::Override;
 use pandora::PandoraServerConf;
 pub use secret::{Secret, MASK};

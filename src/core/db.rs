@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 
-use gossip_ha_proto::db::{DbAnnouncement, DbRole};
+use gossip_ha_proto::db::{DbAnnouncement, DbRole, RepairStage, RepairStatus};
 
 use super::gtid::GtidState;
 use super::{seconds, MonoMs};
@@ -25,6 +25,12 @@ pub struct DbPolicy {
     pub maintenance: bool,
     pub promotion_cooldown_ms: u64,
     pub catchup_timeout_ms: u64,
+    /// A node that lost a split-brain merges its window's rows into the winner and is rebuilt
+    /// from it without waiting for an operator.
+    pub splitbrain_autofix: bool,
+    /// The merge window opens this long before the promotion that forked the histories: writes
+    /// the old primary took but had not yet shipped when the link broke, and clock skew.
+    pub splitbrain_lookback_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,9 +78,11 @@ pub enum DbAction {
     SetReadOnly,
     /// A primary that sees a better one goes read-only (then rejoins as a replica).
     StepDown,
-    /// Stop and reset replication, then make the database writable.
+    /// Stop and reset replication, then make the database writable. `from_gtid` is where this
+    /// history begins to differ from the old primary's, should that one keep taking writes.
     Promote {
         epoch: u64,
+        from_gtid: String,
     },
     /// Read-only, then replicate from `addr` with GTID auto-positioning.
     ReplicateFrom {
@@ -88,6 +96,22 @@ pub enum DbAction {
         addr: String,
     },
     StopReplication,
+    /// Save this diverged node's transactions since the fork for the operator, then copy the
+    /// merged tables' rows of the window into the winner (idempotently).
+    Merge(MergePlan),
+    /// Rebuild this node's data from `addr` (the winner), leaving it ready to replicate.
+    Resync {
+        node: String,
+        addr: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergePlan {
+    pub winner: String,
+    pub winner_addr: String,
+    pub fork_gtid: String,
+    pub window_start_unix_ms: u64,
 }
 
 /// A peer as the DB rules need it: its database (DB nodes only) and its witness view.
@@ -119,6 +143,10 @@ pub enum DbDecision {
     Reachable {
         reason: String,
     },
+    /// Two primaries see each other; emitted once per episode, by both.
+    SplitBrain {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,12 +167,48 @@ pub struct Claim<'a> {
     pub name: &'a str,
     pub epoch: u64,
     pub priority: u8,
+    /// Executed GTIDs as last announced.
+    pub gtid: &'a str,
+    /// Executed GTIDs when this claim's node promoted.
+    pub fork_gtid: Option<&'a str>,
 }
 
+/// One primary claim, or the winner of a split-brain (DESIGN §2): when several nodes claim
+/// primary, the histories parted where the newest of them promoted, and the side that took the
+/// most writes since then stays primary (then the higher priority, then the smaller name), so
+/// the fewest rows have to be merged. Without a readable fork the newest claim wins.
 pub fn elect_db_primary<'a>(claims: impl IntoIterator<Item = Claim<'a>>) -> Option<Claim<'a>> {
+    let claims: Vec<Claim<'a>> = claims.into_iter().collect();
+    let newest = claims
+        .iter()
+        .copied()
+        .max_by_key(|claim| (claim.epoch, claim.priority, Reverse(claim.name)))?;
+    if claims.len() == 1 {
+        return Some(newest);
+    }
+    match writes_since_fork(&claims) {
+        Some(counted) => counted
+            .into_iter()
+            .max_by_key(|(claim, writes)| (*writes, claim.priority, Reverse(claim.name)))
+            .map(|(claim, _)| claim),
+        None => Some(newest),
+    }
+}
+
+/// Each claim with the transactions it executed since the newest claim's promotion; `None`
+/// when the fork or a position cannot be read.
+pub fn writes_since_fork<'a>(claims: &[Claim<'a>]) -> Option<Vec<(Claim<'a>, u64)>> {
+    let newest = claims
+        .iter()
+        .max_by_key(|claim| (claim.epoch, claim.priority, Reverse(claim.name)))?;
+    let fork = GtidState::parse(newest.fork_gtid?).ok()?;
     claims
-        .into_iter()
-        .max_by_key(|claim| (claim.epoch, claim.priority, Reverse(claim.name)))
+        .iter()
+        .map(|claim| {
+            let writes = GtidState::parse(claim.gtid).ok()?.transactions_beyond(&fork)?;
+            Some((*claim, writes))
+        })
+        .collect()
 }
 
 /// A peer's claim counts while its database is reachable, and for 2 × threshold after it
@@ -156,6 +220,8 @@ pub fn peer_claim<'a>(peer: &PeerDb<'a>, down_after_ms: u64) -> Option<Claim<'a>
         name: peer.name,
         epoch: db.epoch,
         priority: db.priority,
+        gtid: &db.gtid,
+        fork_gtid: db.promoted_from_gtid.as_deref(),
     })
 }
 
@@ -174,6 +240,25 @@ pub struct DbCore {
     /// Since when this node has been promotable without a break: one that just became so must
     /// let the others hear of it before it may promote, or two could promote at once.
     promotable_since: Option<MonoMs>,
+    promoted_from_gtid: Option<String>,
+    promoted_unix_ms: Option<u64>,
+    /// Since when this primary has seen another valid primary claim (a split-brain).
+    rival_since: Option<MonoMs>,
+    repair: Option<Repair>,
+}
+
+#[derive(Debug, Clone)]
+struct Repair {
+    status: RepairStatus,
+    winner_addr: String,
+    /// The action to ask for on the next step, if any.
+    next: Option<RepairStep>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RepairStep {
+    Merge,
+    Resync,
 }
 
 /// What `DbCore::step` needs from the rest of the core.
@@ -205,7 +290,100 @@ impl DbCore {
             last_note: None,
             was_reachable: None,
             promotable_since: None,
+            promoted_from_gtid: None,
+            promoted_unix_ms: None,
+            rival_since: None,
+            repair: None,
         }
+    }
+
+    /// What the state file remembers of this node's last promotion.
+    pub fn with_promotion_record(mut self, from_gtid: Option<String>, unix_ms: Option<u64>) -> Self {
+        self.promoted_from_gtid = from_gtid;
+        self.promoted_unix_ms = unix_ms;
+        self
+    }
+
+    /// The shell tells the wall-clock time at which a promotion was carried out.
+    pub fn promoted_at(&mut self, unix_ms: u64) {
+        self.promoted_unix_ms = Some(unix_ms);
+    }
+
+    /// The shell reports how a merge or resync ended; the core decides what comes next.
+    pub fn repair_finished(&mut self, action: &DbAction, result: Result<(), String>) -> Vec<DbDecision> {
+        let mut out = Vec::new();
+        let Some(repair) = self.repair.as_mut() else {
+            return out;
+        };
+        match (action, result) {
+            (DbAction::Merge(_), Ok(())) => {
+                repair.next = Some(RepairStep::Resync);
+                repair.status.progress = Some("merge done; rebuilding from the winner next".into());
+            }
+            (DbAction::Resync { node, .. }, Ok(())) => {
+                out.push(DbDecision::Note {
+                    reason: format!("rebuilt from {node}: rejoining as its replica"),
+                });
+                self.repair = None;
+                self.role = LocalRole::Starting;
+                self.last_repoint_at = None;
+            }
+            (DbAction::Merge(_) | DbAction::Resync { .. }, Err(err)) => {
+                repair.status.stage = RepairStage::Failed;
+                repair.status.progress = Some(err.clone());
+                repair.next = None;
+                out.push(DbDecision::NeedsResync {
+                    reason: format!(
+                        "repair failed ({err}); stays read-only until `gossip-ha resync` (data left as it was)"
+                    ),
+                });
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Newest progress of a running merge or resync, for status.
+    pub fn repair_progress(&mut self, progress: String) {
+        if let Some(repair) = self.repair.as_mut() {
+            repair.status.progress = Some(progress);
+        }
+    }
+
+    /// `gossip-ha resync`: repair a diverged node now, or rebuild a replica from the primary.
+    pub fn request_resync(&mut self, primary: Option<(&str, &str)>) -> Result<String, String> {
+        if let Some(repair) = self.repair.as_mut() {
+            if matches!(repair.status.stage, RepairStage::Merging | RepairStage::Resyncing) && repair.next.is_none() {
+                return Err(format!(
+                    "a repair is already running ({})",
+                    repair.status.stage.as_str()
+                ));
+            }
+            repair.next = Some(RepairStep::Merge);
+            return Ok(format!(
+                "repairing: merge the window's rows into {}, then rebuild from it",
+                repair.status.winner
+            ));
+        }
+        if self.claims_primary() {
+            return Err("this node is the primary: there is nothing to resync it from".into());
+        }
+        let Some((winner, addr)) = primary else {
+            return Err("no primary is elected: nothing to resync from".into());
+        };
+        self.role = LocalRole::NeedsResync(format!("operator asked for a rebuild from {winner}"));
+        self.repair = Some(Repair {
+            status: RepairStatus {
+                winner: winner.to_string(),
+                fork_gtid: String::new(),
+                window_start_unix_ms: 0,
+                stage: RepairStage::Resyncing,
+                progress: None,
+            },
+            winner_addr: addr.to_string(),
+            next: Some(RepairStep::Resync),
+        });
+        Ok(format!("rebuilding from {winner} at {addr}"))
     }
 
     pub fn epoch(&self) -> u64 {
@@ -225,12 +403,20 @@ impl DbCore {
     }
 
     /// This node's own claim, as others will rank it; only while its database answers.
-    pub fn own_claim<'a>(&self, me: &'a str, local: &LocalDb) -> Option<Claim<'a>> {
-        (self.claims_primary() && local.probe.is_ok()).then_some(Claim {
+    /// `fork_gtid` is `promoted_from_gtid()`, passed in so the claim does not borrow the core.
+    pub fn own_claim<'a>(&self, me: &'a str, local: &'a LocalDb, fork_gtid: Option<&'a str>) -> Option<Claim<'a>> {
+        let probe = local.probe.as_ref().ok()?;
+        self.claims_primary().then_some(Claim {
             name: me,
             epoch: self.epoch,
             priority: self.policy.priority,
+            gtid: &probe.gtid,
+            fork_gtid,
         })
+    }
+
+    pub fn promoted_from_gtid(&self) -> Option<&str> {
+        self.promoted_from_gtid.as_deref()
     }
 
     fn promotable_reason(&self, now: MonoMs, local: &LocalDb) -> Result<(), String> {
@@ -297,6 +483,9 @@ impl DbCore {
             advertise: self.policy.advertise.clone(),
             version: probe.map(|probe| probe.version.clone()),
             last_error,
+            promoted_from_gtid: self.promoted_from_gtid.clone(),
+            promoted_unix_ms: self.promoted_unix_ms,
+            repair: self.repair.as_ref().map(|repair| repair.status.clone()),
         }
     }
 
@@ -380,25 +569,17 @@ impl DbCore {
                     "needs resync: must stay read-only".into(),
                     &mut out,
                 );
+                return out;
             }
+            self.advance_repair(&mut out);
             return out;
         }
 
         if self.role == LocalRole::Primary {
-            match view.elected {
-                Some(better) if better.name != view.me => {
-                    let reason = format!(
-                        "{} is primary with (epoch {}, priority {}), ahead of this node's (epoch {}, priority {}): stepping down, read-only first",
-                        better.name, better.epoch, better.priority, self.epoch, self.policy.priority
-                    );
-                    self.role = LocalRole::Starting;
-                    self.demoted_at = Some(now);
-                    self.act(DbAction::StepDown, reason, &mut out);
-                }
-                _ => {}
-            }
+            self.check_rivals(view, probe, &mut out);
             return out;
         }
+        self.rival_since = None;
 
         if !probe.read_only {
             self.act(
@@ -414,6 +595,149 @@ impl DbCore {
             None => self.consider_promotion(view, started_at, local, probe, &mut out),
         }
         out
+    }
+
+    /// A primary that sees another primary claim: the split-brain rule of `elect_db_primary`
+    /// decides who steps down. Should both keep believing they win (each reads the other's
+    /// write count a little late while both take writes), after 2 × threshold the one with the
+    /// lower (priority, name) steps down anyway: two writable primaries never last.
+    fn check_rivals(&mut self, view: &DbView<'_>, probe: &DbProbe, out: &mut Vec<DbDecision>) {
+        let down_after_ms = 2 * view.threshold_ms;
+        let rivals: Vec<Claim> = view
+            .peers
+            .iter()
+            .filter_map(|peer| peer_claim(peer, down_after_ms))
+            .collect();
+        // Elected again with this node's claim as it stands now (it may have just resumed it).
+        let own = Claim {
+            name: view.me,
+            epoch: self.epoch,
+            priority: self.policy.priority,
+            gtid: &probe.gtid,
+            fork_gtid: self.promoted_from_gtid.as_deref(),
+        };
+        let elected = elect_db_primary(rivals.iter().copied().chain([own]));
+        if rivals.is_empty() {
+            self.rival_since = None;
+        } else if self.rival_since.is_none() {
+            self.rival_since = Some(view.now);
+            let names: Vec<String> = rivals
+                .iter()
+                .map(|rival| format!("{} (epoch {}, GTID {})", rival.name, rival.epoch, rival.gtid))
+                .collect();
+            let winner = elected.map(|claim| claim.name).unwrap_or("-");
+            out.push(DbDecision::SplitBrain {
+                reason: format!(
+                    "split-brain: this node (epoch {}) and {} both claim primary; {winner} has taken the most writes since the histories parted and stays primary",
+                    self.epoch,
+                    names.join(", ")
+                ),
+            });
+        }
+        let better = elected.filter(|claim| claim.name != view.me);
+        let unresolved = self
+            .rival_since
+            .is_some_and(|since| view.now.since(since) > down_after_ms)
+            .then(|| {
+                rivals
+                    .iter()
+                    .find(|rival| (rival.priority, Reverse(rival.name)) > (self.policy.priority, Reverse(view.me)))
+            })
+            .flatten();
+        let reason = match (better, unresolved) {
+            (Some(better), _) => {
+                let rival = rivals.iter().any(|rival| rival.name == better.name);
+                if rival {
+                    format!(
+                        "{} is primary too and took more writes since the fork (or ties and ranks higher): stepping down, read-only first; this node's own writes since the fork are merged into it",
+                        better.name
+                    )
+                } else {
+                    format!(
+                        "{} is primary with (epoch {}, priority {}), ahead of this node's (epoch {}, priority {}): stepping down, read-only first",
+                        better.name, better.epoch, better.priority, self.epoch, self.policy.priority
+                    )
+                }
+            }
+            (None, Some(rival)) => format!(
+                "{} and this node have both claimed primary for over {}: the one with the lower (priority, name) steps down, and {} ranks higher",
+                rival.name,
+                seconds(down_after_ms),
+                rival.name
+            ),
+            (None, None) => return,
+        };
+        self.role = LocalRole::Starting;
+        self.demoted_at = Some(view.now);
+        self.rival_since = None;
+        self.act(DbAction::StepDown, reason, out);
+    }
+
+    fn advance_repair(&mut self, out: &mut Vec<DbDecision>) {
+        let Some(repair) = self.repair.as_mut() else {
+            return;
+        };
+        let Some(step) = repair.next.take() else {
+            return;
+        };
+        let action = match step {
+            RepairStep::Merge => {
+                repair.status.stage = RepairStage::Merging;
+                DbAction::Merge(MergePlan {
+                    winner: repair.status.winner.clone(),
+                    winner_addr: repair.winner_addr.clone(),
+                    fork_gtid: repair.status.fork_gtid.clone(),
+                    window_start_unix_ms: repair.status.window_start_unix_ms,
+                })
+            }
+            RepairStep::Resync => {
+                repair.status.stage = RepairStage::Resyncing;
+                DbAction::Resync {
+                    node: repair.status.winner.clone(),
+                    addr: repair.winner_addr.clone(),
+                }
+            }
+        };
+        let reason = match &action {
+            DbAction::Merge(plan) => format!(
+                "saving this node's transactions since GTID `{}` and copying the merged tables' rows written since unix ms {} into {}",
+                plan.fork_gtid, plan.window_start_unix_ms, plan.winner
+            ),
+            _ => format!("rebuilding this node from {}", repair.status.winner),
+        };
+        self.act(action, reason, out);
+    }
+
+    /// Where the histories parted and since when rows may differ: the newer promotion of the
+    /// two (this node's or the winner's) forked them.
+    fn repair_plan(&self, view: &DbView<'_>, winner: &str, winner_addr: &str) -> Repair {
+        let winner_db = view
+            .peers
+            .iter()
+            .find(|peer| peer.name == winner)
+            .and_then(|peer| peer.db);
+        let (fork, promoted_unix_ms) = match winner_db {
+            Some(db) if db.epoch >= self.epoch => (db.promoted_from_gtid.clone(), db.promoted_unix_ms),
+            _ => (self.promoted_from_gtid.clone(), self.promoted_unix_ms),
+        };
+        let stage = if self.policy.splitbrain_autofix {
+            RepairStage::Merging
+        } else {
+            RepairStage::WaitingForOperator
+        };
+        Repair {
+            status: RepairStatus {
+                winner: winner.to_string(),
+                fork_gtid: fork.unwrap_or_default(),
+                window_start_unix_ms: promoted_unix_ms
+                    .map(|at| at.saturating_sub(self.policy.splitbrain_lookback_ms))
+                    .unwrap_or(0),
+                stage,
+                progress: None,
+            },
+            winner_addr: winner_addr.to_string(),
+            next: self.policy.splitbrain_autofix.then_some(RepairStep::Merge),
+        }
     }
 
     fn track_reachability(&mut self, local: &LocalDb, out: &mut Vec<DbDecision>) {
@@ -455,8 +779,15 @@ impl DbCore {
                     replica.last_error.as_deref().unwrap_or("-")
                 );
                 self.role = LocalRole::NeedsResync(why.clone());
+                let repair = self.repair_plan(view, primary.name, &primary_addr);
+                let next = if repair.next.is_some() {
+                    "merging its rows into the winner, then rebuilding from it (splitbrain_autofix)"
+                } else {
+                    "waiting for `gossip-ha resync` (splitbrain_autofix is off)"
+                };
+                self.repair = Some(repair);
                 out.push(DbDecision::NeedsResync {
-                    reason: format!("{why}; stays read-only and will not rejoin on top of divergent data"),
+                    reason: format!("{why}; stays read-only and will not rejoin on top of divergent data; {next}"),
                 });
                 self.act(
                     DbAction::StopReplication,
@@ -656,7 +987,16 @@ impl DbCore {
         self.epoch = epoch;
         self.demoted_at = None;
         self.catchup_since = None;
-        self.act(DbAction::Promote { epoch }, reason, out);
+        self.promoted_from_gtid = Some(probe.gtid.clone());
+        self.promoted_unix_ms = None;
+        self.act(
+            DbAction::Promote {
+                epoch,
+                from_gtid: probe.gtid.clone(),
+            },
+            reason,
+            out,
+        );
     }
 }
 

@@ -93,10 +93,57 @@ impl GtidState {
         }
     }
 
+    /// How many transactions `self` executed beyond `fork`: the writes one side of a split-brain
+    /// took since the sides parted. MariaDB numbers each domain's transactions consecutively, so
+    /// the count is the difference of sequence numbers; MySQL's sets are counted exactly.
+    /// `None` when the dialects differ.
+    pub fn transactions_beyond(&self, fork: &GtidState) -> Option<u64> {
+        match (self, fork) {
+            (GtidState::MariaDb(mine), GtidState::MariaDb(base)) => Some(
+                mine.iter()
+                    .map(|(domain, (_, seq))| seq.saturating_sub(base.get(domain).map_or(0, |(_, base_seq)| *base_seq)))
+                    .sum(),
+            ),
+            (GtidState::MySql(mine), GtidState::MySql(base)) => Some(
+                mine.iter()
+                    .map(|(uuid, intervals)| {
+                        let base_intervals = base.get(uuid).map(Vec::as_slice).unwrap_or_default();
+                        intervals
+                            .iter()
+                            .map(|&interval| count_outside(interval, base_intervals))
+                            .sum::<u64>()
+                    })
+                    .sum(),
+            ),
+            // The empty text parses as MariaDB: it is no fork at all for a MySQL state either.
+            (GtidState::MySql(_), fork) if fork.is_empty() => {
+                self.transactions_beyond(&GtidState::MySql(Default::default()))
+            }
+            _ => None,
+        }
+    }
+
     /// `other` has executed everything `self` has and more.
     pub fn is_behind(&self, other: &GtidState) -> bool {
         other.covers(self) && !self.covers(other)
     }
+}
+
+/// Ids of `(start, end)` that no interval of the sorted, merged `base` holds.
+fn count_outside((start, end): (u64, u64), base: &[(u64, u64)]) -> u64 {
+    let inside: u64 = base
+        .iter()
+        .map(|&(base_start, base_end)| {
+            let low = start.max(base_start);
+            let high = end.min(base_end);
+            if low <= high {
+                high - low + 1
+            } else {
+                0
+            }
+        })
+        .sum();
+    (end - start + 1) - inside
 }
 
 fn merge(mut intervals: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
@@ -144,6 +191,29 @@ mod tests {
         for &(a, b, covers, behind) in cases {
             assert_eq!(gtid(a).covers(&gtid(b)), covers, "{a} covers {b}");
             assert_eq!(gtid(a).is_behind(&gtid(b)), behind, "{a} behind {b}");
+        }
+    }
+
+    #[test]
+    fn transactions_since_a_fork() {
+        let cases: &[(&str, &str, Option<u64>)] = &[
+            ("0-2-150", "0-1-100", Some(50)),
+            ("0-1-120", "0-1-100", Some(20)),
+            ("0-1-100", "0-1-100", Some(0)),
+            ("0-1-90", "0-1-100", Some(0)),
+            ("0-1-10,1-3-4", "0-1-8", Some(6)),
+            ("0-1-10", "", Some(10)),
+            ("u:1-10", "u:1-5", Some(5)),
+            ("u:1-10,v:1-3", "u:1-5:7", Some(7)),
+            ("u:1-10", "", Some(10)),
+            ("u:1-10", "0-1-5", None),
+        ];
+        for &(state, fork, expected) in cases {
+            assert_eq!(
+                gtid(state).transactions_beyond(&gtid(fork)),
+                expected,
+                "{state} beyond {fork}"
+            );
         }
     }
 

@@ -148,6 +148,28 @@ impl Core {
         }
     }
 
+    /// The local DB half of the core, on a DB node: for what the shell reports back to it.
+    pub fn db_mut(&mut self) -> Option<&mut DbCore> {
+        self.db.as_mut()
+    }
+
+    /// `gossip-ha resync` on this node: rebuild from the elected primary.
+    pub fn request_resync(&mut self) -> Result<String, String> {
+        let primary = self.db_primary.clone();
+        let addr = primary
+            .as_deref()
+            .and_then(|name| self.peers.get(name))
+            .and_then(|peer| peer.db.as_ref())
+            .map(|db| db.advertise.clone());
+        let Some(db) = self.db.as_mut() else {
+            return Err(format!(
+                "{} has no `db` role: there is no database to resync",
+                self.self_name
+            ));
+        };
+        db.request_resync(primary.as_deref().zip(addr.as_deref()))
+    }
+
     pub fn server_master(&self) -> Option<&str> {
         self.server_master.as_deref()
     }
@@ -362,12 +384,14 @@ impl Core {
         let mut db = self.db.take();
         let peers = self.peer_dbs();
         let me = self.self_name.as_str();
+        let fork_before = db.as_ref().and_then(|db| db.promoted_from_gtid().map(str::to_string));
         let own = db
             .as_ref()
             .zip(local_db)
-            .and_then(|(db, local)| db.own_claim(me, local));
+            .and_then(|(db, local)| db.own_claim(me, local, fork_before.as_deref()));
         let before = elect_from(&peers, own, threshold_ms);
         let mut after = before;
+        let fork_after: Option<String>;
         let mut db_decisions = Vec::new();
         let mut self_db = None;
         if let (Some(db), Some(local)) = (db.as_mut(), local_db) {
@@ -382,7 +406,8 @@ impl Core {
             };
             db_decisions = db.step(&view, local);
             // A promotion or step-down decided just now changes this node's own claim at once.
-            after = elect_from(&peers, db.own_claim(me, local), threshold_ms);
+            fork_after = db.promoted_from_gtid().map(str::to_string);
+            after = elect_from(&peers, db.own_claim(me, local, fork_after.as_deref()), threshold_ms);
             self_db = Some(db.announcement(now, local));
         }
         let elected_name = after.map(|claim| claim.name.to_string());

@@ -4,6 +4,7 @@
 
 pub mod dialect;
 pub mod mysql;
+pub mod repair;
 pub mod worker;
 
 use std::future::Future;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::repair::{self, Progress, RepairContext};
 use super::{DbBackend, DbError, DbProbe, ReplicationSource};
 use crate::config::Secret;
 use crate::core::db::DbAction;
@@ -14,6 +15,8 @@ use crate::core::db::DbAction;
 /// Actions queued at most; the core decides one at a time, so more means something is wrong.
 const ACTION_QUEUE: usize = 4;
 const OUTCOME_QUEUE: usize = 16;
+/// Progress lines of a merge or resync not yet read by the driver; more are dropped.
+const PROGRESS_QUEUE: usize = 64;
 
 /// The newest probe and since when the database has failed to answer, on the monotonic clock.
 #[derive(Debug, Clone)]
@@ -25,7 +28,8 @@ pub struct ProbeReport {
 #[derive(Debug, Clone)]
 pub struct ActionOutcome {
     pub action: DbAction,
-    pub result: Result<(), DbError>,
+    /// What a merge or resync did, in a line.
+    pub result: Result<Option<String>, DbError>,
     pub took: Duration,
 }
 
@@ -39,34 +43,46 @@ pub struct DbWorker {
     actions: mpsc::Sender<DbAction>,
     reports: watch::Receiver<Option<ProbeReport>>,
     outcomes: mpsc::Receiver<ActionOutcome>,
+    progress: mpsc::Receiver<String>,
     task: JoinHandle<()>,
 }
 
+/// What the worker needs to carry out its actions besides the backend.
+pub struct WorkerSetup {
+    pub check_interval: Duration,
+    pub credentials: ReplicationCredentials,
+    /// `None` where repairs cannot run (the simulations' model database).
+    pub repair: Option<RepairContext>,
+}
+
 impl DbWorker {
-    pub fn spawn<B: DbBackend>(
-        backend: B,
-        check_interval: Duration,
-        credentials: ReplicationCredentials,
-        stop: watch::Receiver<bool>,
-    ) -> DbWorker {
+    pub fn spawn<B: DbBackend>(backend: B, setup: WorkerSetup, stop: watch::Receiver<bool>) -> DbWorker {
         let (actions_tx, actions_rx) = mpsc::channel(ACTION_QUEUE);
         let (reports_tx, reports_rx) = watch::channel(None);
         let (outcomes_tx, outcomes_rx) = mpsc::channel(OUTCOME_QUEUE);
-        let task = tokio::spawn(run(
-            backend,
-            check_interval,
-            credentials,
-            actions_rx,
-            reports_tx,
-            outcomes_tx,
-            stop,
-        ));
+        let (progress_tx, progress_rx) = mpsc::channel(PROGRESS_QUEUE);
+        let channels = Channels {
+            actions: actions_rx,
+            reports: reports_tx,
+            outcomes: outcomes_tx,
+            progress: progress_tx,
+        };
+        let task = tokio::spawn(run(backend, setup, channels, stop));
         DbWorker {
             actions: actions_tx,
             reports: reports_rx,
             outcomes: outcomes_rx,
+            progress: progress_rx,
             task,
         }
+    }
+
+    pub fn progress(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.progress.try_recv() {
+            lines.push(line);
+        }
+        lines
     }
 
     /// Queues an action; refused (and said so) when the queue is full or the worker is gone.
@@ -95,16 +111,21 @@ impl DbWorker {
     }
 }
 
-async fn run<B: DbBackend>(
-    mut backend: B,
-    check_interval: Duration,
-    credentials: ReplicationCredentials,
-    mut actions: mpsc::Receiver<DbAction>,
+struct Channels {
+    actions: mpsc::Receiver<DbAction>,
     reports: watch::Sender<Option<ProbeReport>>,
     outcomes: mpsc::Sender<ActionOutcome>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(check_interval);
+    progress: mpsc::Sender<String>,
+}
+
+async fn run<B: DbBackend>(mut backend: B, setup: WorkerSetup, channels: Channels, mut stop: watch::Receiver<bool>) {
+    let Channels {
+        mut actions,
+        reports,
+        outcomes,
+        progress,
+    } = channels;
+    let mut ticker = tokio::time::interval(setup.check_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unreachable_since: Option<Instant> = None;
     loop {
@@ -119,7 +140,15 @@ async fn run<B: DbBackend>(
         let outcome = match action {
             Some(action) => {
                 let started = Instant::now();
-                let result = execute(&mut backend, &action, &credentials).await;
+                let result = match &action {
+                    DbAction::Merge(_) | DbAction::Resync { .. } => {
+                        let mut lines = Progress::new(progress.clone());
+                        execute_repair(setup.repair.as_ref(), &action, &mut lines, &stop)
+                            .await
+                            .map(Some)
+                    }
+                    _ => execute(&mut backend, &action, &setup.credentials).await.map(|()| None),
+                };
                 Some(ActionOutcome {
                     action,
                     result,
@@ -153,6 +182,7 @@ async fn execute<B: DbBackend>(
 ) -> Result<(), DbError> {
     match action {
         DbAction::SetReadOnly | DbAction::StepDown => backend.set_read_only().await,
+        DbAction::Merge(_) | DbAction::Resync { .. } => unreachable!("repairs run in execute_repair"),
         DbAction::Promote { .. } => backend.promote().await,
         DbAction::StopReplication => backend.stop_replication().await,
         DbAction::Fence { addr, .. } => {
@@ -177,6 +207,24 @@ async fn execute<B: DbBackend>(
             };
             backend.replicate_from(&source).await
         }
+    }
+}
+
+async fn execute_repair(
+    context: Option<&RepairContext>,
+    action: &DbAction,
+    progress: &mut Progress,
+    stop: &watch::Receiver<bool>,
+) -> Result<String, DbError> {
+    let context = context.ok_or_else(|| DbError::Query {
+        target: "agent".into(),
+        what: "repair".into(),
+        message: "repairs are not available here".into(),
+    })?;
+    match action {
+        DbAction::Merge(plan) => repair::merge(context, plan, progress, stop).await,
+        DbAction::Resync { node, addr } => repair::resync(context, node, addr, progress, stop).await,
+        _ => unreachable!("only merges and resyncs are repairs"),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use gossip_ha_proto::db::{DbAnnouncement, DbRole};
+use gossip_ha_proto::db::{DbAnnouncement, DbRole, RepairStage};
 use gossip_ha_proto::gossip::{Announcement, Role};
 
 use super::*;
@@ -27,6 +27,8 @@ fn policy(priority: u8) -> DbPolicy {
         maintenance: false,
         promotion_cooldown_ms: 10 * THRESHOLD_MS,
         catchup_timeout_ms: 5 * THRESHOLD_MS,
+        splitbrain_autofix: true,
+        splitbrain_lookback_ms: 300_000,
     }
 }
 
@@ -73,6 +75,8 @@ struct Peer {
     promotable: bool,
     db_primary: Option<&'static str>,
     roles: &'static [Role],
+    /// GTID at the peer's promotion.
+    fork: Option<&'static str>,
 }
 
 fn replica_peer(name: &'static str, priority: u8, gtid: &'static str) -> Peer {
@@ -87,6 +91,7 @@ fn replica_peer(name: &'static str, priority: u8, gtid: &'static str) -> Peer {
         promotable: true,
         db_primary: None,
         roles: &[Role::Db],
+        fork: None,
     }
 }
 
@@ -132,6 +137,9 @@ fn observe(peer: &Peer, heartbeat: u64) -> Observation {
         advertise: format!("127.0.0.1:{}", 3300 + peer.priority as u16),
         version: None,
         last_error: None,
+        promoted_from_gtid: peer.fork.map(str::to_string),
+        promoted_unix_ms: peer.fork.map(|_| 1_800_000_000_000),
+        repair: None,
     });
     Observation {
         name: peer.name.into(),
@@ -174,10 +182,22 @@ fn actions(decided: &[DbDecision]) -> Vec<DbAction> {
     decided
         .iter()
         .filter_map(|decision| match decision {
+            // Where a promotion forks from is checked by its own tests.
+            DbDecision::Act {
+                action: DbAction::Promote { epoch, .. },
+                ..
+            } => Some(promote(*epoch)),
             DbDecision::Act { action, .. } => Some(action.clone()),
             _ => None,
         })
         .collect()
+}
+
+fn promote(epoch: u64) -> DbAction {
+    DbAction::Promote {
+        epoch,
+        from_gtid: String::new(),
+    }
 }
 
 fn notes(decided: &[DbDecision]) -> String {
@@ -200,7 +220,7 @@ fn fresh_cluster_promotes_the_highest_priority_after_the_grace() {
     assert!(actions(&early).is_empty(), "{early:?}");
     assert!(notes(&early).contains("start-up grace"));
     let later = run(&mut first, 2_100, 2_100, &peers, &[], &local);
-    assert_eq!(actions(&later), [DbAction::Promote { epoch: 1 }]);
+    assert_eq!(actions(&later), [promote(1)]);
     assert_eq!(first.db_primary(), Some("db1"), "its own claim counts at once");
 
     let mut second = db_node("db2", 2);
@@ -294,7 +314,7 @@ fn promotion_after_the_primary_dies_needs_a_witness_when_there_are_others() {
                 node: "db1".into(),
                 addr: "127.0.0.1:3303".into()
             },
-            DbAction::Promote { epoch: 2 }
+            promote(2)
         ]
     );
     let DbDecision::Act { reason, .. } = &decided
@@ -350,7 +370,7 @@ fn two_nodes_alone_keep_the_two_node_behaviour() {
                 node: "db1".into(),
                 addr: "127.0.0.1:3303".into()
             },
-            DbAction::Promote { epoch: 2 }
+            promote(2)
         ]
     );
 }
@@ -394,7 +414,7 @@ fn a_stale_replica_is_not_promoted_while_an_up_to_date_one_exists() {
                 node: "db1".into(),
                 addr: "127.0.0.1:3303".into()
             },
-            DbAction::Promote { epoch: 2 }
+            promote(2)
         ]
     );
 }
@@ -447,7 +467,7 @@ fn the_best_candidate_waits_bounded_for_its_relay_log() {
                 node: "db1".into(),
                 addr: "127.0.0.1:3303".into()
             },
-            DbAction::Promote { epoch: 2 }
+            promote(2)
         ]
     );
 }
@@ -486,7 +506,7 @@ fn a_primary_claim_survives_a_short_database_outage_but_not_a_long_one() {
         ..restarting
     };
     let decided = run(&mut replica, 4_100, 4_100, &[dead, witness], &[], &local);
-    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 2 }]);
+    assert_eq!(actions(&decided), [promote(2)]);
 }
 
 #[test]
@@ -502,7 +522,7 @@ fn an_outranked_primary_steps_down_read_only_first_then_rejoins() {
     );
     let read_only = probe(true, "0-1-10", None);
     let decided = run(&mut old, 2_200, 2_200, &[witness("srv", None)], &[], &read_only);
-    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 1 }]);
+    assert_eq!(actions(&decided), [promote(1)]);
 
     let newer = primary_peer("db2", 2, 5);
     let decided = run(&mut old, 2_300, 2_300, std::slice::from_ref(&newer), &[], &writable);
@@ -521,8 +541,7 @@ fn an_outranked_primary_steps_down_read_only_first_then_rejoins() {
 }
 
 #[test]
-fn a_diverged_node_stops_and_waits_for_a_resync_never_rejoining() {
-    let mut old = db_node("db1", 3);
+fn without_autofix_a_diverged_node_stops_and_waits_for_a_resync_never_rejoining() {
     let diverged = probe(
         true,
         "0-1-15",
@@ -535,9 +554,20 @@ fn a_diverged_node_stops_and_waits_for_a_resync_never_rejoining() {
             ..replica_of("127.0.0.1:3302")
         }),
     );
+    let mut old = Core::new("db1", "127.0.0.1:7000", 1, announcement(&[Role::Db])).with_db(DbCore::new(
+        DbPolicy {
+            splitbrain_autofix: false,
+            ..policy(3)
+        },
+        0,
+    ));
     let decided = run(&mut old, 0, 0, &[primary_peer("db2", 2, 5)], &[], &diverged);
     assert!(
         decided.iter().any(|d| matches!(d, DbDecision::NeedsResync { .. })),
+        "{decided:?}"
+    );
+    assert!(
+        format!("{decided:?}").contains("waiting for `gossip-ha resync`"),
         "{decided:?}"
     );
     assert_eq!(actions(&decided), [DbAction::StopReplication]);
@@ -697,5 +727,247 @@ fn a_replica_of_a_read_only_source_still_promotes_when_it_is_the_best() {
     let source = replica_peer("db2", 2, "0-1-40");
     let following = probe(true, "0-1-40", Some(replica_of("127.0.0.1:3302")));
     let decided = run(&mut replica, 0, 5_000, &[source, witness("srv", None)], &[], &following);
-    assert_eq!(actions(&decided), [DbAction::Promote { epoch: 1 }]);
+    assert_eq!(actions(&decided), [promote(1)]);
+}
+
+fn claim<'a>(name: &'a str, epoch: u64, priority: u8, gtid: &'a str, fork: Option<&'a str>) -> Claim<'a> {
+    Claim {
+        name,
+        epoch,
+        priority,
+        gtid,
+        fork_gtid: fork,
+    }
+}
+
+#[test]
+fn split_brain_winner_is_the_side_with_more_writes_since_the_fork() {
+    // (claims, winner): db2 promoted with epoch 2 at 0-1-100, where the histories parted.
+    let cases: &[(&[Claim], &str)] = &[
+        // db2 took 50 writes, db1 (the old primary, cut off with some clients) took 20.
+        (
+            &[
+                claim("db1", 1, 3, "0-1-120", None),
+                claim("db2", 2, 2, "0-2-150", Some("0-1-100")),
+            ],
+            "db2",
+        ),
+        // db1 took more: it stays, whatever the epochs say.
+        (
+            &[
+                claim("db1", 1, 3, "0-1-190", None),
+                claim("db2", 2, 2, "0-2-150", Some("0-1-100")),
+            ],
+            "db1",
+        ),
+        // A tie goes to the higher priority, then the smaller name.
+        (
+            &[
+                claim("db1", 1, 2, "0-1-110", None),
+                claim("db2", 2, 3, "0-2-110", Some("0-1-100")),
+            ],
+            "db2",
+        ),
+        (
+            &[
+                claim("db1", 1, 3, "0-1-110", None),
+                claim("db2", 2, 3, "0-2-110", Some("0-1-100")),
+            ],
+            "db1",
+        ),
+        // No fork known (an older agent): the newest claim wins, as before.
+        (
+            &[claim("db1", 1, 3, "0-1-190", None), claim("db2", 2, 2, "0-2-150", None)],
+            "db2",
+        ),
+        // A single claim is the primary.
+        (&[claim("db1", 4, 1, "garbage", None)], "db1"),
+    ];
+    for (claims, winner) in cases {
+        let elected = elect_db_primary(claims.iter().copied()).map(|claim| claim.name);
+        assert_eq!(elected, Some(*winner), "{claims:?}");
+    }
+}
+
+fn split_primary(name: &'static str, priority: u8, epoch: u64, gtid: &'static str, fork: &'static str) -> Peer {
+    Peer {
+        gtid,
+        fork: Some(fork),
+        ..primary_peer(name, priority, epoch)
+    }
+}
+
+#[test]
+fn on_heal_the_primary_with_fewer_writes_steps_down_and_the_other_stays() {
+    // db1 (epoch 1, resumed) kept a few clients during the cut; db2 promoted at 0-1-100.
+    let other = split_primary("db2", 2, 2, "0-2-150", "0-1-100");
+    let mut loser = Core::new("db1", "127.0.0.1:7000", 2, announcement(&[Role::Db])).with_db(DbCore::new(policy(3), 1));
+    let decided = run(
+        &mut loser,
+        0,
+        0,
+        std::slice::from_ref(&other),
+        &[],
+        &probe(false, "0-1-120", None),
+    );
+    assert_eq!(actions(&decided), [DbAction::StepDown], "{decided:?}");
+    assert!(
+        decided.iter().any(|d| matches!(d, DbDecision::SplitBrain { .. })),
+        "{decided:?}"
+    );
+
+    // Had db1 taken more writes, it would stay, and say so once.
+    let mut winner =
+        Core::new("db1", "127.0.0.1:7000", 2, announcement(&[Role::Db])).with_db(DbCore::new(policy(3), 1));
+    let decided = run(&mut winner, 0, 1_500, &[other], &[], &probe(false, "0-1-190", None));
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    let split_reports = decided
+        .iter()
+        .filter(|d| matches!(d, DbDecision::SplitBrain { .. }))
+        .count();
+    assert_eq!(split_reports, 1, "{decided:?}");
+}
+
+#[test]
+fn two_primaries_that_both_think_they_win_resolve_by_priority_within_two_thresholds() {
+    // Each reads the other's count late: db1 sees db2 behind it, and db2 (elsewhere) sees db1
+    // behind. db1 has the lower priority, so it yields after 2 × threshold anyway.
+    let other = split_primary("db2", 3, 2, "0-2-110", "0-1-100");
+    let mut stubborn =
+        Core::new("db1", "127.0.0.1:7000", 2, announcement(&[Role::Db])).with_db(DbCore::new(policy(2), 1));
+    let decided = run(&mut stubborn, 0, 5_000, &[other], &[], &probe(false, "0-1-120", None));
+    assert_eq!(actions(&decided), [DbAction::StepDown], "{decided:?}");
+    let reason = format!("{decided:?}");
+    assert!(reason.contains("both claimed primary for over 2.000 s"), "{reason}");
+
+    // The higher-priority side never yields on that ground.
+    let other = split_primary("db1", 2, 1, "0-1-110", "0-1-50");
+    let mut kept = Core::new("db2", "127.0.0.1:7000", 2, announcement(&[Role::Db]))
+        .with_db(DbCore::new(policy(3), 2).with_promotion_record(Some("0-1-100".into()), Some(1)));
+    let decided = run(&mut kept, 0, 5_000, &[other], &[], &probe(false, "0-2-120", None));
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+}
+
+fn diverged_from(source: &str) -> LocalDb {
+    probe(
+        true,
+        "0-1-120",
+        Some(ReplicaProbe {
+            io_state: "No".into(),
+            io_errno: ER_SOURCE_FATAL_READING_BINLOG,
+            last_error: Some("GTID 0-1-120 is not in the master's binlog".into()),
+            ..replica_of(source)
+        }),
+    )
+}
+
+#[test]
+fn with_autofix_the_loser_merges_then_resyncs_then_rejoins() {
+    let winner = split_primary("db2", 2, 2, "0-2-150", "0-1-100");
+    let mut loser = db_node("db1", 3);
+    let decided = run(
+        &mut loser,
+        0,
+        0,
+        std::slice::from_ref(&winner),
+        &[],
+        &diverged_from("127.0.0.1:3302"),
+    );
+    assert_eq!(actions(&decided), [DbAction::StopReplication]);
+    let stopped = probe(true, "0-1-120", None);
+    let decided = run(&mut loser, 100, 1_000, std::slice::from_ref(&winner), &[], &stopped);
+    let plan = MergePlan {
+        winner: "db2".into(),
+        winner_addr: "127.0.0.1:3302".into(),
+        fork_gtid: "0-1-100".into(),
+        // The winner promoted at unix ms 1.8e12; the window opens the lookback before.
+        window_start_unix_ms: 1_800_000_000_000 - 300_000,
+    };
+    assert_eq!(actions(&decided), [DbAction::Merge(plan.clone())]);
+    let repair = loser.self_db().unwrap().repair.clone().unwrap();
+    assert_eq!(repair.stage, RepairStage::Merging);
+
+    // While the merge runs nothing else is asked for; once done, the rebuild.
+    let decided = run(&mut loser, 1_100, 2_000, std::slice::from_ref(&winner), &[], &stopped);
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    loser.db_mut().unwrap().repair_finished(&DbAction::Merge(plan), Ok(()));
+    let decided = run(&mut loser, 2_100, 2_100, std::slice::from_ref(&winner), &[], &stopped);
+    let resync = DbAction::Resync {
+        node: "db2".into(),
+        addr: "127.0.0.1:3302".into(),
+    };
+    assert_eq!(actions(&decided), std::slice::from_ref(&resync));
+    assert_eq!(
+        loser.self_db().unwrap().repair.as_ref().unwrap().stage,
+        RepairStage::Resyncing
+    );
+
+    // Rebuilt: it follows the winner like any replica.
+    loser.db_mut().unwrap().repair_finished(&resync, Ok(()));
+    let rebuilt = probe(true, "0-2-150", None);
+    let decided = run(&mut loser, 2_200, 3_000, &[winner], &[], &rebuilt);
+    assert!(
+        matches!(actions(&decided).as_slice(), [DbAction::ReplicateFrom { node, .. }] if node == "db2"),
+        "{decided:?}"
+    );
+    assert_eq!(loser.self_db().unwrap().repair, None);
+}
+
+#[test]
+fn a_failed_repair_leaves_the_node_read_only_until_the_operator_asks_again() {
+    let winner = split_primary("db2", 2, 2, "0-2-150", "0-1-100");
+    let mut loser = db_node("db1", 3);
+    run(
+        &mut loser,
+        0,
+        0,
+        std::slice::from_ref(&winner),
+        &[],
+        &diverged_from("127.0.0.1:3302"),
+    );
+    let stopped = probe(true, "0-1-120", None);
+    let decided = run(&mut loser, 100, 1_000, std::slice::from_ref(&winner), &[], &stopped);
+    let merge = actions(&decided).remove(0);
+    let failed = loser
+        .db_mut()
+        .unwrap()
+        .repair_finished(&merge, Err("cannot connect to 127.0.0.1:3302".into()));
+    assert!(
+        matches!(failed.as_slice(), [DbDecision::NeedsResync { .. }]),
+        "{failed:?}"
+    );
+    let decided = run(&mut loser, 1_100, 5_000, std::slice::from_ref(&winner), &[], &stopped);
+    assert!(actions(&decided).is_empty(), "never rejoins half-repaired: {decided:?}");
+    let status = loser.self_db().unwrap().repair.clone().unwrap();
+    assert_eq!(status.stage, RepairStage::Failed);
+    assert!(status.progress.unwrap().contains("cannot connect"));
+
+    assert!(loser.request_resync().is_ok());
+    let decided = run(&mut loser, 5_100, 5_100, &[winner], &[], &stopped);
+    assert!(
+        matches!(actions(&decided).as_slice(), [DbAction::Merge(_)]),
+        "{decided:?}"
+    );
+    assert!(loser.request_resync().is_err(), "one repair at a time");
+}
+
+#[test]
+fn a_promotion_records_where_it_forked() {
+    let mut alone = Core::new("db1", "127.0.0.1:7000", 1, announcement(&[Role::Db])).with_db(DbCore::new(
+        DbPolicy {
+            ha_hosts_count: 2,
+            ..policy(3)
+        },
+        0,
+    ));
+    let decided = run(&mut alone, 0, 10_000, &[], &[], &probe(true, "0-1-42", None));
+    let promoted = decided.iter().find_map(|decision| match decision {
+        DbDecision::Act {
+            action: DbAction::Promote { from_gtid, .. },
+            ..
+        } => Some(from_gtid.clone()),
+        _ => None,
+    });
+    assert_eq!(promoted.as_deref(), Some("0-1-42"));
+    assert_eq!(alone.self_db().unwrap().promoted_from_gtid.as_deref(), Some("0-1-42"));
 }

@@ -1,0 +1,150 @@
+//! Repairing a node that diverged (DESIGN §2): save its transactions since the fork for the
+//! operator, merge the Pandora data tables' rows of the split-brain window into the winner, and
+//! rebuild the node from the winner. MariaDB only: the tools and the GTID statements are its own.
+
+mod merge;
+mod resync;
+mod tools;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+use tokio::sync::{mpsc, watch};
+
+pub use merge::merge;
+pub use resync::resync;
+
+use super::DbError;
+use crate::config::MergeTable;
+
+/// What a repair needs besides the plan: where the local database is, which tables to merge,
+/// where to save what cannot be merged.
+#[derive(Debug, Clone)]
+pub struct RepairContext {
+    /// The local database, with the admin user (the same credentials reach the winner).
+    pub local: Opts,
+    pub database: String,
+    pub tables: Vec<MergeTable>,
+    pub batch_rows: usize,
+    /// Saved transactions go under `<state_dir>/splitbrain/`.
+    pub state_dir: PathBuf,
+    pub statement_timeout: Duration,
+    /// Bounds a whole dump-and-load.
+    pub resync_timeout: Duration,
+}
+
+impl RepairContext {
+    fn local_target(&self) -> String {
+        match self.local.socket() {
+            Some(socket) => socket.to_string(),
+            None => format!("{}:{}", self.local.ip_or_hostname(), self.local.tcp_port()),
+        }
+    }
+
+    async fn connect_local(&self) -> Result<Conn, DbError> {
+        self.connect(self.local.clone(), self.local_target()).await
+    }
+
+    /// The winner's database, with this node's admin credentials.
+    async fn connect_to(&self, addr: &str) -> Result<Conn, DbError> {
+        let (host, port) = super::worker::split_host_port(addr).ok_or_else(|| DbError::Unreadable {
+            target: addr.to_string(),
+            what: "winner address".into(),
+            message: "expected host:port".into(),
+        })?;
+        let opts = OptsBuilder::from_opts(self.local.clone())
+            .ip_or_hostname(host)
+            .tcp_port(port)
+            .socket(None::<String>)
+            .prefer_socket(false);
+        self.connect(opts.into(), addr.to_string()).await
+    }
+
+    async fn connect(&self, opts: Opts, target: String) -> Result<Conn, DbError> {
+        match tokio::time::timeout(self.statement_timeout, Conn::new(opts)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(err)) => Err(DbError::Connect {
+                target,
+                message: err.to_string(),
+            }),
+            Err(_) => Err(DbError::Connect {
+                target,
+                message: format!("no answer within {} ms", self.statement_timeout.as_millis()),
+            }),
+        }
+    }
+}
+
+/// Runs one statement on `conn` within the context's time bound.
+async fn run<T, F>(timeout: Duration, target: &str, what: &str, work: F) -> Result<T, DbError>
+where
+    F: std::future::Future<Output = Result<T, mysql_async::Error>>,
+{
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => Err(DbError::Query {
+            target: target.to_string(),
+            what: what.to_string(),
+            message: err.to_string(),
+        }),
+        Err(_) => Err(DbError::Timeout {
+            target: target.to_string(),
+            what: what.to_string(),
+            timeout_ms: timeout.as_millis() as u64,
+        }),
+    }
+}
+
+async fn exec_drop(conn: &mut Conn, timeout: Duration, target: &str, sql: &str) -> Result<(), DbError> {
+    run(timeout, target, sql, conn.query_drop(sql)).await
+}
+
+/// Progress lines for status and events, at most one a second (the last one always goes).
+pub struct Progress {
+    sender: mpsc::Sender<String>,
+    last_sent: Option<Instant>,
+}
+
+impl Progress {
+    pub fn new(sender: mpsc::Sender<String>) -> Self {
+        Progress {
+            sender,
+            last_sent: None,
+        }
+    }
+
+    fn report(&mut self, line: impl FnOnce() -> String) {
+        if self.last_sent.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.last_sent = Some(Instant::now());
+        // A full queue drops the line: progress is a view, the next one will say more.
+        let _ = self.sender.try_send(line());
+    }
+
+    fn finish(&mut self, line: String) {
+        let _ = self.sender.try_send(line);
+    }
+}
+
+fn stopped(stop: &watch::Receiver<bool>, what: &str) -> Result<(), DbError> {
+    if *stop.borrow() {
+        return Err(DbError::Query {
+            target: "agent".into(),
+            what: what.into(),
+            message: "interrupted by shutdown; it starts over (copying nothing twice) when asked again".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A `db.table` name is only ever letters, digits, `_` and `$` (checked by the configuration).
+fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn rate(amount: f64, since: Instant) -> f64 {
+    amount / since.elapsed().as_secs_f64().max(0.001)
+}

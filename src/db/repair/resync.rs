@@ -1,0 +1,208 @@
+//! Rebuilding a node from the winner with a logical copy: `mariadb-dump` of the Pandora
+//! database (one consistent snapshot, with the GTID it was taken at) streamed straight into this
+//! node's server, without touching its binary log, then the replica position set to that GTID.
+//! Nothing is staged on disk; the dump never holds credentials on a command line.
+
+use std::time::Instant;
+
+use mysql_async::prelude::Queryable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+use super::tools::{self, ClientOptions};
+use super::{exec_drop, rate, run, stopped, Progress, RepairContext};
+use crate::db::DbError;
+
+const CHUNK_BYTES: usize = 256 * 1024;
+/// The dump names its GTID in its header; no need to look further.
+const HEADER_BYTES: usize = 64 * 1024;
+
+pub async fn resync(
+    ctx: &RepairContext,
+    winner: &str,
+    winner_addr: &str,
+    progress: &mut Progress,
+    stop: &watch::Receiver<bool>,
+) -> Result<String, DbError> {
+    let started = Instant::now();
+    let target = ctx.local_target();
+    let (host, port) = crate::db::worker::split_host_port(winner_addr).ok_or_else(|| DbError::Unreadable {
+        target: winner_addr.to_string(),
+        what: "winner address".into(),
+        message: "expected host:port".into(),
+    })?;
+    let mut remote = ctx.connect_to(winner_addr).await?;
+    let size: Option<u64> = run(
+        ctx.statement_timeout,
+        winner_addr,
+        "estimate the database size",
+        remote.exec_first(
+            "SELECT CAST(COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS UNSIGNED) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            (ctx.database.as_str(),),
+        ),
+    )
+    .await?;
+    let size = size.unwrap_or(0);
+    let mut local = ctx.connect_local().await?;
+    // Read-only stays on: only this admin session writes, and it writes no binary log.
+    for sql in [
+        "SET GLOBAL read_only = ON",
+        "STOP SLAVE",
+        "RESET SLAVE ALL",
+        "RESET MASTER",
+    ] {
+        exec_drop(&mut local, ctx.statement_timeout, &target, sql).await?;
+    }
+
+    let dir = ctx.state_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|err| tools::tool_error("state directory", err.to_string()))?;
+    let remote_options = ClientOptions::write(&dir, "winner", &ctx.local, Some((&host, port)))?;
+    let local_options = ClientOptions::write(&dir, "local", &ctx.local, None)?;
+    let dump_args = vec![
+        remote_options.arg(),
+        "--single-transaction".into(),
+        "--gtid".into(),
+        "--master-data=2".into(),
+        "--add-drop-database".into(),
+        "--routines".into(),
+        "--triggers".into(),
+        "--events".into(),
+        "--databases".into(),
+        ctx.database.clone(),
+    ];
+    let load_args = vec![local_options.arg(), "--binary-mode".into()];
+    let mut dump = tools::spawn("mariadb-dump", &dump_args, false, true)?;
+    let mut load = tools::spawn("mariadb", &load_args, true, false)?;
+    let mut source = dump.stdout.take().expect("stdout is piped");
+    let mut sink = load.stdin.take().expect("stdin is piped");
+
+    let copy = async {
+        let write_error = |err: std::io::Error| tools::tool_error("mariadb", format!("loading stopped: {err}"));
+        sink.write_all(b"SET SESSION sql_log_bin = 0;\n")
+            .await
+            .map_err(write_error)?;
+        let mut buffer = vec![0u8; CHUNK_BYTES];
+        let mut header = Vec::new();
+        let mut copied: u64 = 0;
+        loop {
+            stopped(stop, "resync")?;
+            let read = source
+                .read(&mut buffer)
+                .await
+                .map_err(|err| tools::tool_error("mariadb-dump", err.to_string()))?;
+            if read == 0 {
+                break;
+            }
+            if header.len() < HEADER_BYTES {
+                header.extend_from_slice(&buffer[..read.min(HEADER_BYTES - header.len())]);
+            }
+            sink.write_all(&buffer[..read]).await.map_err(write_error)?;
+            copied += read as u64;
+            progress.report(|| progress_line(winner, copied, size, started));
+        }
+        sink.shutdown().await.map_err(write_error)?;
+        drop(sink);
+        Ok::<(u64, Vec<u8>), DbError>((copied, header))
+    };
+    let (copied, header) = match tokio::time::timeout(ctx.resync_timeout, copy).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(tools::tool_error(
+                "resync",
+                format!("did not finish within {} s", ctx.resync_timeout.as_secs()),
+            ))
+        }
+    };
+    tools::finish("mariadb-dump", dump).await?;
+    tools::finish("mariadb", load).await?;
+    let gtid = dump_gtid(&String::from_utf8_lossy(&header)).ok_or_else(|| {
+        tools::tool_error(
+            "mariadb-dump",
+            "the dump names no gtid_slave_pos to replicate from".into(),
+        )
+    })?;
+    let set_position = format!("SET GLOBAL gtid_slave_pos = {}", crate::db::dialect::quote(&gtid));
+    exec_drop(&mut local, ctx.statement_timeout, &target, &set_position).await?;
+
+    let count = "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?";
+    let theirs: Option<u64> = run(
+        ctx.statement_timeout,
+        winner_addr,
+        "count tables",
+        remote.exec_first(count, (ctx.database.as_str(),)),
+    )
+    .await?;
+    let mine: Option<u64> = run(
+        ctx.statement_timeout,
+        &target,
+        "count tables",
+        local.exec_first(count, (ctx.database.as_str(),)),
+    )
+    .await?;
+    let _ = remote.disconnect().await;
+    let _ = local.disconnect().await;
+    if theirs != mine {
+        return Err(tools::tool_error(
+            "resync check",
+            format!(
+                "{winner} has {theirs:?} tables in {} but this node {mine:?} after the load",
+                ctx.database
+            ),
+        ));
+    }
+    let line = format!(
+        "rebuilt from {winner}: {} copied in {:.1} s ({}/s), {} tables, replicating from GTID {gtid}",
+        mib(copied),
+        started.elapsed().as_secs_f64(),
+        mib(rate(copied as f64, started) as u64),
+        theirs.unwrap_or(0)
+    );
+    progress.finish(line.clone());
+    Ok(line)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn progress_line(winner: &str, copied: u64, size: u64, started: Instant) -> String {
+    let per_second = rate(copied as f64, started);
+    let estimate = if size > 0 && copied < size {
+        let eta = (size - copied) as f64 / per_second.max(1.0);
+        format!(
+            ", about {:.0} % of {} (ETA {eta:.0} s)",
+            100.0 * copied as f64 / size as f64,
+            mib(size)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "resync from {winner}: {} copied, {}/s{estimate}",
+        mib(copied),
+        mib(per_second as u64)
+    )
+}
+
+/// `-- SET GLOBAL gtid_slave_pos='0-1-42';` as `mariadb-dump --gtid --master-data=2` writes it.
+fn dump_gtid(header: &str) -> Option<String> {
+    header.lines().find_map(|line| {
+        let rest = line.split_once("gtid_slave_pos")?.1;
+        let start = rest.find('\'')? + 1;
+        let end = start + rest[start..].find('\'')?;
+        Some(rest[start..end].to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dump_gtid;
+
+    #[test]
+    fn the_dump_gtid_is_read_from_its_header() {
+        let header = "-- MariaDB dump\n-- CHANGE MASTER TO MASTER_LOG_FILE='b.000001', MASTER_LOG_POS=1;\n-- SET GLOBAL gtid_slave_pos='0-1-42,1-2-3';\nCREATE DATABASE";
+        assert_eq!(dump_gtid(header).as_deref(), Some("0-1-42,1-2-3"));
+        assert_eq!(dump_gtid("-- nothing here\n"), None);
+        assert_eq!(dump_gtid("-- SET GLOBAL gtid_slave_pos='';\n").as_deref(), Some(""));
+    }
+}
