@@ -94,6 +94,7 @@ fn every_host_rewrites_its_files_once_to_the_new_primary() {
         specs,
         dbs,
         dir,
+        lab: None,
     };
 
     cluster.wait("every host's files to name db1", Duration::from_secs(20), |_| {

@@ -8,6 +8,7 @@ use gossip_ha_proto::api::{EventKind, StatusReport};
 use gossip_ha_proto::db::{DbAnnouncement, DbRole};
 
 use super::mariadb::{scalar, sql, MariaDb};
+use super::netns::Lab;
 use super::{Agent, AgentSpec};
 
 pub const THRESHOLD: f64 = 1.0;
@@ -18,6 +19,8 @@ pub struct Cluster {
     pub specs: Vec<AgentSpec>,
     pub dbs: Vec<MariaDb>,
     pub dir: tempfile::TempDir,
+    /// The hosts' namespaces, removed after everything that ran in them.
+    pub lab: Option<Lab>,
 }
 
 impl Cluster {
@@ -44,7 +47,69 @@ impl Cluster {
             specs,
             dbs,
             dir,
+            lab: None,
         }
+    }
+
+    /// As `start`, but each host in its own network namespace (DB hosts `db1`…, then `srv`),
+    /// gossiping over mutual TLS (plain gossip is refused off loopback).
+    pub fn start_in_lab(db_count: usize, witness: bool) -> Cluster {
+        let mut hosts: Vec<String> = (1..=db_count).map(|index| format!("db{index}")).collect();
+        if witness {
+            hosts.push("srv".into());
+        }
+        let lab = Lab::new(&hosts.iter().map(String::as_str).collect::<Vec<_>>());
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        gossip_ha::tls::certs::init_ca(&ca, "gossip-ha-test", false).unwrap();
+        let dbs: Vec<MariaDb> = (0..db_count)
+            .map(|index| {
+                let name = &hosts[index];
+                MariaDb::install_in(
+                    dir.path(),
+                    name,
+                    index as u32 + 1,
+                    true,
+                    &lab.ip(name),
+                    Some(&lab.ns(name)),
+                )
+            })
+            .collect();
+        let mut specs: Vec<AgentSpec> = dbs
+            .iter()
+            .enumerate()
+            .map(|(index, db)| AgentSpec::for_db(&db.name, THRESHOLD, db, (db_count - index) as u8, dir.path()))
+            .collect();
+        if witness {
+            specs.push(AgentSpec {
+                ip: lab.ip("srv"),
+                netns: Some(lab.ns("srv")),
+                ..AgentSpec::new("srv", 1, THRESHOLD)
+            });
+        }
+        let first = format!("{}:{}", specs[0].ip, specs[0].port);
+        let specs: Vec<AgentSpec> = specs
+            .into_iter()
+            .enumerate()
+            .map(|(index, mut spec)| {
+                if index > 0 {
+                    spec.seed_addrs = vec![first.clone()];
+                }
+                spec.with_tls(dir.path(), &ca)
+            })
+            .collect();
+        let agents = specs.iter().map(|spec| Agent::start(dir.path(), spec)).collect();
+        Cluster {
+            agents,
+            specs,
+            dbs,
+            dir,
+            lab: Some(lab),
+        }
+    }
+
+    pub fn lab(&self) -> &Lab {
+        self.lab.as_ref().expect("a cluster started in a lab")
     }
 
     pub fn agent(&self, name: &str) -> &Agent {
@@ -155,7 +220,13 @@ pub fn has_event(agent: &Agent, kind: EventKind, fragment: &str) -> bool {
 
 /// Fresh cluster up to "db1 primary, the others replicating from it, schema in place".
 pub fn formed(db_count: usize, witness: bool) -> Cluster {
-    let cluster = Cluster::start(db_count, witness);
+    let cluster = wait_formed(Cluster::start(db_count, witness));
+    create_schema(cluster.db("db1"));
+    cluster
+}
+
+/// Waits for "db1 primary, the others replicating from it".
+pub fn wait_formed(cluster: Cluster) -> Cluster {
     let names: Vec<String> = cluster.agents.iter().map(|agent| agent.name.clone()).collect();
     let observers: Vec<&str> = names.iter().map(String::as_str).collect();
     cluster.wait("db1 elected primary everywhere", Duration::from_secs(20), |c| {
@@ -166,7 +237,6 @@ pub fn formed(db_count: usize, witness: bool) -> Cluster {
         let report = c.agent("db1").status();
         c.dbs.iter().skip(1).all(|db| replicating_from(&report, &db.name, db1))
     });
-    create_schema(db1);
     cluster
 }
 

@@ -35,6 +35,8 @@ pub struct MariaDb {
     pub dir: PathBuf,
     pub server_id: u32,
     pub binlog: bool,
+    /// The network namespace it runs in (a lab host), if any.
+    pub netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -51,6 +53,19 @@ impl MariaDb {
 
     /// As `install_with`, listening on `ip` (a 127.0.0.0/8 address).
     pub fn install_on(parent: &Path, name: &str, server_id: u32, binlog: bool, ip: &str) -> MariaDb {
+        Self::install_in(parent, name, server_id, binlog, ip, None)
+    }
+
+    /// As `install_on`, inside network namespace `netns` (a lab host at `ip`, 198.18.0.0/24):
+    /// the users are allowed from the lab's addresses.
+    pub fn install_in(
+        parent: &Path,
+        name: &str,
+        server_id: u32,
+        binlog: bool,
+        ip: &str,
+        netns: Option<&str>,
+    ) -> MariaDb {
         let dir = parent.join(format!("mariadb-{name}"));
         // Each server gets its own tmpdir: parallel installs sharing /tmp collide on temp tables.
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
@@ -77,17 +92,19 @@ impl MariaDb {
             dir,
             server_id,
             binlog,
+            netns: netns.map(str::to_string),
             child: None,
         };
         server.start();
+        let from = if netns.is_some() { "198.18.0.%" } else { "127.0.0.1" };
         server.admin(&[
             "SET sql_log_bin = 0",
-            &format!("CREATE USER '{ADMIN_USER}'@'127.0.0.1' IDENTIFIED BY '{ADMIN_PASSWORD}'"),
-            &format!("GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'127.0.0.1' WITH GRANT OPTION"),
-            &format!("CREATE USER '{REPL_USER}'@'127.0.0.1' IDENTIFIED BY '{REPL_PASSWORD}'"),
-            &format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'127.0.0.1'"),
-            &format!("CREATE USER '{APP_USER}'@'127.0.0.1' IDENTIFIED BY '{APP_PASSWORD}'"),
-            &format!("GRANT ALL ON pandora.* TO '{APP_USER}'@'127.0.0.1'"),
+            &format!("CREATE USER '{ADMIN_USER}'@'{from}' IDENTIFIED BY '{ADMIN_PASSWORD}'"),
+            &format!("GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'{from}' WITH GRANT OPTION"),
+            &format!("CREATE USER '{REPL_USER}'@'{from}' IDENTIFIED BY '{REPL_PASSWORD}'"),
+            &format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{REPL_USER}'@'{from}'"),
+            &format!("CREATE USER '{APP_USER}'@'{from}' IDENTIFIED BY '{APP_PASSWORD}'"),
+            &format!("GRANT ALL ON pandora.* TO '{APP_USER}'@'{from}'"),
         ]);
         server
     }
@@ -126,7 +143,15 @@ impl MariaDb {
                 "--gtid-strict-mode=ON".into(),
             ]);
         }
-        let child = Command::new(require("mariadbd"))
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(require("mariadbd"));
+                command
+            }
+            None => Command::new(require("mariadbd")),
+        };
+        let child = command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

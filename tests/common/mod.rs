@@ -5,6 +5,7 @@
 
 pub mod db_cluster;
 pub mod mariadb;
+pub mod netns;
 pub mod procfs;
 
 use std::net::{TcpListener, UdpSocket};
@@ -53,6 +54,12 @@ pub struct AgentSpec {
     pub roles: String,
     /// More flags for `gossip-ha run` (DB settings, state directory, …).
     pub extra: Vec<String>,
+    /// Where it listens (and is dialled): loopback, or a lab host's address.
+    pub ip: String,
+    /// The lab host (network namespace) it runs in, if any.
+    pub netns: Option<String>,
+    /// Seeds as addresses, for agents off loopback (`seeds` are loopback ports).
+    pub seed_addrs: Vec<String>,
 }
 
 impl AgentSpec {
@@ -65,6 +72,9 @@ impl AgentSpec {
             seeds: Vec::new(),
             roles: "server".into(),
             extra: Vec::new(),
+            ip: "127.0.0.1".into(),
+            netns: None,
+            seed_addrs: Vec::new(),
         }
     }
 
@@ -73,7 +83,7 @@ impl AgentSpec {
     pub fn with_tls(mut self, dir: &Path, ca: &Path) -> Self {
         use gossip_ha::tls::certs::{issue, HostRequest};
         let out = dir.join(format!("certs-{}", self.name));
-        let request = HostRequest::valid_for_days(&self.name, vec!["127.0.0.1".parse().unwrap()], vec![], 30);
+        let request = HostRequest::valid_for_days(&self.name, vec![self.ip.parse().unwrap()], vec![], 30);
         issue(ca, &request, &out, false).unwrap();
         for (flag, file) in [
             ("--tls-ca", "ca.pem"),
@@ -107,6 +117,8 @@ impl AgentSpec {
                 "--state-dir".into(),
                 state_dir.join(format!("state-{name}")).display().to_string(),
             ],
+            ip: db.ip.clone(),
+            netns: db.netns.clone(),
             ..AgentSpec::new(name, 0, threshold_seconds)
         }
     }
@@ -124,7 +136,8 @@ impl Agent {
     pub fn start(dir: &Path, spec: &AgentSpec) -> Agent {
         let socket = dir.join(format!("{}.sock", spec.name));
         let log = dir.join(format!("{}.log", spec.name));
-        let seeds: Vec<String> = spec.seeds.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        let mut seeds: Vec<String> = spec.seeds.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        seeds.extend(spec.seed_addrs.iter().cloned());
         let mut args = vec![
             "run".to_string(),
             "--node-name".into(),
@@ -132,7 +145,7 @@ impl Agent {
             "--cluster-id".into(),
             "test".into(),
             "--listen".into(),
-            format!("127.0.0.1:{}", spec.port),
+            format!("{}:{}", spec.ip, spec.port),
             "--master".into(),
             spec.master.to_string(),
             "--server-threshold".into(),
@@ -147,16 +160,29 @@ impl Agent {
             args.push(seeds.join(","));
         }
         args.extend(spec.extra.iter().cloned());
-        Self::start_with_args(&spec.name, socket, log, &args)
+        Self::start_in(spec.netns.as_deref(), &spec.name, socket, log, &args)
     }
 
     pub fn start_with_args(name: &str, socket: PathBuf, log: PathBuf, args: &[String]) -> Agent {
+        Self::start_in(None, name, socket, log, args)
+    }
+
+    /// `ip netns exec` replaces itself with the agent: the child is the agent process.
+    pub fn start_in(netns: Option<&str>, name: &str, socket: PathBuf, log: PathBuf, args: &[String]) -> Agent {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(BINARY)
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns, BINARY]);
+                command
+            }
+            None => Command::new(BINARY),
+        };
+        let child = command
             .args(args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -1,0 +1,165 @@
+//! Split-brain in real partitions (issue #7): hosts in their own network namespaces, the link
+//! between the two DB hosts cut with nftables while a writer keeps writing on each side, then
+//! healed. The side with fewer writes since the fork steps down, saves its divergent
+//! transactions, merges the Pandora data tables' rows into the winner and is rebuilt from it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::db_cluster::{db_of, has_event, replicating_from, wait_formed, Cluster};
+use common::mariadb::{scalar, sql, MariaDb};
+use gossip_ha_proto::api::EventKind;
+use gossip_ha_proto::db::DbRole;
+
+const PANDORA_SCHEMA: &[&str] = &[
+    "CREATE DATABASE IF NOT EXISTS pandora",
+    "CREATE TABLE pandora.tagente_datos (id_agente_modulo INT NOT NULL, datos DOUBLE, utimestamp BIGINT NOT NULL DEFAULT 0, KEY (id_agente_modulo, utimestamp))",
+    "CREATE TABLE pandora.tagente_datos_string (id_agente_modulo INT NOT NULL, datos MEDIUMTEXT, utimestamp BIGINT NOT NULL DEFAULT 0, KEY (id_agente_modulo, utimestamp))",
+    "CREATE TABLE pandora.tevento (id_evento BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, id_agente INT NOT NULL DEFAULT 0, evento TEXT, utimestamp BIGINT NOT NULL DEFAULT 0, KEY (utimestamp))",
+    "CREATE TABLE pandora.tconfig (id_config INT NOT NULL AUTO_INCREMENT PRIMARY KEY, token VARCHAR(100), value TEXT)",
+];
+
+/// One acknowledged write per table row: `count` samples, strings and events of `module`.
+fn write_module(db: &MariaDb, module: u32, count: u32) {
+    for index in 0..count {
+        let statements = [
+            format!("INSERT INTO pandora.tagente_datos VALUES ({module}, {index}.25, UNIX_TIMESTAMP())"),
+            format!("INSERT INTO pandora.tagente_datos_string VALUES ({module}, 'text {module}/{index}', UNIX_TIMESTAMP())"),
+            format!(
+                "INSERT INTO pandora.tevento (id_agente, evento, utimestamp) VALUES ({module}, 'event {module}/{index}', UNIX_TIMESTAMP())"
+            ),
+        ];
+        for statement in &statements {
+            sql(&db.app_url(), &[statement]).unwrap_or_else(|err| panic!("write on {}: {err}", db.name));
+        }
+    }
+}
+
+fn count(db: &MariaDb, table: &str, module: u32) -> u64 {
+    let column = if table == "tevento" {
+        "id_agente"
+    } else {
+        "id_agente_modulo"
+    };
+    scalar(
+        &db.admin_url(),
+        &format!("SELECT COUNT(*) FROM pandora.{table} WHERE {column} = {module}"),
+    )
+    .and_then(|count| count.parse().ok())
+    .unwrap_or(0)
+}
+
+fn counts(db: &MariaDb, module: u32) -> [u64; 3] {
+    ["tagente_datos", "tagente_datos_string", "tevento"].map(|table| count(db, table, module))
+}
+
+fn claims_writable_primary(cluster: &Cluster, observer: &str, name: &str) -> bool {
+    cluster
+        .agent(observer)
+        .try_status()
+        .and_then(|report| db_of(&report, name))
+        .is_some_and(|db| db.role == DbRole::Primary && db.read_only == Some(false))
+}
+
+fn saved_transactions(cluster: &Cluster, name: &str) -> String {
+    let dir = cluster.dir.path().join(format!("state-{name}")).join("splitbrain");
+    let mut text = String::new();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        text.push_str(&std::fs::read_to_string(entry.path().join("divergent-transactions.sql")).unwrap_or_default());
+    }
+    text
+}
+
+#[test]
+fn two_db_hosts_cut_apart_with_writers_on_both_sides_merge_without_losing_a_row() {
+    let cluster = wait_formed(Cluster::start_in_lab(2, false));
+    let (db1, db2) = (cluster.db("db1"), cluster.db("db2"));
+    sql(&db1.admin_url(), PANDORA_SCHEMA).unwrap();
+    write_module(db1, 1, 20);
+    cluster.wait("the first rows on db2", Duration::from_secs(10), |_| {
+        counts(db2, 1) == [20; 3]
+    });
+
+    // Cut: each side keeps a primary (two nodes, no quorum), and each takes writes.
+    cluster.lab().cut_both("db1", "db2");
+    cluster.wait("db2 to promote itself", Duration::from_secs(20), |c| {
+        claims_writable_primary(c, "db2", "db2")
+    });
+    assert!(
+        claims_writable_primary(&cluster, "db1", "db1"),
+        "db1 stays primary on its side"
+    );
+    write_module(db1, 2, 5);
+    sql(
+        &db1.app_url(),
+        &["INSERT INTO pandora.tconfig (token, value) VALUES ('split-brain-token', 'written on db1')"],
+    )
+    .unwrap();
+    write_module(db2, 3, 12);
+
+    // Heal: db2 took more writes since the fork and stays; db1 steps down and is repaired.
+    cluster.lab().heal();
+    cluster.wait(
+        "db1 to be rebuilt and replicate from db2",
+        Duration::from_secs(90),
+        |c| {
+            let report = c.agent("db2").status();
+            replicating_from(&report, "db1", db2) && db_of(&report, "db1").is_some_and(|db| db.repair.is_none())
+        },
+    );
+
+    // Every acknowledged row of the merged tables is on the winner, exactly once...
+    assert_eq!(counts(db2, 1), [20; 3], "pre-fork rows are not duplicated");
+    assert_eq!(counts(db2, 2), [5; 3], "db1's split-brain rows were merged into db2");
+    assert_eq!(counts(db2, 3), [12; 3], "db2's own rows");
+    // ...db1's events with fresh ids, as the manual does...
+    let events = scalar(
+        &db2.admin_url(),
+        "SELECT COUNT(DISTINCT id_evento) FROM pandora.tevento",
+    )
+    .unwrap();
+    assert_eq!(events, "37", "every event has its own id");
+    // ...and the rebuilt db1 holds what db2 holds.
+    cluster.wait("db1 to hold the merged data", Duration::from_secs(10), |_| {
+        counts(db1, 2) == [5; 3] && counts(db1, 3) == [12; 3] && counts(db1, 1) == [20; 3]
+    });
+    // What is not merged is saved for the operator, and named in an event.
+    assert!(
+        saved_transactions(&cluster, "db1").contains("split-brain-token"),
+        "db1's divergent transactions are saved:\n{}",
+        cluster.logs()
+    );
+    let loser = cluster.agent("db1");
+    assert!(
+        has_event(loser, EventKind::SplitBrain, "db2 has taken the most writes"),
+        "{}",
+        cluster.logs()
+    );
+    assert!(
+        has_event(loser, EventKind::DbAction, "divergent-transactions.sql"),
+        "{}",
+        cluster.logs()
+    );
+    assert!(
+        has_event(loser, EventKind::DbAction, "rebuilt from db2"),
+        "{}",
+        cluster.logs()
+    );
+    // The rebuilt db1 does not keep the token row: it is in the saved file only.
+    let token = scalar(&db1.admin_url(), "SELECT COUNT(*) FROM pandora.tconfig").unwrap();
+    assert_eq!(token, "0");
+    show_walkthrough(&cluster, "db1");
+}
+
+/// With `SHOW_WALKTHROUGH=1`, prints what an operator sees on the loser (README).
+fn show_walkthrough(cluster: &Cluster, name: &str) {
+    if std::env::var_os("SHOW_WALKTHROUGH").is_none() {
+        return;
+    }
+    let socket = cluster.agent(name).socket.display().to_string();
+    for command in ["status", "events"] {
+        let output = common::cli(&[command, "--socket", &socket]);
+        println!("$ gossip-ha {command}\n{}", String::from_utf8_lossy(&output.stdout));
+    }
+}
