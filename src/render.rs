@@ -178,6 +178,33 @@ fn database_table(report: &StatusReport) -> String {
         out += "\nDatabase problems:\n";
         out += &problems.concat();
     }
+    let repairs: Vec<String> = report
+        .nodes
+        .iter()
+        .filter_map(|node| Some((node, node.db.as_ref()?.repair.as_ref()?)))
+        .map(|(node, repair)| {
+            let fork = if repair.fork_gtid.is_empty() {
+                "unknown".into()
+            } else {
+                repair.fork_gtid.clone()
+            };
+            format!(
+                "  {}: {} (yields to {}, fork at GTID {fork}){}\n",
+                node.name,
+                repair.stage.as_str(),
+                repair.winner,
+                repair
+                    .progress
+                    .as_ref()
+                    .map(|line| format!("\n    {line}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    if !repairs.is_empty() {
+        out += "\nSplit-brain repairs:\n";
+        out += &repairs.concat();
+    }
     out
 }
 

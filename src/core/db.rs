@@ -211,6 +211,27 @@ pub fn writes_since_fork<'a>(claims: &[Claim<'a>]) -> Option<Vec<(Claim<'a>, u64
         .collect()
 }
 
+/// "db2 took 36 writes since the fork at GTID 0-1-65, db1 took 16 (the most writes stays
+/// primary; ties go to priority, then name)", for reasons.
+pub fn split_tally(claims: &[Claim<'_>]) -> String {
+    let Some(counted) = writes_since_fork(claims) else {
+        return "no common fork known: the newest promotion stays primary".into();
+    };
+    let fork = claims
+        .iter()
+        .max_by_key(|claim| (claim.epoch, claim.priority, Reverse(claim.name)))
+        .and_then(|claim| claim.fork_gtid)
+        .unwrap_or_default();
+    let parts: Vec<String> = counted
+        .iter()
+        .map(|(claim, writes)| format!("{} took {writes}", claim.name))
+        .collect();
+    format!(
+        "writes since the fork at GTID {fork}: {} (the most writes stays primary; ties go to priority, then name)",
+        parts.join(", ")
+    )
+}
+
 /// A peer's claim counts while its database is reachable, and for 2 × threshold after it
 /// stopped answering (a restart of mysqld is not yet a failure).
 pub fn peer_claim<'a>(peer: &PeerDb<'a>, down_after_ms: u64) -> Option<Claim<'a>> {
@@ -253,7 +274,17 @@ struct Repair {
     winner_addr: String,
     /// The action to ask for on the next step, if any.
     next: Option<RepairStep>,
+    /// The merge is done: a retry only rebuilds.
+    merged: bool,
+    /// Failed attempts so far; automatic retries stop at `MAX_REPAIR_ATTEMPTS`.
+    failures: u32,
+    failed_at: Option<MonoMs>,
 }
+
+/// Automatic attempts at a repair before it waits for `gossip-ha resync`.
+pub const MAX_REPAIR_ATTEMPTS: u32 = 5;
+/// A failed repair is tried again after this many thresholds (the partition may still be on).
+const REPAIR_RETRY_THRESHOLDS: u64 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RepairStep {
@@ -317,6 +348,7 @@ impl DbCore {
         };
         match (action, result) {
             (DbAction::Merge(_), Ok(())) => {
+                repair.merged = true;
                 repair.next = Some(RepairStep::Resync);
                 repair.status.progress = Some("merge done; rebuilding from the winner next".into());
             }
@@ -332,9 +364,19 @@ impl DbCore {
                 repair.status.stage = RepairStage::Failed;
                 repair.status.progress = Some(err.clone());
                 repair.next = None;
+                repair.failures += 1;
+                repair.failed_at = None;
+                let then = if self.policy.splitbrain_autofix && repair.failures < MAX_REPAIR_ATTEMPTS {
+                    format!(
+                        "tried again in {REPAIR_RETRY_THRESHOLDS} × threshold (attempt {} of {MAX_REPAIR_ATTEMPTS}) or on `gossip-ha resync`",
+                        repair.failures + 1
+                    )
+                } else {
+                    "waits for `gossip-ha resync`".into()
+                };
                 out.push(DbDecision::NeedsResync {
                     reason: format!(
-                        "repair failed ({err}); stays read-only until `gossip-ha resync` (data left as it was)"
+                        "repair failed ({err}); stays read-only, never rejoining half-repaired (a merge run again copies nothing twice); {then}"
                     ),
                 });
             }
@@ -359,7 +401,12 @@ impl DbCore {
                     repair.status.stage.as_str()
                 ));
             }
-            repair.next = Some(RepairStep::Merge);
+            repair.next = Some(if repair.merged {
+                RepairStep::Resync
+            } else {
+                RepairStep::Merge
+            });
+            repair.failures = 0;
             return Ok(format!(
                 "repairing: merge the window's rows into {}, then rebuild from it",
                 repair.status.winner
@@ -382,6 +429,9 @@ impl DbCore {
             },
             winner_addr: addr.to_string(),
             next: Some(RepairStep::Resync),
+            merged: true,
+            failures: 0,
+            failed_at: None,
         });
         Ok(format!("rebuilding from {winner} at {addr}"))
     }
@@ -571,7 +621,7 @@ impl DbCore {
                 );
                 return out;
             }
-            self.advance_repair(&mut out);
+            self.advance_repair(view, &mut out);
             return out;
         }
 
@@ -616,7 +666,9 @@ impl DbCore {
             gtid: &probe.gtid,
             fork_gtid: self.promoted_from_gtid.as_deref(),
         };
-        let elected = elect_db_primary(rivals.iter().copied().chain([own]));
+        let all: Vec<Claim> = rivals.iter().copied().chain([own]).collect();
+        let elected = elect_db_primary(all.iter().copied());
+        let tally = split_tally(&all);
         if rivals.is_empty() {
             self.rival_since = None;
         } else if self.rival_since.is_none() {
@@ -628,8 +680,9 @@ impl DbCore {
             let winner = elected.map(|claim| claim.name).unwrap_or("-");
             out.push(DbDecision::SplitBrain {
                 reason: format!(
-                    "split-brain: this node (epoch {}) and {} both claim primary; {winner} has taken the most writes since the histories parted and stays primary",
+                    "split-brain: this node (epoch {}, GTID {}) and {} both claim primary; {tally}; {winner} stays primary",
                     self.epoch,
+                    probe.gtid,
                     names.join(", ")
                 ),
             });
@@ -649,7 +702,7 @@ impl DbCore {
                 let rival = rivals.iter().any(|rival| rival.name == better.name);
                 if rival {
                     format!(
-                        "{} is primary too and took more writes since the fork (or ties and ranks higher): stepping down, read-only first; this node's own writes since the fork are merged into it",
+                        "{} is primary too and wins the split-brain ({tally}): stepping down, read-only first; this node's writes since the fork are merged into it",
                         better.name
                     )
                 } else {
@@ -673,10 +726,34 @@ impl DbCore {
         self.act(DbAction::StepDown, reason, out);
     }
 
-    fn advance_repair(&mut self, out: &mut Vec<DbDecision>) {
+    fn advance_repair(&mut self, view: &DbView<'_>, out: &mut Vec<DbDecision>) {
+        let autofix = self.policy.splitbrain_autofix;
         let Some(repair) = self.repair.as_mut() else {
             return;
         };
+        if repair.status.stage == RepairStage::Failed && repair.next.is_none() {
+            let failed_at = *repair.failed_at.get_or_insert(view.now);
+            let waited = view.now.since(failed_at) >= REPAIR_RETRY_THRESHOLDS * view.threshold_ms;
+            if autofix && waited && repair.failures < MAX_REPAIR_ATTEMPTS {
+                repair.next = Some(if repair.merged {
+                    RepairStep::Resync
+                } else {
+                    RepairStep::Merge
+                });
+            }
+        }
+        if repair.next.is_some() {
+            // The primary may have changed since the repair was planned: repair towards the
+            // current one (it holds the winner's data, or it would not be primary).
+            let current = view.elected.filter(|claim| claim.name != view.me).and_then(|claim| {
+                let peer = view.peers.iter().find(|peer| peer.name == claim.name)?;
+                Some((claim.name.to_string(), peer.db?.advertise.clone()))
+            });
+            if let Some((name, addr)) = current {
+                repair.status.winner = name;
+                repair.winner_addr = addr;
+            }
+        }
         let Some(step) = repair.next.take() else {
             return;
         };
@@ -737,6 +814,9 @@ impl DbCore {
             },
             winner_addr: winner_addr.to_string(),
             next: self.policy.splitbrain_autofix.then_some(RepairStep::Merge),
+            merged: false,
+            failures: 0,
+            failed_at: None,
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use gossip_ha_proto::db::DbAnnouncement;
 use gossip_ha_proto::gossip::{Announcement, Role};
 
-use super::db::{elect_db_primary, peer_claim, Claim, DbCore, DbDecision, DbView, LocalDb, PeerDb};
+use super::db::{elect_db_primary, peer_claim, split_tally, Claim, DbCore, DbDecision, DbView, LocalDb, PeerDb};
 use super::election::{elect_server_master, Candidate};
 use super::liveness::{down_after_ms, LivenessTracker, Observed};
 use super::{seconds, MonoMs};
@@ -411,7 +411,18 @@ impl Core {
             self_db = Some(db.announcement(now, local));
         }
         let elected_name = after.map(|claim| claim.name.to_string());
+        let claims: Vec<Claim> = peers
+            .iter()
+            .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)))
+            .chain(own)
+            .collect();
         let reason = match after {
+            Some(claim) if Some(claim) == before && claims.len() > 1 => format!(
+                "{} wins the split-brain among {} primary claims: {}",
+                claim.name,
+                claims.len(),
+                split_tally(&claims)
+            ),
             Some(claim) if Some(claim) == before => format!(
                 "{} claims primary with the greatest (epoch {}, priority {}) among live DB nodes",
                 claim.name, claim.epoch, claim.priority

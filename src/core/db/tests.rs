@@ -914,7 +914,7 @@ fn with_autofix_the_loser_merges_then_resyncs_then_rejoins() {
 }
 
 #[test]
-fn a_failed_repair_leaves_the_node_read_only_until_the_operator_asks_again() {
+fn a_failed_repair_is_retried_a_few_times_then_waits_for_the_operator() {
     let winner = split_primary("db2", 2, 2, "0-2-150", "0-1-100");
     let mut loser = db_node("db1", 3);
     run(
@@ -926,24 +926,58 @@ fn a_failed_repair_leaves_the_node_read_only_until_the_operator_asks_again() {
         &diverged_from("127.0.0.1:3302"),
     );
     let stopped = probe(true, "0-1-120", None);
-    let decided = run(&mut loser, 100, 1_000, std::slice::from_ref(&winner), &[], &stopped);
-    let merge = actions(&decided).remove(0);
-    let failed = loser
-        .db_mut()
-        .unwrap()
-        .repair_finished(&merge, Err("cannot connect to 127.0.0.1:3302".into()));
-    assert!(
-        matches!(failed.as_slice(), [DbDecision::NeedsResync { .. }]),
-        "{failed:?}"
+    let mut now = 100;
+    for attempt in 1..=MAX_REPAIR_ATTEMPTS {
+        let decided = run(
+            &mut loser,
+            now,
+            now + 20_000,
+            std::slice::from_ref(&winner),
+            &[],
+            &stopped,
+        );
+        let merge = actions(&decided);
+        assert!(
+            matches!(merge.as_slice(), [DbAction::Merge(_)]),
+            "attempt {attempt}: {decided:?}"
+        );
+        let failed = loser
+            .db_mut()
+            .unwrap()
+            .repair_finished(&merge[0], Err("cannot connect to 127.0.0.1:3302".into()));
+        assert!(
+            matches!(failed.as_slice(), [DbDecision::NeedsResync { .. }]),
+            "{failed:?}"
+        );
+        now += 100;
+        // Never rejoins half-repaired, and waits 10 × threshold before trying again.
+        let decided = run(
+            &mut loser,
+            now,
+            now + 9_000,
+            std::slice::from_ref(&winner),
+            &[],
+            &stopped,
+        );
+        assert!(actions(&decided).is_empty(), "{decided:?}");
+        now += 9_100;
+    }
+    let decided = run(
+        &mut loser,
+        now,
+        now + 60_000,
+        std::slice::from_ref(&winner),
+        &[],
+        &stopped,
     );
-    let decided = run(&mut loser, 1_100, 5_000, std::slice::from_ref(&winner), &[], &stopped);
-    assert!(actions(&decided).is_empty(), "never rejoins half-repaired: {decided:?}");
+    assert!(actions(&decided).is_empty(), "no more automatic attempts: {decided:?}");
     let status = loser.self_db().unwrap().repair.clone().unwrap();
     assert_eq!(status.stage, RepairStage::Failed);
     assert!(status.progress.unwrap().contains("cannot connect"));
 
+    now += 60_100;
     assert!(loser.request_resync().is_ok());
-    let decided = run(&mut loser, 5_100, 5_100, &[winner], &[], &stopped);
+    let decided = run(&mut loser, now, now, &[winner], &[], &stopped);
     assert!(
         matches!(actions(&decided).as_slice(), [DbAction::Merge(_)]),
         "{decided:?}"
