@@ -36,8 +36,6 @@ const DB_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bounds every statement; `STOP SLAVE` may wait for the SQL thread's current event.
 const DB_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bounds each statement of a merge or resync (a batch insert into a busy winner included).
-const REPAIR_STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Distinct ignored-peer reasons remembered, so each is reported once, not once per tick.
 const MAX_REMEMBERED_IGNORED: usize = 1_000;
 
@@ -115,7 +113,7 @@ fn repair_context(settings: &Settings, db: &DbAgentSettings) -> Option<RepairCon
         tables: db.merge_tables.clone(),
         batch_rows: db.merge_batch_rows,
         state_dir: settings.state_dir.clone(),
-        statement_timeout: REPAIR_STATEMENT_TIMEOUT,
+        statement_timeout: Duration::from_millis(db.repair_statement_timeout_ms),
         resync_timeout: Duration::from_millis(db.resync_timeout_ms),
     })
 }

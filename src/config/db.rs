@@ -43,6 +43,8 @@ pub struct DbSettings {
     pub merge_batch_rows: Option<usize>,
     /// Seconds a whole resync (dump and load) may take (default 21600).
     pub resync_timeout: Option<f64>,
+    /// Seconds one statement of a merge or resync may take (default 120).
+    pub repair_statement_timeout: Option<f64>,
 }
 
 /// A table whose rows written during a split-brain window are copied into the winner.
@@ -97,6 +99,7 @@ pub struct DbAgentSettings {
     pub merge_tables: Vec<MergeTable>,
     pub merge_batch_rows: usize,
     pub resync_timeout_ms: u64,
+    pub repair_statement_timeout_ms: u64,
 }
 
 pub(super) fn seconds_to_ms(
@@ -238,6 +241,13 @@ pub(super) fn resolve_db_agent(
         database,
         merge_tables,
         merge_batch_rows,
+        repair_statement_timeout_ms: seconds_to_ms(
+            "db.repair_statement_timeout",
+            db.repair_statement_timeout,
+            120_000,
+            0.5..=3_600.0,
+            invalid,
+        )?,
         resync_timeout_ms: seconds_to_ms(
             "db.resync_timeout",
             db.resync_timeout,

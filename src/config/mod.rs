@@ -179,6 +179,11 @@ const DB_KEYS: &[&str] = &[
     "maintenance",
     "promotion_cooldown",
     "catchup_timeout",
+    "splitbrain_lookback",
+    "merge_tables",
+    "merge_batch_rows",
+    "resync_timeout",
+    "repair_statement_timeout",
 ];
 
 impl Settings {

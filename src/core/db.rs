@@ -205,6 +205,10 @@ pub fn writes_since_fork<'a>(claims: &[Claim<'a>]) -> Option<Vec<(Claim<'a>, u64
     claims
         .iter()
         .map(|claim| {
+            // A claim whose database is briefly unreachable announces no GTID: unknown, not 0.
+            if claim.gtid.is_empty() && !fork.is_empty() {
+                return None;
+            }
             let writes = GtidState::parse(claim.gtid).ok()?.transactions_beyond(&fork)?;
             Some((*claim, writes))
         })

@@ -56,7 +56,7 @@ impl MariaDb {
         Self::install_in(parent, name, server_id, binlog, ip, None)
     }
 
-    /// As `install_on`, inside network namespace `netns` (a lab host at `ip`, 198.18.0.0/24):
+    /// As `install_on`, inside network namespace `netns` (a lab host at `ip`, in 198.18.0.0/16):
     /// the users are allowed from the lab's addresses.
     pub fn install_in(
         parent: &Path,
@@ -96,7 +96,7 @@ impl MariaDb {
             child: None,
         };
         server.start();
-        let from = if netns.is_some() { "198.18.0.%" } else { "127.0.0.1" };
+        let from = if netns.is_some() { "198.18.%" } else { "127.0.0.1" };
         server.admin(&[
             "SET sql_log_bin = 0",
             &format!("CREATE USER '{ADMIN_USER}'@'{from}' IDENTIFIED BY '{ADMIN_PASSWORD}'"),

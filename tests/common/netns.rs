@@ -1,9 +1,10 @@
 //! Real hosts for partition tests: one network namespace per host, each joined by a veth link
-//! to a bridge in a middle namespace, addresses from 198.18.0.0/24 (RFC 2544 benchmarking
-//! space). The test process gets a link of its own onto the bridge (198.18.0.1) to set up and
+//! to a bridge in a middle namespace, addresses from 198.18.N.0/24 (RFC 2544 benchmarking
+//! space). The test process gets a link of its own onto the bridge (198.18.N.1) to set up and
 //! check the databases. Cuts are nftables rules in the middle namespace's bridge, so every
 //! packet between two hosts — gossip and MariaDB replication alike — crosses them. Everything is
 //! removed on drop; a machine that cannot make namespaces fails the test with the reason.
+//! Labs of concurrent tests each claim their own /24 (a directory under /tmp marks it).
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -13,6 +14,32 @@ static LABS: AtomicU32 = AtomicU32::new(0);
 pub struct Lab {
     prefix: String,
     hosts: Vec<String>,
+    /// The third octet of this lab's 198.18.N.0/24.
+    subnet: u8,
+}
+
+fn claim_dir(subnet: u8) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/tmp/gossip-ha-lab-198.18.{subnet}"))
+}
+
+/// The first /24 no running test holds; one left by a dead test process is taken over.
+fn claim_subnet() -> u8 {
+    for subnet in 1..=250u8 {
+        let dir = claim_dir(subnet);
+        let owner = dir.join("pid");
+        if std::fs::create_dir(&dir).is_err() {
+            let alive = std::fs::read_to_string(&owner)
+                .ok()
+                .and_then(|pid| pid.trim().parse::<u32>().ok())
+                .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+            if alive || std::fs::remove_dir_all(&dir).is_err() || std::fs::create_dir(&dir).is_err() {
+                continue;
+            }
+        }
+        std::fs::write(&owner, std::process::id().to_string()).unwrap();
+        return subnet;
+    }
+    panic!("no free lab subnet in 198.18.1.0 – 198.18.250.0 (stale /tmp/gossip-ha-lab-* directories?)");
 }
 
 /// Runs a command, panicking with what it said when it fails.
@@ -29,7 +56,7 @@ fn run(program: &str, args: &[&str]) {
 }
 
 impl Lab {
-    /// Hosts get 198.18.0.11, .12, … in the order given.
+    /// Hosts get 198.18.N.11, .12, … in the order given.
     pub fn new(hosts: &[&str]) -> Lab {
         // Short and unique per process and lab: interface names hold 15 characters.
         let prefix = format!(
@@ -40,6 +67,7 @@ impl Lab {
         let lab = Lab {
             prefix,
             hosts: hosts.iter().map(|host| host.to_string()).collect(),
+            subnet: claim_subnet(),
         };
         let mid = lab.mid();
         run("ip", &["netns", "add", &mid]);
@@ -81,7 +109,10 @@ impl Lab {
             &["link", "add", &inside, "type", "veth", "peer", "name", &outside],
         );
         run("ip", &["link", "set", &outside, "netns", &mid]);
-        run("ip", &["addr", "add", "198.18.0.1/24", "dev", &inside]);
+        run(
+            "ip",
+            &["addr", "add", &format!("198.18.{}.1/24", lab.subnet), "dev", &inside],
+        );
         run("ip", &["link", "set", &inside, "up"]);
         run("ip", &["-n", &mid, "link", "set", &outside, "master", "br0"]);
         run("ip", &["-n", &mid, "link", "set", &outside, "up"]);
@@ -110,7 +141,7 @@ impl Lab {
     }
 
     fn ip_at(&self, index: usize) -> String {
-        format!("198.18.0.{}", 11 + index)
+        format!("198.18.{}.{}", self.subnet, 11 + index)
     }
 
     pub fn ns(&self, host: &str) -> String {
@@ -175,5 +206,6 @@ impl Drop for Lab {
         let _ = Command::new("ip")
             .args(["link", "delete", &format!("{}t", self.prefix)])
             .status();
+        let _ = std::fs::remove_dir_all(claim_dir(self.subnet));
     }
 }

@@ -14,8 +14,9 @@ use super::{exec_drop, rate, run, stopped, Progress, RepairContext};
 use crate::db::DbError;
 
 const CHUNK_BYTES: usize = 256 * 1024;
-/// The dump names its GTID in its header; no need to look further.
-const HEADER_BYTES: usize = 64 * 1024;
+/// `mariadb-dump --gtid --master-data` names the snapshot's GTID at the very end of the dump
+/// ("deferred"): the last bytes are kept to read it.
+const TAIL_BYTES: usize = 64 * 1024;
 
 pub async fn resync(
     ctx: &RepairContext,
@@ -82,7 +83,7 @@ pub async fn resync(
             .await
             .map_err(write_error)?;
         let mut buffer = vec![0u8; CHUNK_BYTES];
-        let mut header = Vec::new();
+        let mut tail: Vec<u8> = Vec::with_capacity(2 * TAIL_BYTES);
         let mut copied: u64 = 0;
         loop {
             stopped(stop, "resync")?;
@@ -93,8 +94,9 @@ pub async fn resync(
             if read == 0 {
                 break;
             }
-            if header.len() < HEADER_BYTES {
-                header.extend_from_slice(&buffer[..read.min(HEADER_BYTES - header.len())]);
+            tail.extend_from_slice(&buffer[..read]);
+            if tail.len() > 2 * TAIL_BYTES {
+                tail.drain(..tail.len() - TAIL_BYTES);
             }
             sink.write_all(&buffer[..read]).await.map_err(write_error)?;
             copied += read as u64;
@@ -102,9 +104,9 @@ pub async fn resync(
         }
         sink.shutdown().await.map_err(write_error)?;
         drop(sink);
-        Ok::<(u64, Vec<u8>), DbError>((copied, header))
+        Ok::<(u64, Vec<u8>), DbError>((copied, tail))
     };
-    let (copied, header) = match tokio::time::timeout(ctx.resync_timeout, copy).await {
+    let (copied, tail) = match tokio::time::timeout(ctx.resync_timeout, copy).await {
         Ok(result) => result?,
         Err(_) => {
             return Err(tools::tool_error(
@@ -115,7 +117,7 @@ pub async fn resync(
     };
     tools::finish("mariadb-dump", dump).await?;
     tools::finish("mariadb", load).await?;
-    let gtid = dump_gtid(&String::from_utf8_lossy(&header)).ok_or_else(|| {
+    let gtid = dump_gtid(&String::from_utf8_lossy(&tail)).ok_or_else(|| {
         tools::tool_error(
             "mariadb-dump",
             "the dump names no gtid_slave_pos to replicate from".into(),
@@ -184,9 +186,13 @@ fn progress_line(winner: &str, copied: u64, size: u64, started: Instant) -> Stri
     )
 }
 
-/// `-- SET GLOBAL gtid_slave_pos='0-1-42';` as `mariadb-dump --gtid --master-data=2` writes it.
-fn dump_gtid(header: &str) -> Option<String> {
-    header.lines().find_map(|line| {
+/// `-- SET GLOBAL gtid_slave_pos='0-1-42';` as `mariadb-dump --gtid --master-data=2` writes it
+/// (the last such line, at the start of a line: data rows cannot fake one).
+fn dump_gtid(tail: &str) -> Option<String> {
+    tail.lines().rev().find_map(|line| {
+        if !line.starts_with("-- SET GLOBAL gtid_slave_pos") {
+            return None;
+        }
         let rest = line.split_once("gtid_slave_pos")?.1;
         let start = rest.find('\'')? + 1;
         let end = start + rest[start..].find('\'')?;
@@ -199,9 +205,9 @@ mod tests {
     use super::dump_gtid;
 
     #[test]
-    fn the_dump_gtid_is_read_from_its_header() {
-        let header = "-- MariaDB dump\n-- CHANGE MASTER TO MASTER_LOG_FILE='b.000001', MASTER_LOG_POS=1;\n-- SET GLOBAL gtid_slave_pos='0-1-42,1-2-3';\nCREATE DATABASE";
-        assert_eq!(dump_gtid(header).as_deref(), Some("0-1-42,1-2-3"));
+    fn the_dump_gtid_is_read_from_its_end() {
+        let tail = "INSERT INTO t VALUES ('x\n-- SET GLOBAL gtid_slave_pos=9-9-9');\n-- Preferably use GTID to start replication from GTID position:\n\n-- SET GLOBAL gtid_slave_pos='0-1-42,1-2-3';\n/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;";
+        assert_eq!(dump_gtid(tail).as_deref(), Some("0-1-42,1-2-3"));
         assert_eq!(dump_gtid("-- nothing here\n"), None);
         assert_eq!(dump_gtid("-- SET GLOBAL gtid_slave_pos='';\n").as_deref(), Some(""));
     }
