@@ -24,11 +24,23 @@ pub enum CliCommand {
     /// Make the cluster CA and host certificates for mutual TLS.
     #[command(subcommand)]
     Certs(CertsCommand),
-    /// Put this host's database in or out of maintenance (never promoted while on); needs root
-    /// or the admin group.
+    /// Put a database in or out of maintenance (never promoted while on): this host's, or
+    /// NODE's (carried there by gossip); needs root or the admin group.
     Maintenance {
         #[arg(value_parser = ["on", "off"])]
         state: String,
+        /// Another node of the cluster (default: this one).
+        node: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Planned switchover: the primary goes read-only, NODE applies everything and is
+    /// promoted, the others follow it; abandoned (primary writable again) if NODE does not
+    /// catch up in time. Needs root or the admin group.
+    Switchover {
+        /// The replica to promote.
+        #[arg(long)]
+        to: String,
         #[command(flatten)]
         client: ClientArgs,
     },

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use gossip_ha_proto::db::DbAnnouncement;
-use gossip_ha_proto::gossip::{Announcement, AnnouncementError, KEY_DB, KEY_DB_PRIMARY};
+use gossip_ha_proto::gossip::{Announcement, AnnouncementError, ClusterRequest, KEY_DB, KEY_DB_PRIMARY, KEY_REQUEST};
 
 use crate::config::Settings;
 use crate::core::Observation;
@@ -166,6 +166,10 @@ impl Gossip {
                     .get(KEY_DB_PRIMARY)
                     .filter(|name| !name.is_empty())
                     .map(str::to_string),
+                request: state
+                    .get(KEY_REQUEST)
+                    .filter(|json| !json.is_empty())
+                    .and_then(|json| serde_json::from_str::<ClusterRequest>(json).ok()),
             };
             match newest.get(&*id.node_id) {
                 Some(kept) if kept.generation >= observation.generation => {}

@@ -67,7 +67,11 @@ async fn dispatch(command: CliCommand) -> ExitCode {
         CliCommand::Status(args) => query(&args, Command::Status).await,
         CliCommand::Events { client, limit } => query(&client, Command::Events { limit }).await,
         CliCommand::Resync { client } => query(&client, Command::Resync).await,
-        CliCommand::Maintenance { state, client } => query(&client, Command::Maintenance { on: state == "on" }).await,
+        CliCommand::Maintenance { state, node, client } => {
+            let on = state == "on";
+            query(&client, Command::Maintenance { on, node }).await
+        }
+        CliCommand::Switchover { to, client } => query(&client, Command::Switchover { to }).await,
     }
 }
 
@@ -121,7 +125,17 @@ async fn query(args: &ClientArgs, command: Command) -> ExitCode {
             format!("--timeout: expected positive seconds, got {}", args.timeout),
         );
     }
-    let response = match client::request(&socket, command, Duration::from_secs_f64(args.timeout)).await {
+    // Commands that wait for the cluster are bounded by the agent, which always answers.
+    let waits = matches!(
+        command,
+        Command::Switchover { .. } | Command::Maintenance { node: Some(_), .. }
+    );
+    let timeout = if waits {
+        Duration::from_secs_f64(args.timeout).max(Duration::from_secs(3_700))
+    } else {
+        Duration::from_secs_f64(args.timeout)
+    };
+    let response = match client::request(&socket, command, timeout).await {
         Ok(response) => response,
         Err(err) => return fail(EXIT_RUNTIME, err),
     };

@@ -100,7 +100,8 @@ impl AdminPolicy {
     }
 }
 
-const ADMIN_REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The driver answers a switchover once the cluster shows it (or at its own deadline).
+const ADMIN_REPLY_TIMEOUT: Duration = Duration::from_secs(3_700);
 
 /// What the socket serves; the driver loop publishes into it and takes admin requests.
 #[derive(Clone)]
@@ -154,7 +155,7 @@ impl ApiState {
                 let events = self.events.lock().map(|log| log.recent(limit)).unwrap_or_default();
                 Response::events(events)
             }
-            Command::Maintenance { .. } | Command::Resync => {
+            Command::Maintenance { .. } | Command::Resync | Command::Switchover { .. } => {
                 Response::error("internal: a state-changing command took the read path")
             }
         }

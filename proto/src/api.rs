@@ -20,10 +20,16 @@ pub struct Request {
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
     Status,
-    /// Exclude this node's database from promotion (`on: true`), or include it again. Changes
-    /// the agent: only root or the `admin_group` may send it.
+    /// Exclude a node's database from promotion (`on: true`), or include it again; this
+    /// node's when `node` is absent. Changes the cluster: only root or the `admin_group`.
     Maintenance {
         on: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// Planned switchover of the DB primary to `to`. Admin only.
+    Switchover {
+        to: String,
     },
     /// Rebuild this node's database from the primary: repair a diverged node (merge, then
     /// rebuild), retry a failed repair, or rebuild a healthy replica. Admin only.
@@ -38,7 +44,10 @@ pub enum Command {
 impl Command {
     /// Whether the command changes anything (and so needs admin rights on the socket).
     pub fn changes_state(&self) -> bool {
-        matches!(self, Command::Maintenance { .. } | Command::Resync)
+        matches!(
+            self,
+            Command::Maintenance { .. } | Command::Resync | Command::Switchover { .. }
+        )
     }
 }
 

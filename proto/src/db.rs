@@ -62,6 +62,13 @@ pub struct DbAnnouncement {
     /// This node lost a split-brain (or otherwise diverged) and is being repaired.
     #[serde(default)]
     pub repair: Option<RepairStatus>,
+    /// A planned switchover: this primary hands over to that node.
+    #[serde(default)]
+    pub handover_to: Option<String>,
+    /// The GTIDs this primary executed before it went read-only for the handover: the
+    /// target promotes once it has applied them all.
+    #[serde(default)]
+    pub handover_gtid: Option<String>,
 }
 
 /// Where a diverged node's repair stands: merge its window's rows into the winner, then

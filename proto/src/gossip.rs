@@ -19,6 +19,27 @@ pub const KEY_DB: &str = "db";
 /// separated) and the DB primary it believes in (empty when none).
 pub const KEY_DOWN: &str = "down";
 pub const KEY_DB_PRIMARY: &str = "db_primary";
+/// JSON `ClusterRequest`: an operator's command for another node, relayed by gossip (whose
+/// members are authenticated by mutual TLS). Present only while the request is pending.
+pub const KEY_REQUEST: &str = "request";
+
+/// A state-changing command given on one node's socket (checked there) for another node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRequest {
+    /// Unique per requesting node (its wall-clock ms when asked): applied once.
+    pub id: u64,
+    #[serde(flatten)]
+    pub kind: ClusterRequestKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum ClusterRequestKind {
+    /// For the DB primary: hand over to `to`.
+    Switchover { to: String },
+    /// For `node`: exclude its database from promotion, or include it again.
+    Maintenance { node: String, on: bool },
+}
 
 /// Highest `master` priority Pandora accepts (`master [1..7]`, 0 = never master).
 pub const MAX_MASTER_PRIORITY: u8 = 7;

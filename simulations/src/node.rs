@@ -135,6 +135,7 @@ impl SimAgent {
                 catchup_timeout_ms: 5 * THRESHOLD_MS,
                 splitbrain_autofix: true,
                 splitbrain_lookback_ms: 0,
+                switchover_timeout_ms: 10 * THRESHOLD_MS,
             };
             core = core.with_db(
                 DbCore::new(policy, self.persisted_epoch).with_promotion_record(self.persisted_fork.clone(), None),
@@ -208,7 +209,7 @@ impl SimAgent {
             if let Some(db) = self.db.as_mut() {
                 let result = match &action {
                     DbAction::SetReadOnly | DbAction::StepDown => db.set_read_only().await,
-                    DbAction::Promote { .. } => db.promote().await,
+                    DbAction::Promote { .. } | DbAction::Resume => db.promote().await,
                     DbAction::StopReplication => db.stop_replication().await,
                     DbAction::Fence { node, .. } => db.fence(node, 3306).await,
                     DbAction::Merge(plan) => db.merge_into(&plan.winner),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gossip_ha_proto::api::{EventKind, StatusReport};
-use gossip_ha_proto::gossip::{Announcement, KEY_DB, KEY_DB_PRIMARY, KEY_DOWN};
+use gossip_ha_proto::gossip::{Announcement, KEY_DB, KEY_DB_PRIMARY, KEY_DOWN, KEY_REQUEST};
 use tokio::sync::watch;
 
 use crate::config::{DbAgentSettings, Settings};
@@ -25,6 +25,7 @@ use crate::rewrite::{fact_environment, Facts, Rewriter};
 use crate::socket::{self, AdminPolicy, AdminRequest, ApiState, SocketError};
 use crate::state_file::{PersistentState, StateError, StateFile};
 
+mod admin;
 mod view;
 pub use view::{describe, facts_from, role_list, view_keys};
 use view::{empty_report, node_status};
@@ -90,6 +91,10 @@ struct Driver {
     /// `None` only while shutting down.
     hooks: Option<Hooks>,
     settler: Settler<Facts>,
+    /// Admin commands waiting for the cluster to show their effect.
+    pending: Vec<admin::Pending>,
+    /// This agent's pending request for another node, as gossiped (`KEY_REQUEST`).
+    request: Option<String>,
 }
 
 fn db_policy(db: &DbAgentSettings) -> DbPolicy {
@@ -102,6 +107,7 @@ fn db_policy(db: &DbAgentSettings) -> DbPolicy {
         catchup_timeout_ms: db.catchup_timeout_ms,
         splitbrain_autofix: db.splitbrain_autofix,
         splitbrain_lookback_ms: db.splitbrain_lookback_ms,
+        switchover_timeout_ms: db.switchover_timeout_ms,
     }
 }
 
@@ -236,6 +242,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         rewriter,
         hooks: Some(hooks),
         settler: Settler::new(settings.rewrite_settle_ms),
+        pending: Vec::new(),
+        request: None,
         settings,
     };
     driver.record(
@@ -302,7 +310,7 @@ impl Driver {
                     return Err(AgentError::GossipStopped(reason));
                 }
                 _ = ticker.tick() => self.tick(gossip).await,
-                Some(request) = admin.recv() => self.administer(request),
+                Some(request) = admin.recv() => self.administer(request, gossip).await,
             }
         }
     }
@@ -337,6 +345,7 @@ impl Driver {
                 Decision::NodeRestarted { node, reason } => (EventKind::NodeRestarted, Some(node), reason),
                 Decision::ServerMasterChanged { to, reason, .. } => (EventKind::ServerMasterChanged, to, reason),
                 Decision::DbPrimaryChanged { to, reason, .. } => (EventKind::DbPrimaryChanged, to, reason),
+                Decision::Request { from, reason } => (EventKind::AdminCommand, Some(from), reason),
                 Decision::Db(DbDecision::Act { action, reason }) => {
                     self.start_db_action(action, reason);
                     continue;
@@ -358,37 +367,10 @@ impl Driver {
         if let (Some(rewriter), Some(settled)) = (&self.rewriter, self.settler.observe(now, facts)) {
             rewriter.settle(settled);
         }
+        self.answer_pending();
         self.publish_view(gossip).await;
         let report = self.report(now, view);
         self.status.send_replace(Arc::new(report));
-    }
-
-    fn administer(&mut self, request: AdminRequest) {
-        let me = self.settings.node_name.clone();
-        let answer = match request.command {
-            gossip_ha_proto::api::Command::Maintenance { on } => {
-                if self.core.set_db_maintenance(on) {
-                    let what = if on {
-                        "in maintenance: its database is never promoted"
-                    } else {
-                        "out of maintenance: its database may be promoted again"
-                    };
-                    Ok(format!("{me} is {what}"))
-                } else {
-                    Err(format!("{me} has no `db` role: maintenance applies to database nodes"))
-                }
-            }
-            gossip_ha_proto::api::Command::Resync => self.core.request_resync(),
-            other => Err(format!("internal: {other:?} is not an admin command")),
-        };
-        if let Ok(done) = &answer {
-            self.record(
-                EventKind::AdminCommand,
-                Some(me),
-                format!("{done} (asked by uid {})", request.caller_uid),
-            );
-        }
-        let _ = request.reply.send(answer);
     }
 
     fn local_db(&self) -> Option<LocalDb> {
@@ -507,6 +489,7 @@ impl Driver {
         let mut wanted: Vec<(&'static str, String)> = vec![
             (KEY_DOWN, down.join(",")),
             (KEY_DB_PRIMARY, db_primary.unwrap_or_default()),
+            (KEY_REQUEST, self.request.clone().unwrap_or_default()),
         ];
         if let Some(db) = self.core.self_db() {
             wanted.push((KEY_DB, serde_json::to_string(db).expect("announcement serialises")));
@@ -539,7 +522,7 @@ impl Driver {
             Decision::DbPrimaryChanged { from, to, reason } => {
                 (Hook::OnDbPrimaryChange, to.as_ref(), from.as_ref(), reason)
             }
-            Decision::Db(_) => return,
+            Decision::Db(_) | Decision::Request { .. } => return,
         };
         let mut environment = fact_environment(facts);
         environment.push(("GOSSIP_HA_NODE".into(), node.cloned().unwrap_or_default()));

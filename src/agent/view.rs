@@ -88,6 +88,7 @@ pub fn describe(action: &DbAction) -> String {
         DbAction::StepDown => "step down (read-only)".into(),
         DbAction::Promote { epoch, .. } => format!("promote (epoch {epoch})"),
         DbAction::Merge(plan) => format!("merge into {}", plan.winner),
+        DbAction::Resume => "make writable again".into(),
         DbAction::Resync { node, addr } => format!("resync from {node} ({addr})"),
         DbAction::ReplicateFrom { node, addr } => format!("replicate from {node} ({addr})"),
         DbAction::StopReplication => "stop replication".into(),

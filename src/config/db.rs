@@ -45,6 +45,8 @@ pub struct DbSettings {
     pub resync_timeout: Option<f64>,
     /// Seconds one statement of a merge or resync may take (default 120).
     pub repair_statement_timeout: Option<f64>,
+    /// Seconds a planned switchover may take before it is abandoned (default 10 × threshold).
+    pub switchover_timeout: Option<f64>,
 }
 
 /// A table whose rows written during a split-brain window are copied into the winner.
@@ -100,6 +102,7 @@ pub struct DbAgentSettings {
     pub merge_batch_rows: usize,
     pub resync_timeout_ms: u64,
     pub repair_statement_timeout_ms: u64,
+    pub switchover_timeout_ms: u64,
 }
 
 pub(super) fn seconds_to_ms(
@@ -241,6 +244,13 @@ pub(super) fn resolve_db_agent(
         database,
         merge_tables,
         merge_batch_rows,
+        switchover_timeout_ms: seconds_to_ms(
+            "db.switchover_timeout",
+            db.switchover_timeout,
+            10 * threshold_ms,
+            0.5..=3_600.0,
+            invalid,
+        )?,
         repair_statement_timeout_ms: seconds_to_ms(
             "db.repair_statement_timeout",
             db.repair_statement_timeout,

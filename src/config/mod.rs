@@ -184,6 +184,7 @@ const DB_KEYS: &[&str] = &[
     "merge_batch_rows",
     "resync_timeout",
     "repair_statement_timeout",
+    "switchover_timeout",
 ];
 
 impl Settings {

@@ -31,6 +31,9 @@ pub struct DbPolicy {
     /// The merge window opens this long before the promotion that forked the histories: writes
     /// the old primary took but had not yet shipped when the link broke, and clock skew.
     pub splitbrain_lookback_ms: u64,
+    /// A planned switchover is abandoned (and this primary made writable again) when the
+    /// target has not caught up and promoted within this time.
+    pub switchover_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +102,8 @@ pub enum DbAction {
     /// Save this diverged node's transactions since the fork for the operator, then copy the
     /// merged tables' rows of the window into the winner (idempotently).
     Merge(MergePlan),
+    /// Make this (still claiming) primary writable again: a switchover was abandoned.
+    Resume,
     /// Rebuild this node's data from `addr` (the winner), leaving it ready to replicate.
     Resync {
         node: String,
@@ -171,6 +176,8 @@ pub struct Claim<'a> {
     pub gtid: &'a str,
     /// Executed GTIDs when this claim's node promoted.
     pub fork_gtid: Option<&'a str>,
+    /// The node this primary is handing over to (a planned switchover, read-only already).
+    pub yields_to: Option<&'a str>,
 }
 
 /// One primary claim, or the winner of a split-brain (DESIGN §2): when several nodes claim
@@ -178,7 +185,17 @@ pub struct Claim<'a> {
 /// most writes since then stays primary (then the higher priority, then the smaller name), so
 /// the fewest rows have to be merged. Without a readable fork the newest claim wins.
 pub fn elect_db_primary<'a>(claims: impl IntoIterator<Item = Claim<'a>>) -> Option<Claim<'a>> {
-    let claims: Vec<Claim<'a>> = claims.into_iter().collect();
+    let all: Vec<Claim<'a>> = claims.into_iter().collect();
+    // A primary handing over yields as soon as its successor claims.
+    let claims: Vec<Claim<'a>> = all
+        .iter()
+        .copied()
+        .filter(|claim| {
+            !claim
+                .yields_to
+                .is_some_and(|to| all.iter().any(|other| other.name == to))
+        })
+        .collect();
     let newest = claims
         .iter()
         .copied()
@@ -247,6 +264,7 @@ pub fn peer_claim<'a>(peer: &PeerDb<'a>, down_after_ms: u64) -> Option<Claim<'a>
         priority: db.priority,
         gtid: &db.gtid,
         fork_gtid: db.promoted_from_gtid.as_deref(),
+        yields_to: db.handover_gtid.as_ref().and(db.handover_to.as_deref()),
     })
 }
 
@@ -270,6 +288,17 @@ pub struct DbCore {
     /// Since when this primary has seen another valid primary claim (a split-brain).
     rival_since: Option<MonoMs>,
     repair: Option<Repair>,
+    handover: Option<Handover>,
+}
+
+/// A planned switchover this primary is carrying out.
+#[derive(Debug, Clone)]
+struct Handover {
+    to: String,
+    since: Option<MonoMs>,
+    /// Executed GTIDs once read-only: what the target must apply before it promotes.
+    gtid: Option<String>,
+    read_only_asked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -329,7 +358,32 @@ impl DbCore {
             promoted_unix_ms: None,
             rival_since: None,
             repair: None,
+            handover: None,
         }
+    }
+
+    /// A planned switchover to `to` (checked by the caller: a live, promotable replica of this
+    /// primary): read-only now, then `to` promotes once it has applied everything.
+    pub fn start_handover(&mut self, to: &str) -> Result<String, String> {
+        if self.role != LocalRole::Primary {
+            return Err("this node is not the primary".into());
+        }
+        if let Some(handover) = &self.handover {
+            return Err(format!("a switchover to {} is already under way", handover.to));
+        }
+        self.handover = Some(Handover {
+            to: to.to_string(),
+            since: None,
+            gtid: None,
+            read_only_asked: false,
+        });
+        Ok(format!(
+            "switchover to {to}: this primary goes read-only, {to} promotes once it has applied everything"
+        ))
+    }
+
+    pub fn handover_to(&self) -> Option<&str> {
+        self.handover.as_ref().map(|handover| handover.to.as_str())
     }
 
     /// What the state file remembers of this node's last promotion.
@@ -458,7 +512,15 @@ impl DbCore {
 
     /// This node's own claim, as others will rank it; only while its database answers.
     /// `fork_gtid` is `promoted_from_gtid()`, passed in so the claim does not borrow the core.
-    pub fn own_claim<'a>(&self, me: &'a str, local: &'a LocalDb, fork_gtid: Option<&'a str>) -> Option<Claim<'a>> {
+    /// `fork_gtid` and `yields_to` are `promoted_from_gtid()` and `yields_to()`, passed in so
+    /// the claim does not borrow the core.
+    pub fn own_claim<'a>(
+        &self,
+        me: &'a str,
+        local: &'a LocalDb,
+        fork_gtid: Option<&'a str>,
+        yields_to: Option<&'a str>,
+    ) -> Option<Claim<'a>> {
         let probe = local.probe.as_ref().ok()?;
         self.claims_primary().then_some(Claim {
             name: me,
@@ -466,7 +528,16 @@ impl DbCore {
             priority: self.policy.priority,
             gtid: &probe.gtid,
             fork_gtid,
+            yields_to,
         })
+    }
+
+    /// The node this primary yields to once it is read-only for a switchover.
+    pub fn yields_to(&self) -> Option<&str> {
+        self.handover
+            .as_ref()
+            .filter(|handover| handover.gtid.is_some())
+            .map(|handover| handover.to.as_str())
     }
 
     pub fn promoted_from_gtid(&self) -> Option<&str> {
@@ -540,6 +611,8 @@ impl DbCore {
             promoted_from_gtid: self.promoted_from_gtid.clone(),
             promoted_unix_ms: self.promoted_unix_ms,
             repair: self.repair.as_ref().map(|repair| repair.status.clone()),
+            handover_to: self.handover.as_ref().map(|handover| handover.to.clone()),
+            handover_gtid: self.handover.as_ref().and_then(|handover| handover.gtid.clone()),
         }
     }
 
@@ -592,7 +665,7 @@ impl DbCore {
             }
             LocalRole::Promoting => self.role = LocalRole::Primary,
             LocalRole::Unreachable => self.role = LocalRole::Starting,
-            LocalRole::Primary if probe.read_only => {
+            LocalRole::Primary if probe.read_only && self.handover.is_none() => {
                 // mysqld restarted (it boots read-only): a primary no longer, until re-elected.
                 self.role = LocalRole::Starting;
                 self.note(
@@ -630,6 +703,9 @@ impl DbCore {
         }
 
         if self.role == LocalRole::Primary {
+            if self.carry_out_handover(view, probe, &mut out) {
+                return out;
+            }
             self.check_rivals(view, probe, &mut out);
             return out;
         }
@@ -645,7 +721,7 @@ impl DbCore {
         }
 
         match view.elected.filter(|claim| claim.name != view.me) {
-            Some(primary) => self.follow(view, primary, probe, &mut out),
+            Some(primary) => self.follow(view, primary, local, probe, &mut out),
             None => self.consider_promotion(view, started_at, local, probe, &mut out),
         }
         out
@@ -669,6 +745,11 @@ impl DbCore {
             priority: self.policy.priority,
             gtid: &probe.gtid,
             fork_gtid: self.promoted_from_gtid.as_deref(),
+            yields_to: self
+                .handover
+                .as_ref()
+                .filter(|handover| handover.gtid.is_some())
+                .map(|handover| handover.to.as_str()),
         };
         let all: Vec<Claim> = rivals.iter().copied().chain([own]).collect();
         let elected = elect_db_primary(all.iter().copied());
@@ -692,6 +773,7 @@ impl DbCore {
             });
         }
         let better = elected.filter(|claim| claim.name != view.me);
+        let better_name = better.map(|claim| claim.name.to_string());
         let unresolved = self
             .rival_since
             .is_some_and(|since| view.now.since(since) > down_after_ms)
@@ -724,10 +806,70 @@ impl DbCore {
             ),
             (None, None) => return,
         };
+        let reason = match self.handover.take() {
+            Some(handover) if better_name.as_deref() == Some(handover.to.as_str()) => {
+                format!(
+                    "switchover: {} has promoted; this node steps down and follows it",
+                    handover.to
+                )
+            }
+            _ => reason,
+        };
         self.role = LocalRole::Starting;
         self.demoted_at = Some(view.now);
         self.rival_since = None;
         self.act(DbAction::StepDown, reason, out);
+    }
+
+    /// The primary's side of a switchover: read-only, then wait for the target's claim (the
+    /// election then yields to it and `check_rivals` steps down); abandoned after the timeout.
+    /// True when it decided something this step.
+    fn carry_out_handover(&mut self, view: &DbView<'_>, probe: &DbProbe, out: &mut Vec<DbDecision>) -> bool {
+        let Some(handover) = self.handover.as_mut() else {
+            return false;
+        };
+        let since = *handover.since.get_or_insert(view.now);
+        let target_claims = view
+            .peers
+            .iter()
+            .any(|peer| peer.name == handover.to && peer_claim(peer, 2 * view.threshold_ms).is_some());
+        if target_claims {
+            return false;
+        }
+        if view.now.since(since) > self.policy.switchover_timeout_ms {
+            let to = handover.to.clone();
+            self.handover = None;
+            self.act(
+                DbAction::Resume,
+                format!(
+                    "switchover to {to} abandoned: it did not catch up and promote within {}; this node stays primary and takes writes again",
+                    seconds(self.policy.switchover_timeout_ms)
+                ),
+                out,
+            );
+            return true;
+        }
+        if !probe.read_only {
+            if !handover.read_only_asked {
+                handover.read_only_asked = true;
+                let to = handover.to.clone();
+                self.act(
+                    DbAction::SetReadOnly,
+                    format!("switchover to {to}: read-only first, so {to} can apply everything"),
+                    out,
+                );
+            }
+            return true;
+        }
+        if handover.gtid.is_none() {
+            handover.gtid = Some(probe.gtid.clone());
+            let reason = format!(
+                "switchover: read-only at GTID {}; {} promotes once it has applied it",
+                probe.gtid, handover.to
+            );
+            self.note(reason, out);
+        }
+        true
     }
 
     fn advance_repair(&mut self, view: &DbView<'_>, out: &mut Vec<DbDecision>) {
@@ -841,7 +983,17 @@ impl DbCore {
         self.was_reachable = Some(reachable);
     }
 
-    fn follow(&mut self, view: &DbView<'_>, primary: Claim<'_>, probe: &DbProbe, out: &mut Vec<DbDecision>) {
+    fn follow(
+        &mut self,
+        view: &DbView<'_>,
+        primary: Claim<'_>,
+        local: &LocalDb,
+        probe: &DbProbe,
+        out: &mut Vec<DbDecision>,
+    ) {
+        if primary.yields_to == Some(view.me) {
+            return self.take_over(view, primary, local, probe, out);
+        }
         self.catchup_since = None;
         let Some(primary_addr) = view
             .peers
@@ -904,6 +1056,73 @@ impl DbCore {
             format!(
                 "{} at {primary_addr} is primary (epoch {}){from}: replicate from it with GTID auto-positioning",
                 primary.name, primary.epoch
+            ),
+            out,
+        );
+    }
+
+    /// The target's side of a switchover: promote once everything the old primary executed
+    /// before going read-only is applied here.
+    fn take_over(
+        &mut self,
+        view: &DbView<'_>,
+        primary: Claim<'_>,
+        local: &LocalDb,
+        probe: &DbProbe,
+        out: &mut Vec<DbDecision>,
+    ) {
+        let old = view
+            .peers
+            .iter()
+            .find(|peer| peer.name == primary.name)
+            .and_then(|peer| peer.db);
+        let Some(target) = old.and_then(|db| db.handover_gtid.as_deref()) else {
+            return;
+        };
+        let applied = matches!(
+            (GtidState::parse(&probe.gtid), GtidState::parse(target)),
+            (Ok(mine), Ok(wanted)) if mine.covers(&wanted)
+        );
+        let relay_done = probe.replica.as_ref().is_none_or(|replica| replica.relay_applied);
+        if let Err(why) = self.promotable_reason(view.now, local) {
+            return self.note(
+                format!(
+                    "switchover from {} asked, but this node cannot be promoted: {why}",
+                    primary.name
+                ),
+                out,
+            );
+        }
+        if !(applied && relay_done) {
+            return self.note(
+                format!(
+                    "switchover from {}: applying up to GTID {target} (at {})",
+                    primary.name, probe.gtid
+                ),
+                out,
+            );
+        }
+        let epoch = view
+            .peers
+            .iter()
+            .filter_map(|peer| peer.db.map(|db| db.epoch))
+            .chain([self.epoch])
+            .max()
+            .unwrap_or(0)
+            + 1;
+        self.role = LocalRole::Promoting;
+        self.epoch = epoch;
+        self.demoted_at = None;
+        self.promoted_from_gtid = Some(probe.gtid.clone());
+        self.promoted_unix_ms = None;
+        self.act(
+            DbAction::Promote {
+                epoch,
+                from_gtid: probe.gtid.clone(),
+            },
+            format!(
+                "switchover from {}: applied everything up to GTID {target}; promoting with epoch {epoch}",
+                primary.name
             ),
             out,
         );

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use gossip_ha_proto::db::DbAnnouncement;
-use gossip_ha_proto::gossip::{Announcement, Role};
+use gossip_ha_proto::gossip::{Announcement, ClusterRequest, ClusterRequestKind, Role};
 
 use super::db::{elect_db_primary, peer_claim, split_tally, Claim, DbCore, DbDecision, DbView, LocalDb, PeerDb};
 use super::election::{elect_server_master, Candidate};
@@ -33,6 +33,8 @@ pub struct Observation {
     pub db: Option<DbAnnouncement>,
     /// The DB primary the peer believes in: it witnesses for or against a promotion.
     pub db_primary: Option<String>,
+    /// An operator's pending command, given on that peer's socket.
+    pub request: Option<ClusterRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +61,11 @@ pub enum Decision {
         to: Option<String>,
         reason: String,
     },
+    /// A command an operator gave on another node, carried out here (or refused).
+    Request {
+        from: String,
+        reason: String,
+    },
     Db(DbDecision),
 }
 
@@ -83,6 +90,7 @@ struct Peer {
     alive: bool,
     db: Option<DbAnnouncement>,
     db_primary: Option<String>,
+    request: Option<ClusterRequest>,
 }
 
 impl Peer {
@@ -94,6 +102,7 @@ impl Peer {
             alive: true,
             db: observation.db,
             db_primary: observation.db_primary,
+            request: observation.request,
         }
     }
 }
@@ -112,6 +121,8 @@ pub struct Core {
     db: Option<DbCore>,
     self_db: Option<DbAnnouncement>,
     last_peer_return: Option<MonoMs>,
+    /// The newest request id carried out per requesting peer: each is applied once.
+    handled_requests: BTreeMap<String, u64>,
 }
 
 impl Core {
@@ -128,6 +139,7 @@ impl Core {
             db: None,
             self_db: None,
             last_peer_return: None,
+            handled_requests: BTreeMap::new(),
         }
     }
 
@@ -221,6 +233,7 @@ impl Core {
         self.mark_down(now, &mut decisions);
         self.forget_excess();
         self.elect(&mut decisions);
+        self.carry_out_requests(&mut decisions);
         self.step_db(now, local_db, &mut decisions);
         decisions
     }
@@ -275,6 +288,81 @@ impl Core {
                 self.peers.insert(name, Peer::from_observation(observation));
             }
         }
+    }
+
+    fn carry_out_requests(&mut self, decisions: &mut Vec<Decision>) {
+        let pending: Vec<(String, ClusterRequest)> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.alive)
+            .filter_map(|(name, peer)| Some((name.clone(), peer.request.clone()?)))
+            .filter(|(name, request)| self.handled_requests.get(name) != Some(&request.id))
+            .collect();
+        for (from, request) in pending {
+            self.handled_requests.insert(from.clone(), request.id);
+            let outcome = match &request.kind {
+                ClusterRequestKind::Maintenance { node, on } if *node == self.self_name => {
+                    Some(self.apply_maintenance(*on))
+                }
+                ClusterRequestKind::Switchover { to } if self.db.as_ref().is_some_and(DbCore::claims_primary) => {
+                    Some(self.request_switchover(to))
+                }
+                _ => None,
+            };
+            if let Some(outcome) = outcome {
+                let reason = match outcome {
+                    Ok(done) => format!("{done} (asked on {from})"),
+                    Err(refused) => format!("refused a request from {from}: {refused}"),
+                };
+                decisions.push(Decision::Request { from, reason });
+            }
+        }
+        let known: Vec<String> = self.peers.keys().cloned().collect();
+        self.handled_requests.retain(|name, _| known.contains(name));
+    }
+
+    /// `gossip-ha maintenance on|off` for this node.
+    pub fn apply_maintenance(&mut self, on: bool) -> Result<String, String> {
+        let me = self.self_name.clone();
+        if !self.set_db_maintenance(on) {
+            return Err(format!("{me} has no `db` role: maintenance applies to database nodes"));
+        }
+        Ok(if on {
+            format!("{me} is in maintenance: its database is never promoted")
+        } else {
+            format!("{me} is out of maintenance: its database may be promoted again")
+        })
+    }
+
+    /// A planned switchover of this primary to `to`: a live, promotable replica of it.
+    pub fn request_switchover(&mut self, to: &str) -> Result<String, String> {
+        let me = self.self_name.clone();
+        if !self.db.as_ref().is_some_and(DbCore::claims_primary) {
+            return Err(format!("{me} is not the DB primary"));
+        }
+        if to == me {
+            return Err(format!("{me} is already the primary"));
+        }
+        let advertise = self.self_db.as_ref().map(|db| db.advertise.clone()).unwrap_or_default();
+        let peer = self
+            .peers
+            .get(to)
+            .ok_or_else(|| format!("no node named {to} is known"))?;
+        let target = peer.db.as_ref().ok_or_else(|| format!("{to} has no database"))?;
+        if !peer.alive {
+            return Err(format!("{to} is down"));
+        }
+        if !target.promotable {
+            let why = target
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "maintenance, cool-down or no binary log".into());
+            return Err(format!("{to} cannot be promoted ({why})"));
+        }
+        if target.source.as_deref() != Some(advertise.as_str()) || target.io_running != Some(true) {
+            return Err(format!("{to} is not replicating from {me} ({advertise})"));
+        }
+        self.db.as_mut().expect("checked above").start_handover(to)
     }
 
     fn mark_down(&mut self, now: MonoMs, decisions: &mut Vec<Decision>) {
@@ -385,13 +473,15 @@ impl Core {
         let peers = self.peer_dbs();
         let me = self.self_name.as_str();
         let fork_before = db.as_ref().and_then(|db| db.promoted_from_gtid().map(str::to_string));
+        let yields_before = db.as_ref().and_then(|db| db.yields_to().map(str::to_string));
         let own = db
             .as_ref()
             .zip(local_db)
-            .and_then(|(db, local)| db.own_claim(me, local, fork_before.as_deref()));
+            .and_then(|(db, local)| db.own_claim(me, local, fork_before.as_deref(), yields_before.as_deref()));
         let before = elect_from(&peers, own, threshold_ms);
         let mut after = before;
         let fork_after: Option<String>;
+        let yields_after: Option<String>;
         let mut db_decisions = Vec::new();
         let mut self_db = None;
         if let (Some(db), Some(local)) = (db.as_mut(), local_db) {
@@ -407,7 +497,12 @@ impl Core {
             db_decisions = db.step(&view, local);
             // A promotion or step-down decided just now changes this node's own claim at once.
             fork_after = db.promoted_from_gtid().map(str::to_string);
-            after = elect_from(&peers, db.own_claim(me, local, fork_after.as_deref()), threshold_ms);
+            yields_after = db.yields_to().map(str::to_string);
+            after = elect_from(
+                &peers,
+                db.own_claim(me, local, fork_after.as_deref(), yields_after.as_deref()),
+                threshold_ms,
+            );
             self_db = Some(db.announcement(now, local));
         }
         let elected_name = after.map(|claim| claim.name.to_string());

@@ -183,7 +183,8 @@ async fn execute<B: DbBackend>(
     match action {
         DbAction::SetReadOnly | DbAction::StepDown => backend.set_read_only().await,
         DbAction::Merge(_) | DbAction::Resync { .. } => unreachable!("repairs run in execute_repair"),
-        DbAction::Promote { .. } => backend.promote().await,
+        // Resuming after an abandoned switchover is the promotion's statements again.
+        DbAction::Promote { .. } | DbAction::Resume => backend.promote().await,
         DbAction::StopReplication => backend.stop_replication().await,
         DbAction::Fence { addr, .. } => {
             let (host, port) = split_host_port(addr).ok_or_else(|| DbError::Unreadable {

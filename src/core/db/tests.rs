@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use gossip_ha_proto::db::{DbAnnouncement, DbRole, RepairStage};
-use gossip_ha_proto::gossip::{Announcement, Role};
+use gossip_ha_proto::gossip::{Announcement, ClusterRequest, ClusterRequestKind, Role};
 
 use super::*;
 use crate::core::{Core, Decision, Observation};
@@ -29,6 +29,7 @@ fn policy(priority: u8) -> DbPolicy {
         catchup_timeout_ms: 5 * THRESHOLD_MS,
         splitbrain_autofix: true,
         splitbrain_lookback_ms: 300_000,
+        switchover_timeout_ms: 10 * THRESHOLD_MS,
     }
 }
 
@@ -77,6 +78,11 @@ struct Peer {
     roles: &'static [Role],
     /// GTID at the peer's promotion.
     fork: Option<&'static str>,
+    /// A switchover this primary peer is carrying out: (to, read-only at GTID).
+    handover: Option<(&'static str, &'static str)>,
+    request: Option<ClusterRequest>,
+    /// host:port it replicates from (IO thread running).
+    source: Option<&'static str>,
 }
 
 fn replica_peer(name: &'static str, priority: u8, gtid: &'static str) -> Peer {
@@ -92,6 +98,9 @@ fn replica_peer(name: &'static str, priority: u8, gtid: &'static str) -> Peer {
         db_primary: None,
         roles: &[Role::Db],
         fork: None,
+        handover: None,
+        request: None,
+        source: None,
     }
 }
 
@@ -124,11 +133,11 @@ fn observe(peer: &Peer, heartbeat: u64) -> Observation {
         reachable: peer.reachable,
         unreachable_for_ms: peer.unreachable_for_ms,
         read_only: Some(!peer.claims_primary),
-        io_running: None,
+        io_running: peer.source.map(|_| true),
         sql_running: None,
         io_state: None,
         lag_seconds: None,
-        source: None,
+        source: peer.source.map(str::to_string),
         gtid: peer.gtid.into(),
         epoch: peer.epoch,
         priority: peer.priority,
@@ -140,6 +149,8 @@ fn observe(peer: &Peer, heartbeat: u64) -> Observation {
         promoted_from_gtid: peer.fork.map(str::to_string),
         promoted_unix_ms: peer.fork.map(|_| 1_800_000_000_000),
         repair: None,
+        handover_to: peer.handover.map(|(to, _)| to.to_string()),
+        handover_gtid: peer.handover.map(|(_, gtid)| gtid.to_string()),
     });
     Observation {
         name: peer.name.into(),
@@ -149,6 +160,7 @@ fn observe(peer: &Peer, heartbeat: u64) -> Observation {
         announcement: announcement(peer.roles),
         db,
         db_primary: peer.db_primary.map(str::to_string),
+        request: peer.request.clone(),
     }
 }
 
@@ -737,6 +749,7 @@ fn claim<'a>(name: &'a str, epoch: u64, priority: u8, gtid: &'a str, fork: Optio
         priority,
         gtid,
         fork_gtid: fork,
+        yields_to: None,
     }
 }
 
@@ -1004,4 +1017,186 @@ fn a_promotion_records_where_it_forked() {
     });
     assert_eq!(promoted.as_deref(), Some("0-1-42"));
     assert_eq!(alone.self_db().unwrap().promoted_from_gtid.as_deref(), Some("0-1-42"));
+}
+
+fn resumed_primary(name: &str, priority: u8) -> Core {
+    Core::new(name, "127.0.0.1:7000", 2, announcement(&[Role::Db])).with_db(DbCore::new(policy(priority), 1))
+}
+
+fn following(name: &'static str, priority: u8, gtid: &'static str, source: &'static str) -> Peer {
+    Peer {
+        source: Some(source),
+        ..replica_peer(name, priority, gtid)
+    }
+}
+
+#[test]
+fn a_switchover_goes_read_only_waits_for_the_target_and_steps_down_for_it() {
+    let mut primary = resumed_primary("db1", 3);
+    let replica = following("db2", 2, "0-1-50", "127.0.0.1:3303");
+    run(
+        &mut primary,
+        0,
+        0,
+        std::slice::from_ref(&replica),
+        &[],
+        &probe(false, "0-1-50", None),
+    );
+    assert!(primary.request_switchover("db3").is_err(), "unknown target");
+    let not_following = following("db2", 2, "0-1-50", "127.0.0.1:9999");
+    run(
+        &mut primary,
+        100,
+        100,
+        std::slice::from_ref(&not_following),
+        &[],
+        &probe(false, "0-1-50", None),
+    );
+    let refused = primary.request_switchover("db2").unwrap_err();
+    assert!(refused.contains("not replicating from db1"), "{refused}");
+
+    run(
+        &mut primary,
+        200,
+        200,
+        std::slice::from_ref(&replica),
+        &[],
+        &probe(false, "0-1-50", None),
+    );
+    primary.request_switchover("db2").unwrap();
+    let decided = run(
+        &mut primary,
+        300,
+        300,
+        std::slice::from_ref(&replica),
+        &[],
+        &probe(false, "0-1-50", None),
+    );
+    assert_eq!(actions(&decided), [DbAction::SetReadOnly]);
+    // Read-only now: it names the GTID the target must reach, and still holds the claim.
+    let decided = run(
+        &mut primary,
+        400,
+        1_000,
+        std::slice::from_ref(&replica),
+        &[],
+        &probe(true, "0-1-50", None),
+    );
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    let announced = primary.self_db().unwrap().clone();
+    assert_eq!(announced.handover_to.as_deref(), Some("db2"));
+    assert_eq!(announced.handover_gtid.as_deref(), Some("0-1-50"));
+    assert_eq!(primary.db_primary(), Some("db1"));
+
+    // db2 promotes: db1 yields at once, whatever the split-brain tally says.
+    let promoted = Peer {
+        fork: Some("0-1-50"),
+        ..primary_peer("db2", 2, 2)
+    };
+    let decided = run(
+        &mut primary,
+        1_100,
+        1_100,
+        &[promoted],
+        &[],
+        &probe(true, "0-1-50", None),
+    );
+    assert_eq!(actions(&decided), [DbAction::StepDown], "{decided:?}");
+    assert!(
+        format!("{decided:?}").contains("switchover: db2 has promoted"),
+        "{decided:?}"
+    );
+    assert_eq!(primary.db_primary(), Some("db2"));
+}
+
+#[test]
+fn the_switchover_target_promotes_only_once_it_has_applied_everything() {
+    let handing_over = Peer {
+        handover: Some(("db2", "0-1-50")),
+        ..primary_peer("db1", 3, 1)
+    };
+    let mut target = db_node("db2", 2);
+    let behind = probe(true, "0-1-48", Some(replica_of("127.0.0.1:3303")));
+    let decided = run(&mut target, 0, 3_000, std::slice::from_ref(&handing_over), &[], &behind);
+    assert!(
+        actions(&decided)
+            .iter()
+            .all(|action| !matches!(action, DbAction::Promote { .. })),
+        "{decided:?}"
+    );
+    assert!(
+        notes(&decided).contains("applying up to GTID 0-1-50"),
+        "{}",
+        notes(&decided)
+    );
+    let caught_up = probe(true, "0-1-50", Some(replica_of("127.0.0.1:3303")));
+    let decided = run(&mut target, 3_100, 3_100, &[handing_over], &[], &caught_up);
+    assert_eq!(actions(&decided), [promote(2)]);
+}
+
+#[test]
+fn a_switchover_the_target_cannot_finish_is_abandoned_and_the_primary_writes_again() {
+    let mut primary = resumed_primary("db1", 3);
+    let replica = following("db2", 2, "0-1-40", "127.0.0.1:3303");
+    run(
+        &mut primary,
+        0,
+        0,
+        std::slice::from_ref(&replica),
+        &[],
+        &probe(false, "0-1-50", None),
+    );
+    primary.request_switchover("db2").unwrap();
+    run(
+        &mut primary,
+        100,
+        100,
+        std::slice::from_ref(&replica),
+        &[],
+        &probe(false, "0-1-50", None),
+    );
+    let read_only = probe(true, "0-1-50", None);
+    let decided = run(
+        &mut primary,
+        200,
+        9_000,
+        std::slice::from_ref(&replica),
+        &[],
+        &read_only,
+    );
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    let decided = run(&mut primary, 9_100, 12_000, &[replica], &[], &read_only);
+    assert_eq!(actions(&decided), [DbAction::Resume], "{decided:?}");
+    assert_eq!(primary.self_db().unwrap().handover_to, None);
+    assert!(primary.self_db().unwrap().claims_primary);
+}
+
+#[test]
+fn a_request_relayed_by_gossip_is_carried_out_once_by_the_node_it_names() {
+    let asking = Peer {
+        request: Some(ClusterRequest {
+            id: 7,
+            kind: ClusterRequestKind::Maintenance {
+                node: "db2".into(),
+                on: true,
+            },
+        }),
+        ..witness("srv", Some("db1"))
+    };
+    let mut other = db_node("db3", 1);
+    let mut named = db_node("db2", 2);
+    let local = probe(true, "0-1-50", Some(replica_of("127.0.0.1:3303")));
+    for (core, expected) in [(&mut named, true), (&mut other, false)] {
+        let decisions = core.step(MonoMs(0), vec![observe(&asking, 1)], Some(&local));
+        let requests = decisions
+            .iter()
+            .filter(|decision| matches!(decision, Decision::Request { .. }))
+            .count();
+        assert_eq!(requests, usize::from(expected));
+        assert_eq!(core.self_db().unwrap().maintenance, expected);
+        let again = core.step(MonoMs(100), vec![observe(&asking, 2)], Some(&local));
+        assert!(!again
+            .iter()
+            .any(|decision| matches!(decision, Decision::Request { .. })));
+    }
 }

@@ -20,6 +20,7 @@ fn observation(name: &str, generation: u64, heartbeat: u64, master: u8, threshol
         announcement: announcement(master, threshold_ms, &[Role::Server]),
         db: None,
         db_primary: None,
+        request: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn kinds(decisions: &[Decision]) -> Vec<&'static str> {
             Decision::NodeRestarted { .. } => "restarted",
             Decision::ServerMasterChanged { .. } => "master",
             Decision::DbPrimaryChanged { .. } => "db_primary",
+            Decision::Request { .. } => "request",
             Decision::Db(_) => "db",
         })
         .collect()

@@ -1,0 +1,190 @@
+//! State-changing socket commands. Those for this node are carried out at once; those for
+//! another node (maintenance of a peer, a switchover when this node is not the primary) are
+//! gossiped as this agent's pending request, which the node concerned carries out. The caller
+//! gets its answer once the cluster shows the effect, or a refusal at the deadline.
+
+use std::time::{Duration, Instant};
+
+use gossip_ha_proto::api::{Command, EventKind};
+use gossip_ha_proto::gossip::{ClusterRequest, ClusterRequestKind};
+use tokio::sync::oneshot;
+
+use super::{unix_ms, Driver};
+use crate::gossip::Gossip;
+use crate::socket::AdminRequest;
+
+/// How long a peer has to show that it applied a maintenance request.
+const MAINTENANCE_CONFIRM: Duration = Duration::from_secs(10);
+/// A switchover is confirmed (or refused) this long after its own timeout at the latest.
+const SWITCHOVER_MARGIN: Duration = Duration::from_secs(5);
+
+pub struct Pending {
+    reply: oneshot::Sender<Result<String, String>>,
+    expect: Expect,
+    asked: Instant,
+    deadline: Instant,
+    caller_uid: u32,
+}
+
+enum Expect {
+    Primary(String),
+    Maintenance { node: String, on: bool },
+}
+
+impl Driver {
+    pub(super) async fn administer(&mut self, request: AdminRequest, _gossip: &Gossip) {
+        let me = self.settings.node_name.clone();
+        let uid = request.caller_uid;
+        let answer = match request.command {
+            Command::Maintenance { on, node } => match node.filter(|node| *node != me) {
+                None => self.core.apply_maintenance(on),
+                Some(node) => {
+                    let kind = ClusterRequestKind::Maintenance { node: node.clone(), on };
+                    let expect = Expect::Maintenance { node, on };
+                    return self.relay(request.reply, kind, expect, MAINTENANCE_CONFIRM, uid);
+                }
+            },
+            Command::Switchover { to } => {
+                let timeout = self.switchover_timeout() + SWITCHOVER_MARGIN;
+                let expect = Expect::Primary(to.clone());
+                if self.core.db_primary() == Some(me.as_str()) {
+                    match self.core.request_switchover(&to) {
+                        Ok(done) => {
+                            self.record(
+                                EventKind::AdminCommand,
+                                Some(me),
+                                format!("{done} (asked by uid {uid})"),
+                            );
+                            self.wait_for(request.reply, expect, timeout, uid);
+                            return;
+                        }
+                        Err(refused) => Err(refused),
+                    }
+                } else if self.core.db_primary().is_none() {
+                    Err("no DB primary is elected: nothing to switch over".into())
+                } else {
+                    return self.relay(
+                        request.reply,
+                        ClusterRequestKind::Switchover { to },
+                        expect,
+                        timeout,
+                        uid,
+                    );
+                }
+            }
+            Command::Resync => self.core.request_resync(),
+            other => Err(format!("internal: {other:?} is not an admin command")),
+        };
+        if let Ok(done) = &answer {
+            self.record(
+                EventKind::AdminCommand,
+                Some(me),
+                format!("{done} (asked by uid {uid})"),
+            );
+        }
+        let _ = request.reply.send(answer);
+    }
+
+    fn switchover_timeout(&self) -> Duration {
+        let ms = self
+            .settings
+            .db_agent
+            .as_ref()
+            .map(|db| db.switchover_timeout_ms)
+            .unwrap_or(10 * self.settings.threshold_ms());
+        Duration::from_millis(ms)
+    }
+
+    /// Gossips the request for the node it concerns (one at a time per agent).
+    fn relay(
+        &mut self,
+        reply: oneshot::Sender<Result<String, String>>,
+        kind: ClusterRequestKind,
+        expect: Expect,
+        timeout: Duration,
+        uid: u32,
+    ) {
+        if self.request.is_some() {
+            let _ = reply.send(Err("another request from this node is still pending; try again".into()));
+            return;
+        }
+        let request = ClusterRequest { id: unix_ms(), kind };
+        self.request = Some(serde_json::to_string(&request).expect("request serialises"));
+        self.record(
+            EventKind::AdminCommand,
+            Some(self.settings.node_name.clone()),
+            format!("relaying {:?} to the cluster (asked by uid {uid})", request.kind),
+        );
+        self.wait_for(reply, expect, timeout, uid);
+    }
+
+    fn wait_for(
+        &mut self,
+        reply: oneshot::Sender<Result<String, String>>,
+        expect: Expect,
+        timeout: Duration,
+        uid: u32,
+    ) {
+        let asked = Instant::now();
+        self.pending.push(Pending {
+            reply,
+            expect,
+            asked,
+            deadline: asked + timeout,
+            caller_uid: uid,
+        });
+    }
+
+    /// Answers the commands whose effect the cluster now shows, or whose deadline passed.
+    pub(super) fn answer_pending(&mut self) {
+        let mut still = Vec::new();
+        for pending in std::mem::take(&mut self.pending) {
+            let took = pending.asked.elapsed().as_millis();
+            let done = match &pending.expect {
+                Expect::Primary(to) => (self.core.db_primary() == Some(to.as_str()))
+                    .then(|| format!("switchover done: {to} is the DB primary ({took} ms after it was asked)")),
+                Expect::Maintenance { node, on } => self
+                    .core
+                    .view(self.now())
+                    .iter()
+                    .find(|view| view.name == *node)
+                    .and_then(|view| view.db.as_ref())
+                    .filter(|db| db.maintenance == *on)
+                    .map(|_| {
+                        let state = if *on { "in" } else { "out of" };
+                        format!("{node} is {state} maintenance ({took} ms after it was asked)")
+                    }),
+            };
+            let answer = match done {
+                Some(done) => Ok(done),
+                None if Instant::now() >= pending.deadline => Err(match &pending.expect {
+                    Expect::Primary(to) => format!(
+                        "{to} did not become the DB primary within {} s: the switchover was refused or abandoned (see `gossip-ha events` on the primary)",
+                        (pending.deadline - pending.asked).as_secs()
+                    ),
+                    Expect::Maintenance { node, .. } => format!(
+                        "{node} did not confirm within {} s (is it up, and a DB node?)",
+                        (pending.deadline - pending.asked).as_secs()
+                    ),
+                }),
+                None => {
+                    still.push(pending);
+                    continue;
+                }
+            };
+            if let Ok(done) = &answer {
+                self.record(
+                    EventKind::AdminCommand,
+                    Some(self.settings.node_name.clone()),
+                    format!("{done} (asked by uid {})", pending.caller_uid),
+                );
+            }
+            let _ = pending.reply.send(answer);
+        }
+        self.pending = still;
+        if self.pending.is_empty() {
+            // Nothing waits on a relayed request any more: withdraw it.
+            self.request = None;
+        }
+    }
+}
