@@ -16,3 +16,4 @@ pub mod rewrite;
 pub mod socket;
 pub mod state_file;
 pub mod tls;
+pub mod transfer;

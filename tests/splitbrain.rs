@@ -242,11 +242,9 @@ fn a_one_way_cut_with_a_witness_makes_no_second_primary_and_loses_nothing() {
 
 #[test]
 fn a_cut_in_the_middle_of_a_merge_fails_it_safely_and_the_retry_copies_nothing_twice() {
-    let cluster = wait_formed(Cluster::start_in_lab_with(
-        2,
-        false,
-        "[db]\nmerge_batch_rows = 100\nrepair_statement_timeout = 2\n",
-    ));
+    let cluster = wait_formed(Cluster::start_in_lab_with(2, false, |_| {
+        "[db]\nmerge_batch_rows = 100\nrepair_statement_timeout = 2\n".into()
+    }));
     let (db1, db2) = (cluster.db("db1"), cluster.db("db2"));
     sql(&db1.admin_url(), PANDORA_SCHEMA).unwrap();
     write_module(db1, 1, 5);
@@ -312,4 +310,75 @@ fn a_cut_in_the_middle_of_a_merge_fails_it_safely_and_the_retry_copies_nothing_t
     )
     .unwrap();
     assert_eq!(distinct[0][0].as_deref(), Some("20000"));
+}
+
+/// Each DB agent can stop and start its own server and serves backups on port 7947.
+fn physical_config(db: &MariaDb) -> String {
+    let argv = |argv: Vec<String>| {
+        let quoted: Vec<String> = argv.iter().map(|arg| format!("{arg:?}")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    format!(
+        "[db]\ndatadir = {:?}\nstop_command = {}\nstart_command = {}\ntransfer_port = 7947\n",
+        db.datadir().display().to_string(),
+        argv(db.stop_command()),
+        argv(db.start_command())
+    )
+}
+
+#[test]
+fn the_loser_is_rebuilt_by_a_physical_copy_streamed_over_mutual_tls() {
+    let cluster = wait_formed(Cluster::start_in_lab_with(2, false, physical_config));
+    let (db1, db2) = (cluster.db("db1"), cluster.db("db2"));
+    sql(&db1.admin_url(), PANDORA_SCHEMA).unwrap();
+    write_module(db1, 1, 10);
+    cluster.wait("the first rows on db2", Duration::from_secs(10), |_| {
+        counts(db2, 1) == [10; 3]
+    });
+
+    cluster.lab().cut_both("db1", "db2");
+    cluster.wait("db2 to promote itself", Duration::from_secs(20), |c| {
+        claims_writable_primary(c, "db2", "db2")
+    });
+    write_module(db1, 2, 2);
+    write_module(db2, 3, 6);
+    cluster.lab().heal();
+
+    cluster.wait(
+        "db1 to be rebuilt and replicate from db2",
+        Duration::from_secs(120),
+        |c| {
+            let report = c.agent("db2").status();
+            replicating_from(&report, "db1", db2) && db_of(&report, "db1").is_some_and(|db| db.repair.is_none())
+        },
+    );
+    assert!(
+        has_event(cluster.agent("db1"), EventKind::DbAction, "by physical copy"),
+        "{}",
+        cluster.logs()
+    );
+    assert!(
+        has_event(cluster.agent("db2"), EventKind::Repair, "sent a physical backup"),
+        "{}",
+        cluster.logs()
+    );
+    assert_eq!(
+        counts(db2, 2),
+        [2; 3],
+        "db1's split-brain rows were merged before the rebuild"
+    );
+    cluster.wait("db1 to hold what db2 holds", Duration::from_secs(10), |_| {
+        counts(db1, 1) == [10; 3] && counts(db1, 2) == [2; 3] && counts(db1, 3) == [6; 3]
+    });
+    // The replaced data directory is set aside, never deleted.
+    let kept = std::fs::read_dir(db1.dir.as_path())
+        .unwrap()
+        .flatten()
+        .any(|entry| entry.file_name().to_string_lossy().starts_with("data.gossip-ha-old-"));
+    assert!(kept, "the old data directory is kept");
+    // Replication works on the rebuilt server: a new row reaches it.
+    write_module(db2, 4, 1);
+    cluster.wait("a new row on db1", Duration::from_secs(10), |_| {
+        counts(db1, 4) == [1; 3]
+    });
 }

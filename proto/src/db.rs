@@ -69,6 +69,9 @@ pub struct DbAnnouncement {
     /// target promotes once it has applied them all.
     #[serde(default)]
     pub handover_gtid: Option<String>,
+    /// ip:port of this agent's transfer service (physical backups for resyncs), if it runs one.
+    #[serde(default)]
+    pub transfer: Option<String>,
 }
 
 /// Where a diverged node's repair stands: merge its window's rows into the winner, then

@@ -25,6 +25,32 @@ impl Hello {
     }
 }
 
+/// First frame on a transfer connection (DESIGN §2 resync): the asking agent wants a physical
+/// backup of the answering agent's database, streamed back in `TransferFrame`s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRequest {
+    pub version: u32,
+    pub cluster_id: String,
+    /// The asking node, for the answering agent's events.
+    pub node_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferFrame {
+    /// The next bytes of the `mbstream` backup.
+    Data(Vec<u8>),
+    /// The backup ended; `ok: false` means what came before must be thrown away.
+    End { ok: bool, message: String },
+}
+
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    postcard::to_stdvec(message).expect("wire messages always encode")
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|err| format!("unreadable message: {err}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +65,17 @@ mod tests {
         };
         assert_eq!(Hello::decode(&hello.encode()).unwrap(), hello);
         assert!(Hello::decode(b"\xff\xff\xff").is_err());
+    }
+
+    #[test]
+    fn transfer_messages_round_trip() {
+        let frame = TransferFrame::Data(vec![1, 2, 3]);
+        assert_eq!(decode::<TransferFrame>(&encode(&frame)).unwrap(), frame);
+        let end = TransferFrame::End {
+            ok: false,
+            message: "mariabackup failed".into(),
+        };
+        assert_eq!(decode::<TransferFrame>(&encode(&end)).unwrap(), end);
+        assert!(decode::<TransferRequest>(&[0xff, 0xff]).is_err());
     }
 }

@@ -136,6 +136,7 @@ impl SimAgent {
                 splitbrain_autofix: true,
                 splitbrain_lookback_ms: 0,
                 switchover_timeout_ms: 10 * THRESHOLD_MS,
+                transfer: None,
             };
             core = core.with_db(
                 DbCore::new(policy, self.persisted_epoch).with_promotion_record(self.persisted_fork.clone(), None),

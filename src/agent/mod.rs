@@ -16,7 +16,7 @@ use crate::core::db::{DbAction, DbCore, DbDecision, DbPolicy, LocalDb};
 use crate::core::settle::Settler;
 use crate::core::{Core, Decision, MonoMs, NodeView};
 use crate::db::mysql::MySqlBackend;
-use crate::db::repair::RepairContext;
+use crate::db::repair::{PhysicalSetup, RepairContext};
 use crate::db::worker::{DbWorker, ReplicationCredentials, WorkerSetup};
 use crate::events::EventLog;
 use crate::gossip::{self, Gossip, GossipError, IgnoredPeer};
@@ -24,6 +24,7 @@ use crate::hooks::{Hook, Hooks};
 use crate::rewrite::{fact_environment, Facts, Rewriter};
 use crate::socket::{self, AdminPolicy, AdminRequest, ApiState, SocketError};
 use crate::state_file::{PersistentState, StateError, StateFile};
+use crate::tls::identity::TlsIdentity;
 
 mod admin;
 mod view;
@@ -68,6 +69,8 @@ struct DbRuntime {
     /// Actions handed to the worker and not yet reported done (a fence and a promotion may be
     /// queued together).
     in_flight: usize,
+    /// The transfer service, when `db.transfer_port` is set.
+    transfer: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub fn unix_ms() -> u64 {
@@ -108,6 +111,7 @@ fn db_policy(db: &DbAgentSettings) -> DbPolicy {
         splitbrain_autofix: db.splitbrain_autofix,
         splitbrain_lookback_ms: db.splitbrain_lookback_ms,
         switchover_timeout_ms: db.switchover_timeout_ms,
+        transfer: None,
     }
 }
 
@@ -121,7 +125,61 @@ fn repair_context(settings: &Settings, db: &DbAgentSettings) -> Option<RepairCon
         state_dir: settings.state_dir.clone(),
         statement_timeout: Duration::from_millis(db.repair_statement_timeout_ms),
         resync_timeout: Duration::from_millis(db.resync_timeout_ms),
+        physical: db.physical.as_ref().map(|physical| PhysicalSetup {
+            datadir: physical.datadir.clone(),
+            stop_command: physical.stop_command.clone(),
+            start_command: physical.start_command.clone(),
+            tls: tls_identity(settings),
+            cluster_id: settings.cluster_id.clone(),
+            node_name: settings.node_name.clone(),
+        }),
     })
+}
+
+/// The agent's TLS identity again, for the transfer channel (checked at start-up already).
+fn tls_identity(settings: &Settings) -> Option<Arc<TlsIdentity>> {
+    let files = settings.tls.as_ref()?;
+    TlsIdentity::load(files, &settings.node_name).ok().map(Arc::new)
+}
+
+/// Starts the transfer service when `db.transfer_port` is set; returns its advertised address.
+async fn start_transfer(
+    settings: &Settings,
+    db: &DbAgentSettings,
+    events: &Arc<Mutex<EventLog>>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<(String, tokio::task::JoinHandle<()>)>, AgentError> {
+    let Some(port) = db.transfer_port else {
+        return Ok(None);
+    };
+    let listen = std::net::SocketAddr::new(settings.listen.ip(), port);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|err| AgentError::Db(format!("db.transfer_port: cannot listen on {listen}: {err}")))?;
+    let local = mysql_async::Opts::from_url(db.url.expose()).map_err(|err| AgentError::Db(format!("db.url: {err}")))?;
+    let source = Arc::new(crate::transfer::BackupSource {
+        local,
+        work_dir: settings.state_dir.join("transfer"),
+        timeout: Duration::from_millis(db.resync_timeout_ms),
+        cluster_id: settings.cluster_id.clone(),
+    });
+    let report: crate::transfer::Report = {
+        let events = events.clone();
+        let me = settings.node_name.clone();
+        Arc::new(move |line| {
+            if let Ok(mut log) = events.lock() {
+                log.push(unix_ms(), EventKind::Repair, Some(me.clone()), line);
+            }
+        })
+    };
+    let task = tokio::spawn(crate::transfer::serve(
+        listener,
+        tls_identity(settings),
+        source,
+        report,
+        stop,
+    ));
+    Ok(Some((format!("{}:{port}", settings.advertise.ip()), task)))
 }
 
 /// Runs the agent until `shutdown` resolves (SIGTERM/SIGINT in the binary).
@@ -176,7 +234,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                     .map_err(|message| AgentError::Db(format!("db.url: {message}"))),
                 Err(err) => Err(err.into()),
             };
-            let (persisted, backend) = match started {
+            let started = match started {
+                Ok((persisted, backend)) => start_transfer(&settings, db_settings, &events, stop_rx.clone())
+                    .await
+                    .map(|transfer| (persisted, backend, transfer)),
+                Err(err) => Err(err),
+            };
+            let (persisted, backend, transfer) = match started {
                 Ok(started) => started,
                 Err(err) => {
                     let _ = std::fs::remove_file(&settings.socket);
@@ -184,9 +248,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                     return Err(err);
                 }
             };
+            let (transfer_addr, transfer_task) = transfer.unzip();
             core = core.with_db(
-                DbCore::new(db_policy(db_settings), persisted.epoch)
-                    .with_promotion_record(persisted.promoted_from_gtid.clone(), persisted.promoted_unix_ms),
+                DbCore::new(
+                    DbPolicy {
+                        transfer: transfer_addr,
+                        ..db_policy(db_settings)
+                    },
+                    persisted.epoch,
+                )
+                .with_promotion_record(persisted.promoted_from_gtid.clone(), persisted.promoted_unix_ms),
             );
             let setup = WorkerSetup {
                 check_interval: Duration::from_millis(db_settings.check_interval_ms),
@@ -201,6 +272,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 worker,
                 state,
                 in_flight: 0,
+                transfer: transfer_task,
             })
         }
     };
@@ -273,6 +345,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     }
     if let Some(db) = driver.db.take() {
         db.worker.join(DB_STOP_TIMEOUT).await;
+        if let Some(transfer) = db.transfer {
+            if tokio::time::timeout(DB_STOP_TIMEOUT, transfer).await.is_err() {
+                tracing::warn!("transfer service did not stop within {DB_STOP_TIMEOUT:?}");
+            }
+        }
     }
     if let Some(rewriter) = driver.rewriter.take() {
         rewriter.join(DB_STOP_TIMEOUT).await;

@@ -89,7 +89,10 @@ pub fn describe(action: &DbAction) -> String {
         DbAction::Promote { epoch, .. } => format!("promote (epoch {epoch})"),
         DbAction::Merge(plan) => format!("merge into {}", plan.winner),
         DbAction::Resume => "make writable again".into(),
-        DbAction::Resync { node, addr } => format!("resync from {node} ({addr})"),
+        DbAction::Resync { node, addr, transfer } => match transfer {
+            Some(transfer) => format!("resync from {node} ({addr}, physical copy from {transfer})"),
+            None => format!("resync from {node} ({addr})"),
+        },
         DbAction::ReplicateFrom { node, addr } => format!("replicate from {node} ({addr})"),
         DbAction::StopReplication => "stop replication".into(),
         DbAction::Fence { node, addr } => format!("fence {node} (set {addr} read-only)"),

@@ -47,6 +47,22 @@ pub struct DbSettings {
     pub repair_statement_timeout: Option<f64>,
     /// Seconds a planned switchover may take before it is abandoned (default 10 × threshold).
     pub switchover_timeout: Option<f64>,
+    /// The local server's data directory: with `stop_command` and `start_command`, this node
+    /// can be rebuilt by physical copy (mariabackup) instead of a logical one.
+    pub datadir: Option<PathBuf>,
+    pub stop_command: Option<Vec<String>>,
+    pub start_command: Option<Vec<String>>,
+    /// TCP port of this agent's transfer service (physical backups for other nodes' resyncs),
+    /// on the gossip address. Off when unset.
+    pub transfer_port: Option<u16>,
+}
+
+/// How this node is rebuilt by physical copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhysicalSettings {
+    pub datadir: PathBuf,
+    pub stop_command: Vec<String>,
+    pub start_command: Vec<String>,
 }
 
 /// A table whose rows written during a split-brain window are copied into the winner.
@@ -103,6 +119,8 @@ pub struct DbAgentSettings {
     pub resync_timeout_ms: u64,
     pub repair_statement_timeout_ms: u64,
     pub switchover_timeout_ms: u64,
+    pub physical: Option<PhysicalSettings>,
+    pub transfer_port: Option<u16>,
 }
 
 pub(super) fn seconds_to_ms(
@@ -232,7 +250,23 @@ pub(super) fn resolve_db_agent(
             format!("expected 1 to 100000 rows, got {merge_batch_rows}"),
         ));
     }
+    let physical = match (&db.datadir, &db.stop_command, &db.start_command) {
+        (None, None, None) => None,
+        (Some(datadir), Some(stop), Some(start)) if !stop.is_empty() && !start.is_empty() => Some(PhysicalSettings {
+            datadir: datadir.clone(),
+            stop_command: stop.clone(),
+            start_command: start.clone(),
+        }),
+        _ => {
+            return Err(invalid(
+                "db.datadir",
+                "a physical resync needs all three of db.datadir, db.stop_command and db.start_command (non-empty argv lists); set all or none".into(),
+            ))
+        }
+    };
     Ok(DbAgentSettings {
+        physical,
+        transfer_port: db.transfer_port,
         splitbrain_autofix: db.splitbrain_autofix.unwrap_or(true),
         splitbrain_lookback_ms: seconds_to_ms(
             "db.splitbrain_lookback",

@@ -185,6 +185,10 @@ const DB_KEYS: &[&str] = &[
     "resync_timeout",
     "repair_statement_timeout",
     "switchover_timeout",
+    "datadir",
+    "stop_command",
+    "start_command",
+    "transfer_port",
 ];
 
 impl Settings {

@@ -34,6 +34,8 @@ pub struct DbPolicy {
     /// A planned switchover is abandoned (and this primary made writable again) when the
     /// target has not caught up and promoted within this time.
     pub switchover_timeout_ms: u64,
+    /// ip:port of this agent's transfer service, announced to the others.
+    pub transfer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,10 +106,12 @@ pub enum DbAction {
     Merge(MergePlan),
     /// Make this (still claiming) primary writable again: a switchover was abandoned.
     Resume,
-    /// Rebuild this node's data from `addr` (the winner), leaving it ready to replicate.
+    /// Rebuild this node's data from `addr` (the winner), leaving it ready to replicate;
+    /// by physical copy from `transfer` (the winner's transfer service) when it offers one.
     Resync {
         node: String,
         addr: String,
+        transfer: Option<String>,
     },
 }
 
@@ -613,6 +617,7 @@ impl DbCore {
             repair: self.repair.as_ref().map(|repair| repair.status.clone()),
             handover_to: self.handover.as_ref().map(|handover| handover.to.clone()),
             handover_gtid: self.handover.as_ref().and_then(|handover| handover.gtid.clone()),
+            transfer: self.policy.transfer.clone(),
         }
     }
 
@@ -915,9 +920,16 @@ impl DbCore {
             }
             RepairStep::Resync => {
                 repair.status.stage = RepairStage::Resyncing;
+                let transfer = view
+                    .peers
+                    .iter()
+                    .find(|peer| peer.name == repair.status.winner)
+                    .and_then(|peer| peer.db)
+                    .and_then(|db| db.transfer.clone());
                 DbAction::Resync {
                     node: repair.status.winner.clone(),
                     addr: repair.winner_addr.clone(),
+                    transfer,
                 }
             }
         };

@@ -224,7 +224,9 @@ async fn execute_repair(
     })?;
     match action {
         DbAction::Merge(plan) => repair::merge(context, plan, progress, stop).await,
-        DbAction::Resync { node, addr } => repair::resync(context, node, addr, progress, stop).await,
+        DbAction::Resync { node, addr, transfer } => {
+            repair::resync(context, node, addr, transfer.as_deref(), progress, stop).await
+        }
         _ => unreachable!("only merges and resyncs are repairs"),
     }
 }

@@ -54,11 +54,11 @@ impl Cluster {
     /// As `start`, but each host in its own network namespace (DB hosts `db1`…, then `srv`),
     /// gossiping over mutual TLS (plain gossip is refused off loopback).
     pub fn start_in_lab(db_count: usize, witness: bool) -> Cluster {
-        Self::start_in_lab_with(db_count, witness, "")
+        Self::start_in_lab_with(db_count, witness, |_| String::new())
     }
 
-    /// As `start_in_lab`, the DB agents also reading `db_toml` as their configuration file.
-    pub fn start_in_lab_with(db_count: usize, witness: bool, db_toml: &str) -> Cluster {
+    /// As `start_in_lab`, each DB agent also reading `db_toml(its server)` as its configuration.
+    pub fn start_in_lab_with(db_count: usize, witness: bool, db_toml: impl Fn(&MariaDb) -> String) -> Cluster {
         let mut hosts: Vec<String> = (1..=db_count).map(|index| format!("db{index}")).collect();
         if witness {
             hosts.push("srv".into());
@@ -80,12 +80,12 @@ impl Cluster {
                 )
             })
             .collect();
-        let config = dir.path().join("db.toml");
-        std::fs::write(&config, db_toml).unwrap();
         let mut specs: Vec<AgentSpec> = dbs
             .iter()
             .enumerate()
             .map(|(index, db)| {
+                let config = dir.path().join(format!("{}.toml", db.name));
+                std::fs::write(&config, db_toml(db)).unwrap();
                 let mut spec = AgentSpec::for_db(&db.name, THRESHOLD, db, (db_count - index) as u8, dir.path());
                 spec.extra.extend(["--config".into(), config.display().to_string()]);
                 spec

@@ -113,8 +113,31 @@ impl MariaDb {
         self.dir.join("mysqld.sock")
     }
 
-    pub fn start(&mut self) {
-        assert!(self.child.is_none(), "{} already running", self.name);
+    pub fn datadir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// How the agent restarts this server itself (physical resync): detached from the agent,
+    /// in the server's namespace, with the same options.
+    pub fn start_command(&self) -> Vec<String> {
+        let mut argv = vec!["setsid".to_string(), "-f".into()];
+        if let Some(netns) = &self.netns {
+            argv.extend(["ip".into(), "netns".into(), "exec".into(), netns.clone()]);
+        }
+        argv.push(require("mariadbd").display().to_string());
+        argv.extend(self.server_args());
+        argv
+    }
+
+    pub fn stop_command(&self) -> Vec<String> {
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!("kill $(cat {})", self.dir.join("mysqld.pid").display()),
+        ]
+    }
+
+    fn server_args(&self) -> Vec<String> {
         let data = self.dir.join("data");
         let mut args = vec![
             "--no-defaults".to_string(),
@@ -143,6 +166,12 @@ impl MariaDb {
                 "--gtid-strict-mode=ON".into(),
             ]);
         }
+        args
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let args = self.server_args();
         let mut command = match &self.netns {
             Some(netns) => {
                 let mut command = Command::new("ip");
@@ -205,11 +234,21 @@ impl MariaDb {
         );
     }
 
-    /// SIGKILL: the server dies as in a crash.
+    /// SIGKILL: the server dies as in a crash. A server the agent restarted itself (physical
+    /// resync) is found by its pid file.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        let pid = std::fs::read_to_string(self.dir.join("mysqld.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<i32>().ok());
+        if let Some(pid) = pid {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "mariadbd" {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
         }
     }
 

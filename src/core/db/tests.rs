@@ -30,6 +30,7 @@ fn policy(priority: u8) -> DbPolicy {
         splitbrain_autofix: true,
         splitbrain_lookback_ms: 300_000,
         switchover_timeout_ms: 10 * THRESHOLD_MS,
+        transfer: None,
     }
 }
 
@@ -151,6 +152,7 @@ fn observe(peer: &Peer, heartbeat: u64) -> Observation {
         repair: None,
         handover_to: peer.handover.map(|(to, _)| to.to_string()),
         handover_gtid: peer.handover.map(|(_, gtid)| gtid.to_string()),
+        transfer: peer.fork.map(|_| "127.0.0.1:7947".to_string()),
     });
     Observation {
         name: peer.name.into(),
@@ -905,9 +907,11 @@ fn with_autofix_the_loser_merges_then_resyncs_then_rejoins() {
     assert!(actions(&decided).is_empty(), "{decided:?}");
     loser.db_mut().unwrap().repair_finished(&DbAction::Merge(plan), Ok(()));
     let decided = run(&mut loser, 2_100, 2_100, std::slice::from_ref(&winner), &[], &stopped);
+    // The winner offers its transfer service: the rebuild is a physical copy from it.
     let resync = DbAction::Resync {
         node: "db2".into(),
         addr: "127.0.0.1:3302".into(),
+        transfer: Some("127.0.0.1:7947".into()),
     };
     assert_eq!(actions(&decided), std::slice::from_ref(&resync));
     assert_eq!(

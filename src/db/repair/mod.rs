@@ -3,8 +3,9 @@
 //! rebuild the node from the winner. MariaDB only: the tools and the GTID statements are its own.
 
 mod merge;
+mod physical;
 mod resync;
-mod tools;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use mysql_async::{Conn, Opts, OptsBuilder};
 use tokio::sync::{mpsc, watch};
 
 pub use merge::merge;
-pub use resync::resync;
+pub use physical::PhysicalSetup;
 
 use super::DbError;
 use crate::config::MergeTable;
@@ -33,6 +34,26 @@ pub struct RepairContext {
     pub statement_timeout: Duration,
     /// Bounds a whole dump-and-load.
     pub resync_timeout: Duration,
+    /// Set when this node can be rebuilt by physical copy (its data directory and how to stop
+    /// and start its server are configured).
+    pub physical: Option<PhysicalSetup>,
+}
+
+/// Rebuilds this node from the winner: by physical copy over the transfer channel when both
+/// sides can, otherwise by a logical copy.
+pub async fn resync(
+    ctx: &RepairContext,
+    winner: &str,
+    winner_addr: &str,
+    transfer: Option<&str>,
+    progress: &mut Progress,
+    stop: &watch::Receiver<bool>,
+) -> Result<String, DbError> {
+    let physical = ctx.physical.as_ref().zip(transfer.and_then(|addr| addr.parse().ok()));
+    match physical {
+        Some((setup, transfer)) => physical::resync(ctx, setup, winner, winner_addr, transfer, progress, stop).await,
+        None => resync::resync(ctx, winner, winner_addr, progress, stop).await,
+    }
 }
 
 impl RepairContext {

@@ -1,0 +1,238 @@
+//! The agent-to-agent transfer channel for physical resyncs (DESIGN §2): a DB agent serves a
+//! streamed `mariabackup` of its own database to another cluster member, over mutual TLS (plain
+//! TCP only on loopback), in length-prefixed postcard frames. No SSH, no rsync, no copy staged
+//! on the sender's disk. One transfer at a time; every read and write is bounded.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gossip_ha_proto::wire::{self, TransferFrame, TransferRequest};
+use mysql_async::Opts;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use crate::db::repair::tools::{self, ClientOptions};
+use crate::tls::frame::{read_frame, write_frame};
+use crate::tls::identity::TlsIdentity;
+
+const CHUNK_BYTES: usize = 64 * 1024;
+/// A peer that sends nothing for this long (request or data) is dropped.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Told what the service did, for the agent's events.
+pub type Report = Arc<dyn Fn(String) + Send + Sync>;
+
+/// What the serving side needs to back up its local database.
+pub struct BackupSource {
+    /// The local database, admin user.
+    pub local: Opts,
+    /// Scratch space for `mariabackup --target-dir` (it keeps only metadata there when streaming).
+    pub work_dir: PathBuf,
+    /// Bounds one whole backup.
+    pub timeout: Duration,
+    pub cluster_id: String,
+}
+
+/// Serves backups until `stop`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<TlsIdentity>>,
+    source: Arc<BackupSource>,
+    report: Report,
+    mut stop: watch::Receiver<bool>,
+) {
+    let busy = Arc::new(Semaphore::new(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stopped(&mut stop) => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!("transfer accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (tls, source, report, busy) = (tls.clone(), source.clone(), report.clone(), busy.clone());
+        tasks.spawn(async move {
+            let outcome = match tls {
+                Some(identity) => match TlsAcceptor::from(identity.server.clone()).accept(stream).await {
+                    Ok(stream) => send_backup(stream, &source, &busy).await,
+                    Err(err) => Err(format!("TLS handshake failed: {err}")),
+                },
+                None if peer.ip().is_loopback() => send_backup(stream, &source, &busy).await,
+                None => Err("plain transfer refused off loopback (configure [tls])".into()),
+            };
+            match outcome {
+                Ok(line) => report(format!("{line} to {peer}")),
+                Err(err) => report(format!("backup for {peer} not sent: {err}")),
+            }
+        });
+    }
+    tasks.shutdown().await;
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across an await of the caller.
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+async fn send_backup<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    source: &BackupSource,
+    busy: &Semaphore,
+) -> Result<String, String> {
+    let request = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream))
+        .await
+        .map_err(|_| "no request within 60 s".to_string())?
+        .map_err(|err| err.to_string())?;
+    let request: TransferRequest = wire::decode(&request)?;
+    let refuse = |message: String| TransferFrame::End { ok: false, message };
+    if request.cluster_id != source.cluster_id {
+        let why = format!(
+            "cluster `{}` asked, this is `{}`",
+            request.cluster_id, source.cluster_id
+        );
+        let _ = write_frame(&mut stream, &wire::encode(&refuse(why.clone()))).await;
+        return Err(why);
+    }
+    let Ok(_slot) = busy.try_acquire() else {
+        let why = "another backup is being sent; try again later".to_string();
+        let _ = write_frame(&mut stream, &wire::encode(&refuse(why.clone()))).await;
+        return Err(why);
+    };
+    let started = Instant::now();
+    let work = source.work_dir.join(format!("backup-{}", crate::agent::unix_ms()));
+    std::fs::create_dir_all(&work).map_err(|err| format!("{}: {err}", work.display()))?;
+    let sent = stream_backup(&mut stream, source, &work).await;
+    let _ = std::fs::remove_dir_all(&work);
+    let end = match &sent {
+        Ok(bytes) => TransferFrame::End {
+            ok: true,
+            message: format!("{bytes} bytes"),
+        },
+        Err(err) => refuse(err.clone()),
+    };
+    write_frame(&mut stream, &wire::encode(&end))
+        .await
+        .map_err(|err| err.to_string())?;
+    let _ = stream.shutdown().await;
+    let bytes = sent?;
+    Ok(format!(
+        "sent a physical backup ({:.1} MiB in {:.1} s) for {}",
+        bytes as f64 / 1_048_576.0,
+        started.elapsed().as_secs_f64(),
+        request.node_name
+    ))
+}
+
+async fn stream_backup<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    source: &BackupSource,
+    work: &std::path::Path,
+) -> Result<u64, String> {
+    let options = ClientOptions::write(work, "backup", &source.local, None).map_err(|err| err.to_string())?;
+    let args = vec![
+        options.arg(),
+        "--backup".into(),
+        "--stream=xbstream".into(),
+        format!("--target-dir={}", work.display()),
+    ];
+    let mut child = tools::spawn("mariabackup", &args, false, true).map_err(|err| err.to_string())?;
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let copy = async {
+        let mut buffer = vec![0u8; CHUNK_BYTES];
+        let mut sent = 0u64;
+        loop {
+            let read = stdout.read(&mut buffer).await.map_err(|err| err.to_string())?;
+            if read == 0 {
+                return Ok::<u64, String>(sent);
+            }
+            let frame = wire::encode(&TransferFrame::Data(buffer[..read].to_vec()));
+            tokio::time::timeout(IDLE_TIMEOUT, write_frame(stream, &frame))
+                .await
+                .map_err(|_| "the receiver stopped reading".to_string())?
+                .map_err(|err| err.to_string())?;
+            sent += read as u64;
+        }
+    };
+    let sent = match tokio::time::timeout(source.timeout, copy).await {
+        Ok(sent) => sent?,
+        Err(_) => return Err(format!("the backup took over {} s", source.timeout.as_secs())),
+    };
+    tools::finish("mariabackup", child)
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok(sent)
+}
+
+/// Asks `addr` (a peer's transfer service) for a backup and writes it into `sink`, calling
+/// `progress` with the bytes received so far. Returns the bytes received.
+pub async fn fetch_backup<W: AsyncWrite + Unpin>(
+    addr: SocketAddr,
+    tls: Option<&TlsIdentity>,
+    request: &TransferRequest,
+    sink: &mut W,
+    mut progress: impl FnMut(u64),
+    stop: &watch::Receiver<bool>,
+) -> Result<u64, String> {
+    let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("{addr}: no answer within 10 s"))?
+        .map_err(|err| format!("{addr}: {err}"))?;
+    match tls {
+        Some(identity) => {
+            let name = ServerName::IpAddress(addr.ip().into());
+            let stream = TlsConnector::from(identity.client.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|err| format!("{addr}: TLS handshake failed: {err}"))?;
+            receive(stream, request, sink, &mut progress, stop).await
+        }
+        None if addr.ip().is_loopback() => receive(tcp, request, sink, &mut progress, stop).await,
+        None => Err(format!(
+            "{addr} is off loopback: a transfer there needs mutual TLS ([tls])"
+        )),
+    }
+}
+
+async fn receive<S: AsyncRead + AsyncWrite + Unpin, W: AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &TransferRequest,
+    sink: &mut W,
+    progress: &mut impl FnMut(u64),
+    stop: &watch::Receiver<bool>,
+) -> Result<u64, String> {
+    write_frame(&mut stream, &wire::encode(request))
+        .await
+        .map_err(|err| err.to_string())?;
+    let mut received = 0u64;
+    loop {
+        if *stop.borrow() {
+            return Err("interrupted by shutdown".into());
+        }
+        let frame = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream))
+            .await
+            .map_err(|_| "the sender went silent for 60 s".to_string())?
+            .map_err(|err| format!("the transfer broke off: {err}"))?;
+        match wire::decode::<TransferFrame>(&frame)? {
+            TransferFrame::Data(bytes) => {
+                sink.write_all(&bytes)
+                    .await
+                    .map_err(|err| format!("cannot write the backup locally: {err}"))?;
+                received += bytes.len() as u64;
+                progress(received);
+            }
+            TransferFrame::End { ok: true, .. } => return Ok(received),
+            TransferFrame::End { ok: false, message } => return Err(format!("the sender failed: {message}")),
+        }
+    }
+}
