@@ -320,8 +320,8 @@ fn broken_databases_are_reported_and_never_promoted() {
 }
 
 #[test]
-fn a_diverged_old_primary_stays_read_only_and_waits_for_a_resync() {
-    let mut cluster = formed(2, true);
+fn without_autofix_a_diverged_old_primary_stays_read_only_and_waits_for_a_resync() {
+    let mut cluster = formed_with(2, true, "[db]\nsplitbrain_autofix = false\n");
     write_and_replicate(&cluster, "db1", 1..=5, &["db2"]);
     // db2 stops fetching: the next writes on db1 exist only there.
     sql(&cluster.db("db2").admin_url(), &["STOP SLAVE IO_THREAD"]).unwrap();

@@ -25,14 +25,25 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(db_count: usize, witness: bool) -> Cluster {
+        Self::start_with(db_count, witness, "")
+    }
+
+    /// As `start`, the DB agents also reading `db_toml` as their configuration file.
+    pub fn start_with(db_count: usize, witness: bool, db_toml: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("db.toml");
+        std::fs::write(&config, db_toml).unwrap();
         let dbs: Vec<MariaDb> = (0..db_count)
             .map(|index| MariaDb::install(dir.path(), &format!("db{}", index + 1), index as u32 + 1))
             .collect();
         let mut specs: Vec<AgentSpec> = dbs
             .iter()
             .enumerate()
-            .map(|(index, db)| AgentSpec::for_db(&db.name, THRESHOLD, db, (db_count - index) as u8, dir.path()))
+            .map(|(index, db)| {
+                let mut spec = AgentSpec::for_db(&db.name, THRESHOLD, db, (db_count - index) as u8, dir.path());
+                spec.extra.extend(["--config".into(), config.display().to_string()]);
+                spec
+            })
             .collect();
         if witness {
             specs.push(AgentSpec::new("srv", 1, THRESHOLD));
@@ -231,7 +242,12 @@ pub fn has_event(agent: &Agent, kind: EventKind, fragment: &str) -> bool {
 
 /// Fresh cluster up to "db1 primary, the others replicating from it, schema in place".
 pub fn formed(db_count: usize, witness: bool) -> Cluster {
-    let cluster = wait_formed(Cluster::start(db_count, witness));
+    formed_with(db_count, witness, "")
+}
+
+/// As `formed`, the DB agents also reading `db_toml`.
+pub fn formed_with(db_count: usize, witness: bool, db_toml: &str) -> Cluster {
+    let cluster = wait_formed(Cluster::start_with(db_count, witness, db_toml));
     create_schema(cluster.db("db1"));
     cluster
 }

@@ -117,7 +117,12 @@ impl AgentSpec {
                 "--state-dir".into(),
                 state_dir.join(format!("state-{name}")).display().to_string(),
             ],
-            ip: db.ip.clone(),
+            // On loopback every agent gossips on 127.0.0.1, whatever address its server has.
+            ip: if db.netns.is_some() {
+                db.ip.clone()
+            } else {
+                "127.0.0.1".into()
+            },
             netns: db.netns.clone(),
             ..AgentSpec::new(name, 0, threshold_seconds)
         }

@@ -136,7 +136,7 @@ impl Progress {
         }
     }
 
-    fn report(&mut self, line: impl FnOnce() -> String) {
+    pub fn report(&mut self, line: impl FnOnce() -> String) {
         if self.last_sent.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
             return;
         }
