@@ -95,10 +95,14 @@ fn main() {
     let winner = MariaDb::install(dir.path(), "winner", 2);
     schema(&loser);
     schema(&winner);
-    let fill = format!(
-        "INSERT INTO pandora.tagente_datos SELECT seq % 2000, seq * 0.5, {WINDOW_START_S} + seq DIV 2000 FROM pandora.seq_1_to_{rows}"
-    );
-    sql(&loser.admin_url(), &[&fill]).unwrap();
+    // In slices: the helper bounds each statement to 5 s.
+    for first in (1..=rows).step_by(25_000) {
+        let last = (first + 24_999).min(rows);
+        let fill = format!(
+            "INSERT INTO pandora.tagente_datos SELECT seq % 2000, seq * 0.5, {WINDOW_START_S} + seq DIV 2000 FROM pandora.seq_{first}_to_{last}"
+        );
+        sql(&loser.admin_url(), &[&fill]).unwrap();
+    }
     println!("{rows} rows of tagente_datos in the split-brain window on `loser`");
 
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -149,16 +149,16 @@ fn two_db_hosts_cut_apart_with_writers_on_both_sides_merge_without_losing_a_row(
     // The rebuilt db1 does not keep the token row: it is in the saved file only.
     let token = scalar(&db1.admin_url(), "SELECT COUNT(*) FROM pandora.tconfig").unwrap();
     assert_eq!(token, "0");
-    show_walkthrough(&cluster, "db1");
+    show_walkthrough(&cluster, "db1", &["status", "events"]);
 }
 
 /// With `SHOW_WALKTHROUGH=1`, prints what an operator sees on the loser (README).
-fn show_walkthrough(cluster: &Cluster, name: &str) {
+fn show_walkthrough(cluster: &Cluster, name: &str, commands: &[&str]) {
     if std::env::var_os("SHOW_WALKTHROUGH").is_none() {
         return;
     }
     let socket = cluster.agent(name).socket.display().to_string();
-    for command in ["status", "events"] {
+    for command in commands {
         let output = common::cli(&[command, "--socket", &socket]);
         println!("$ gossip-ha {command}\n{}", String::from_utf8_lossy(&output.stdout));
     }
@@ -284,6 +284,7 @@ fn a_cut_in_the_middle_of_a_merge_fails_it_safely_and_the_retry_copies_nothing_t
         me.repair.map(|repair| repair.stage),
         Some(gossip_ha_proto::db::RepairStage::Failed)
     );
+    show_walkthrough(&cluster, "db1", &["status"]);
     cluster.lab().heal();
 
     cluster.wait(
