@@ -8,7 +8,9 @@ use std::time::Duration;
 use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use gossip_ha_proto::db::DbAnnouncement;
-use gossip_ha_proto::gossip::{Announcement, AnnouncementError, ClusterRequest, KEY_DB, KEY_DB_PRIMARY, KEY_REQUEST};
+use gossip_ha_proto::gossip::{
+    Announcement, AnnouncementError, ClusterRequest, KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH, KEY_REQUEST,
+};
 
 use crate::config::Settings;
 use crate::core::Observation;
@@ -166,6 +168,16 @@ impl Gossip {
                     .get(KEY_DB_PRIMARY)
                     .filter(|name| !name.is_empty())
                     .map(str::to_string),
+                db_reach: state
+                    .get(KEY_DB_REACH)
+                    .map(|names| {
+                        names
+                            .split(',')
+                            .filter(|name| !name.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 request: state
                     .get(KEY_REQUEST)
                     .filter(|json| !json.is_empty())

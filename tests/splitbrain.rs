@@ -383,3 +383,41 @@ fn the_loser_is_rebuilt_by_a_physical_copy_streamed_over_mutual_tls() {
         counts(db1, 4) == [1; 3]
     });
 }
+
+#[test]
+fn a_candidate_cut_off_from_a_primary_whose_agent_died_does_not_promote_while_others_reach_it() {
+    // The simulations' seeds 6057, 8669, 8926: the DB link is cut, then the primary's agent dies
+    // while the witness still reaches both databases. Promoting db2 would leave db1 writable
+    // beside it (db2's fence cannot reach db1): db2 waits instead.
+    let mut cluster = wait_formed(Cluster::start_in_lab(2, true));
+    sql(&cluster.db("db1").admin_url(), PANDORA_SCHEMA).unwrap();
+    cluster.lab().cut_both("db1", "db2");
+    cluster.agent_mut("db1").kill();
+    let (db1, db2) = (cluster.db("db1"), cluster.db("db2"));
+    cluster.wait("db2 to hold db1 down and decline", Duration::from_secs(20), |c| {
+        has_event(c.agent("db2"), EventKind::DbNote, "but srv still does")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let db2_agent = cluster.agent("db2");
+    assert!(
+        !has_event(db2_agent, EventKind::DbAction, "promote"),
+        "db2 promoted beside a running primary:\n{}",
+        cluster.logs()
+    );
+    assert_eq!(scalar(&db2.admin_url(), "SELECT @@read_only").as_deref(), Some("1"));
+    write_module(db1, 1, 2);
+
+    // Healed: db2 reaches db1's database, fences it (its agent is still dead) and promotes.
+    cluster.lab().heal();
+    cluster.wait("db2 to take over", Duration::from_secs(30), |c| {
+        claims_writable_primary(c, "srv", "db2")
+    });
+    assert_eq!(
+        scalar(&db1.admin_url(), "SELECT @@read_only").as_deref(),
+        Some("1"),
+        "db1 was fenced"
+    );
+    cluster.wait("db1's writes on db2", Duration::from_secs(10), |_| {
+        counts(db2, 1) == [2; 3]
+    });
+}

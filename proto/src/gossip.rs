@@ -22,6 +22,9 @@ pub const KEY_DB_PRIMARY: &str = "db_primary";
 /// JSON `ClusterRequest`: an operator's command for another node, relayed by gossip (whose
 /// members are authenticated by mutual TLS). Present only while the request is pending.
 pub const KEY_REQUEST: &str = "request";
+/// DB nodes whose database port this agent reached at its last check, comma separated: lets a
+/// candidate tell "the old primary is gone" from "only I am cut off from it".
+pub const KEY_DB_REACH: &str = "db_reach";
 
 /// A state-changing command given on one node's socket (checked there) for another node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

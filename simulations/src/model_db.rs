@@ -82,6 +82,24 @@ impl ModelCluster {
         });
     }
 
+    /// The servers (other than `host`'s own) whose port `host` can connect to: alive, and the
+    /// network passes both ways (a TCP handshake needs both).
+    pub fn reachable_from(&self, host: &str) -> Vec<String> {
+        let network = self.network.clone();
+        self.with(|servers| {
+            servers
+                .iter()
+                .filter(|(name, server)| {
+                    name.as_str() != host
+                        && server.alive
+                        && network.connected(host, name)
+                        && network.connected(name, host)
+                })
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+    }
+
     pub fn saved(&self) -> BTreeSet<Gtid> {
         self.saved.lock().expect("model saved set").clone()
     }

@@ -45,6 +45,8 @@ pub struct SimAgent {
     settler: Settler<Option<String>>,
     /// The DB primary this host's configuration names (what pandora_ha_hosts.conf would hold).
     pub config_db_primary: Option<String>,
+    /// For the reachability check every agent makes of the DB ports.
+    models: ModelCluster,
 }
 
 impl SimAgent {
@@ -71,6 +73,7 @@ impl SimAgent {
             published: HashMap::new(),
             settler: Settler::new(SETTLE_MS),
             config_db_primary: None,
+            models: models.clone(),
         }
     }
 
@@ -184,6 +187,7 @@ impl SimAgent {
                 })
             }
         };
+        core.set_db_reach(self.models.reachable_from(&self.name));
         let mut happened = Vec::new();
         let mut actions = Vec::new();
         for decision in core.step(now, observations, local.as_ref()) {
@@ -229,7 +233,11 @@ impl SimAgent {
                     let result = result.clone().map_err(|err| err.to_string());
                     if let Some(db_core) = core.db_mut() {
                         for decision in db_core.repair_finished(&action, result) {
-                            happened.push(Happening::Note(format!("repair: {decision:?}")));
+                            let reason = match decision {
+                                DbDecision::Note { reason } | DbDecision::NeedsResync { reason } => reason,
+                                other => format!("{other:?}"),
+                            };
+                            happened.push(Happening::Note(format!("repair: {reason}")));
                         }
                     }
                 }

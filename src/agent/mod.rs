@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gossip_ha_proto::api::{EventKind, StatusReport};
-use gossip_ha_proto::gossip::{Announcement, KEY_DB, KEY_DB_PRIMARY, KEY_DOWN, KEY_REQUEST};
+use gossip_ha_proto::gossip::{Announcement, KEY_REQUEST};
 use tokio::sync::watch;
 
 use crate::config::{DbAgentSettings, Settings};
@@ -27,6 +27,7 @@ use crate::state_file::{PersistentState, StateError, StateFile};
 use crate::tls::identity::TlsIdentity;
 
 mod admin;
+mod reach;
 mod view;
 pub use view::{describe, facts_from, role_list, view_keys};
 use view::{empty_report, node_status};
@@ -98,6 +99,8 @@ struct Driver {
     pending: Vec<admin::Pending>,
     /// This agent's pending request for another node, as gossiped (`KEY_REQUEST`).
     request: Option<String>,
+    /// `None` only while shutting down.
+    reach: Option<reach::ReachProber>,
 }
 
 fn db_policy(db: &DbAgentSettings) -> DbPolicy {
@@ -316,6 +319,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         settler: Settler::new(settings.rewrite_settle_ms),
         pending: Vec::new(),
         request: None,
+        reach: Some(reach::ReachProber::spawn(
+            gossip::gossip_interval(settings.threshold_ms()) * 5,
+            gossip::gossip_interval(settings.threshold_ms()) * 5,
+            stop_rx.clone(),
+        )),
         settings,
     };
     driver.record(
@@ -356,6 +364,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     }
     if let Some(hooks) = driver.hooks.take() {
         hooks.join(SOCKET_STOP_TIMEOUT).await;
+    }
+    if let Some(reach) = driver.reach.take() {
+        reach.join(SOCKET_STOP_TIMEOUT).await;
     }
     gossip.shutdown().await;
     if let Err(err) = std::fs::remove_file(&driver.settings.socket) {
@@ -408,6 +419,10 @@ impl Driver {
             self.report_ignored(peer);
         }
         self.collect_db_outcomes();
+        if let Some(reach) = &self.reach {
+            reach.set_targets(self.core.db_addresses());
+            self.core.set_db_reach(reach.reached());
+        }
         let local_db = self.local_db();
         let now = self.now();
         let decisions = self.core.step(now, observations, local_db.as_ref());
@@ -562,15 +577,8 @@ impl Driver {
 
     /// Gossips this agent's database and its witness view, setting only what changed.
     async fn publish_view(&mut self, gossip: &Gossip) {
-        let (down, db_primary) = self.core.witness_view();
-        let mut wanted: Vec<(&'static str, String)> = vec![
-            (KEY_DOWN, down.join(",")),
-            (KEY_DB_PRIMARY, db_primary.unwrap_or_default()),
-            (KEY_REQUEST, self.request.clone().unwrap_or_default()),
-        ];
-        if let Some(db) = self.core.self_db() {
-            wanted.push((KEY_DB, serde_json::to_string(db).expect("announcement serialises")));
-        }
+        let mut wanted = view_keys(&self.core);
+        wanted.push((KEY_REQUEST, self.request.clone().unwrap_or_default()));
         wanted.retain(|(key, value)| self.published.get(key) != Some(value));
         if wanted.is_empty() {
             return;

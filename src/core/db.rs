@@ -131,6 +131,8 @@ pub struct PeerDb<'a> {
     pub db: Option<&'a DbAnnouncement>,
     /// The DB primary this peer believes in.
     pub db_primary: Option<&'a str>,
+    /// DB nodes whose database port this peer reached at its last check.
+    pub reaches: &'a [String],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +344,8 @@ pub struct DbView<'a> {
     /// When a peer last came back (up again, or restarted): right after, its gossip may still
     /// be what it said before it was cut off.
     pub last_peer_return: Option<MonoMs>,
+    /// DB nodes whose database port this agent reached at its last check.
+    pub reaches: &'a [String],
 }
 
 impl DbCore {
@@ -1286,6 +1290,25 @@ impl DbCore {
             let peer = view.peers.iter().find(|peer| peer.name == old && !peer.alive)?;
             Some((old.to_string(), peer.db?.advertise.clone()))
         });
+        // Unless only this node is cut off from it: a live peer still reaching the old primary's
+        // database while this node cannot means the fence would miss it and clients could keep
+        // writing there beside this one.
+        if let Some((old, addr)) = &fence {
+            let reached_here = view.reaches.iter().any(|name| name == old);
+            let witness = view
+                .peers
+                .iter()
+                .find(|peer| peer.alive && peer.reaches.iter().any(|name| name == old));
+            if let (false, Some(witness)) = (reached_here, witness) {
+                return self.note(
+                    format!(
+                        "{old}'s agent is silent and this node cannot reach its database at {addr}, but {} still does: it may still take writes, so not promoting over it",
+                        witness.name
+                    ),
+                    out,
+                );
+            }
+        }
         if let Some((node, addr)) = fence {
             self.act(
                 DbAction::Fence {

@@ -35,6 +35,8 @@ pub struct Observation {
     pub db_primary: Option<String>,
     /// An operator's pending command, given on that peer's socket.
     pub request: Option<ClusterRequest>,
+    /// DB nodes whose database port the peer reached at its last check.
+    pub db_reach: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +93,7 @@ struct Peer {
     db: Option<DbAnnouncement>,
     db_primary: Option<String>,
     request: Option<ClusterRequest>,
+    db_reach: Vec<String>,
 }
 
 impl Peer {
@@ -103,6 +106,7 @@ impl Peer {
             db: observation.db,
             db_primary: observation.db_primary,
             request: observation.request,
+            db_reach: observation.db_reach,
         }
     }
 }
@@ -123,6 +127,8 @@ pub struct Core {
     last_peer_return: Option<MonoMs>,
     /// The newest request id carried out per requesting peer: each is applied once.
     handled_requests: BTreeMap<String, u64>,
+    /// DB nodes whose database port this agent reached at its last check (the shell probes).
+    db_reach: Vec<String>,
 }
 
 impl Core {
@@ -140,6 +146,7 @@ impl Core {
             self_db: None,
             last_peer_return: None,
             handled_requests: BTreeMap::new(),
+            db_reach: Vec::new(),
         }
     }
 
@@ -158,6 +165,23 @@ impl Core {
             }
             None => false,
         }
+    }
+
+    /// What the shell's last reachability check found: DB nodes whose database port answered.
+    pub fn set_db_reach(&mut self, reached: Vec<String>) {
+        self.db_reach = reached;
+    }
+
+    pub fn db_reach(&self) -> &[String] {
+        &self.db_reach
+    }
+
+    /// The database addresses of the DB nodes this agent knows, for the reachability check.
+    pub fn db_addresses(&self) -> Vec<(String, String)> {
+        self.peers
+            .iter()
+            .filter_map(|(name, peer)| Some((name.clone(), peer.db.as_ref()?.advertise.clone())))
+            .collect()
     }
 
     /// The local DB half of the core, on a DB node: for what the shell reports back to it.
@@ -462,6 +486,7 @@ impl Core {
                 alive: peer.alive,
                 db: peer.db.as_ref(),
                 db_primary: peer.db_primary.as_deref(),
+                reaches: &peer.db_reach,
             })
             .collect()
     }
@@ -493,6 +518,7 @@ impl Core {
                 known_nodes,
                 elected: before,
                 last_peer_return: self.last_peer_return,
+                reaches: &self.db_reach,
             };
             db_decisions = db.step(&view, local);
             // A promotion or step-down decided just now changes this node's own claim at once.

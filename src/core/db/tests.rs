@@ -84,6 +84,8 @@ struct Peer {
     request: Option<ClusterRequest>,
     /// host:port it replicates from (IO thread running).
     source: Option<&'static str>,
+    /// DB nodes whose database port it reaches.
+    reaches: &'static [&'static str],
 }
 
 fn replica_peer(name: &'static str, priority: u8, gtid: &'static str) -> Peer {
@@ -102,6 +104,7 @@ fn replica_peer(name: &'static str, priority: u8, gtid: &'static str) -> Peer {
         handover: None,
         request: None,
         source: None,
+        reaches: &[],
     }
 }
 
@@ -163,6 +166,7 @@ fn observe(peer: &Peer, heartbeat: u64) -> Observation {
         db,
         db_primary: peer.db_primary.map(str::to_string),
         request: peer.request.clone(),
+        db_reach: peer.reaches.iter().map(|name| name.to_string()).collect(),
     }
 }
 
@@ -1203,4 +1207,46 @@ fn a_request_relayed_by_gossip_is_carried_out_once_by_the_node_it_names() {
             .iter()
             .any(|decision| matches!(decision, Decision::Request { .. })));
     }
+}
+
+#[test]
+fn a_candidate_cut_off_from_a_silent_primary_that_others_still_reach_does_not_promote() {
+    // db1's agent is silent and db2 cannot reach db1's database, but the server srv still does:
+    // db1's mysqld may still take writes from srv, and a fence from db2 would miss it.
+    let primary = primary_peer("db1", 3, 1);
+    let mut replica = db_node("db2", 2);
+    let local = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    run(
+        &mut replica,
+        0,
+        3_000,
+        &[primary.clone(), witness("srv", Some("db1"))],
+        &[],
+        &local,
+    );
+    let still_reaching = Peer {
+        reaches: &["db1"],
+        ..witness("srv", None)
+    };
+    let decided = run(
+        &mut replica,
+        3_100,
+        12_000,
+        std::slice::from_ref(&still_reaching),
+        std::slice::from_ref(&primary),
+        &local,
+    );
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    assert!(notes(&decided).contains("but srv still does"), "{}", notes(&decided));
+
+    // Once this node reaches db1's database too, the fence can work: fence, then promote.
+    replica.set_db_reach(vec!["db1".into()]);
+    let decided = run(&mut replica, 12_100, 12_100, &[still_reaching], &[primary], &local);
+    assert!(
+        matches!(
+            actions(&decided).as_slice(),
+            [DbAction::Fence { .. }, DbAction::Promote { .. }]
+        ),
+        "{decided:?}"
+    );
 }
