@@ -1118,17 +1118,31 @@ impl DbCore {
                 out,
             );
         }
-        let epoch = view
-            .peers
+        let epoch = self.highest_epoch(view) + 1;
+        let reason = format!(
+            "switchover from {}: applied everything up to GTID {target}; promoting with epoch {epoch}",
+            primary.name
+        );
+        self.promote(epoch, probe, reason, out);
+    }
+
+    /// The highest epoch any DB node announces, this one's included.
+    fn highest_epoch(&self, view: &DbView<'_>) -> u64 {
+        view.peers
             .iter()
             .filter_map(|peer| peer.db.map(|db| db.epoch))
             .chain([self.epoch])
             .max()
             .unwrap_or(0)
-            + 1;
+    }
+
+    /// Claims primary with `epoch` from the state in `probe` (its GTID is where this history
+    /// may part from the old primary's).
+    fn promote(&mut self, epoch: u64, probe: &DbProbe, reason: String, out: &mut Vec<DbDecision>) {
         self.role = LocalRole::Promoting;
         self.epoch = epoch;
         self.demoted_at = None;
+        self.catchup_since = None;
         self.promoted_from_gtid = Some(probe.gtid.clone());
         self.promoted_unix_ms = None;
         self.act(
@@ -1136,10 +1150,7 @@ impl DbCore {
                 epoch,
                 from_gtid: probe.gtid.clone(),
             },
-            format!(
-                "switchover from {}: applied everything up to GTID {target}; promoting with epoch {epoch}",
-                primary.name
-            ),
+            reason,
             out,
         );
     }
@@ -1262,13 +1273,7 @@ impl DbCore {
                 replica.lag_seconds
             );
         }
-        let max_epoch = view
-            .peers
-            .iter()
-            .filter_map(|peer| peer.db.map(|db| db.epoch))
-            .chain([self.epoch])
-            .max()
-            .unwrap_or(0);
+        let max_epoch = self.highest_epoch(view);
         let epoch = max_epoch + 1;
         let situation = match (&self.last_primary_seen, max_epoch) {
             (_, 0) => "fresh cluster with no primary yet".to_string(),
@@ -1321,20 +1326,7 @@ impl DbCore {
                 out,
             );
         }
-        self.role = LocalRole::Promoting;
-        self.epoch = epoch;
-        self.demoted_at = None;
-        self.catchup_since = None;
-        self.promoted_from_gtid = Some(probe.gtid.clone());
-        self.promoted_unix_ms = None;
-        self.act(
-            DbAction::Promote {
-                epoch,
-                from_gtid: probe.gtid.clone(),
-            },
-            reason,
-            out,
-        );
+        self.promote(epoch, probe, reason, out);
     }
 }
 

@@ -118,6 +118,21 @@ where
     }
 }
 
+/// Read-only, no replication, and no binary log history of its own: the state a rebuilt server
+/// starts replicating from (the divergent history was saved by the merge before).
+async fn forget_history(ctx: &RepairContext, conn: &mut Conn) -> Result<(), DbError> {
+    let target = ctx.local_target();
+    for sql in [
+        "SET GLOBAL read_only = ON",
+        "STOP SLAVE",
+        "RESET SLAVE ALL",
+        "RESET MASTER",
+    ] {
+        exec_drop(conn, ctx.statement_timeout, &target, sql).await?;
+    }
+    Ok(())
+}
+
 async fn exec_drop(conn: &mut Conn, timeout: Duration, target: &str, sql: &str) -> Result<(), DbError> {
     run(timeout, target, sql, conn.query_drop(sql)).await
 }

@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::tools::{self, tool_error};
-use super::{exec_drop, rate, run, Progress, RepairContext};
+use super::{exec_drop, forget_history, rate, run, Progress, RepairContext};
 use crate::db::DbError;
 use crate::tls::identity::TlsIdentity;
 
@@ -149,14 +149,7 @@ pub async fn resync(
 
     // 4. Its own binary log history is the old one's: forget it, replicate from the backup's GTID.
     let mut local = ctx.connect_local().await?;
-    for sql in [
-        "SET GLOBAL read_only = ON",
-        "STOP SLAVE",
-        "RESET SLAVE ALL",
-        "RESET MASTER",
-    ] {
-        exec_drop(&mut local, ctx.statement_timeout, &target, sql).await?;
-    }
+    forget_history(ctx, &mut local).await?;
     let set_position = format!("SET GLOBAL gtid_slave_pos = {}", crate::db::dialect::quote(&gtid));
     exec_drop(&mut local, ctx.statement_timeout, &target, &set_position).await?;
     let _ = local.disconnect().await;

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::tools::{self, ClientOptions};
-use super::{exec_drop, rate, run, stopped, Progress, RepairContext};
+use super::{exec_drop, forget_history, rate, run, stopped, Progress, RepairContext};
 use crate::db::DbError;
 
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -46,14 +46,7 @@ pub async fn resync(
     let size = size.unwrap_or(0);
     let mut local = ctx.connect_local().await?;
     // Read-only stays on: only this admin session writes, and it writes no binary log.
-    for sql in [
-        "SET GLOBAL read_only = ON",
-        "STOP SLAVE",
-        "RESET SLAVE ALL",
-        "RESET MASTER",
-    ] {
-        exec_drop(&mut local, ctx.statement_timeout, &target, sql).await?;
-    }
+    forget_history(ctx, &mut local).await?;
 
     let dir = ctx.state_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|err| tools::tool_error("state directory", err.to_string()))?;
