@@ -2,7 +2,8 @@
 # Database failover with real MariaDB: two DB hosts and a Pandora server host on loopback.
 # Starts two MariaDB servers (read-only at boot, binary log, GTID strict mode) in a temporary
 # directory, their agents and a server agent; shows the primary being chosen, kills its mysqld,
-# shows the replica promoted and the old primary coming back as a replica. Stops all on exit.
+# shows the replica promoted and the old primary coming back as a replica, then a planned
+# switchover back to it, asked on the server host. Stops all on exit.
 # Needs: mariadb-server (apt-get install -y mariadb-server), root or a user that can run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,3 +76,8 @@ sleep 2
 echo
 echo "### what dbhost2 decided, and why"
 "$bin" events --socket "$work/dbhost2.sock"
+echo
+echo "### planned switchover back to dbhost1, asked on the server host pandora1"
+"$bin" switchover --to dbhost1 --socket "$work/pandora1.sock"
+sleep 1
+"$bin" status --socket "$work/pandora1.sock"
