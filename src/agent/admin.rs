@@ -10,7 +10,6 @@ use gossip_ha_proto::gossip::{ClusterRequest, ClusterRequestKind};
 use tokio::sync::oneshot;
 
 use super::{unix_ms, Driver};
-use crate::gossip::Gossip;
 use crate::socket::AdminRequest;
 
 /// How long a peer has to show that it applied a maintenance request.
@@ -32,7 +31,7 @@ enum Expect {
 }
 
 impl Driver {
-    pub(super) async fn administer(&mut self, request: AdminRequest, _gossip: &Gossip) {
+    pub(super) fn administer(&mut self, request: AdminRequest) {
         let me = self.settings.node_name.clone();
         let uid = request.caller_uid;
         let answer = match request.command {

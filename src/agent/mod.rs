@@ -398,7 +398,7 @@ impl Driver {
                     return Err(AgentError::GossipStopped(reason));
                 }
                 _ = ticker.tick() => self.tick(gossip).await,
-                Some(request) = admin.recv() => self.administer(request, gossip).await,
+                Some(request) = admin.recv() => self.administer(request),
             }
         }
     }
