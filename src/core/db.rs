@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 
-use gossip_ha_proto::db::{DbAnnouncement, DbRole, RepairStage, RepairStatus};
+use gossip_ha_proto::db::{DbAnnouncement, DbRole};
 
 use super::gtid::GtidState;
 use super::{seconds, MonoMs};
@@ -297,40 +297,6 @@ pub struct DbCore {
     handover: Option<Handover>,
 }
 
-/// A planned switchover this primary is carrying out.
-#[derive(Debug, Clone)]
-struct Handover {
-    to: String,
-    since: Option<MonoMs>,
-    /// Executed GTIDs once read-only: what the target must apply before it promotes.
-    gtid: Option<String>,
-    read_only_asked: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Repair {
-    status: RepairStatus,
-    winner_addr: String,
-    /// The action to ask for on the next step, if any.
-    next: Option<RepairStep>,
-    /// The merge is done: a retry only rebuilds.
-    merged: bool,
-    /// Failed attempts so far; automatic retries stop at `MAX_REPAIR_ATTEMPTS`.
-    failures: u32,
-    failed_at: Option<MonoMs>,
-}
-
-/// Automatic attempts at a repair before it waits for `gossip-ha resync`.
-pub const MAX_REPAIR_ATTEMPTS: u32 = 5;
-/// A failed repair is tried again after this many thresholds (the partition may still be on).
-const REPAIR_RETRY_THRESHOLDS: u64 = 10;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RepairStep {
-    Merge,
-    Resync,
-}
-
 /// What `DbCore::step` needs from the rest of the core.
 pub struct DbView<'a> {
     pub now: MonoMs,
@@ -370,30 +336,6 @@ impl DbCore {
         }
     }
 
-    /// A planned switchover to `to` (checked by the caller: a live, promotable replica of this
-    /// primary): read-only now, then `to` promotes once it has applied everything.
-    pub fn start_handover(&mut self, to: &str) -> Result<String, String> {
-        if self.role != LocalRole::Primary {
-            return Err("this node is not the primary".into());
-        }
-        if let Some(handover) = &self.handover {
-            return Err(format!("a switchover to {} is already under way", handover.to));
-        }
-        self.handover = Some(Handover {
-            to: to.to_string(),
-            since: None,
-            gtid: None,
-            read_only_asked: false,
-        });
-        Ok(format!(
-            "switchover to {to}: this primary goes read-only, {to} promotes once it has applied everything"
-        ))
-    }
-
-    pub fn handover_to(&self) -> Option<&str> {
-        self.handover.as_ref().map(|handover| handover.to.as_str())
-    }
-
     /// What the state file remembers of this node's last promotion.
     pub fn with_promotion_record(mut self, from_gtid: Option<String>, unix_ms: Option<u64>) -> Self {
         self.promoted_from_gtid = from_gtid;
@@ -404,102 +346,6 @@ impl DbCore {
     /// The shell tells the wall-clock time at which a promotion was carried out.
     pub fn promoted_at(&mut self, unix_ms: u64) {
         self.promoted_unix_ms = Some(unix_ms);
-    }
-
-    /// The shell reports how a merge or resync ended; the core decides what comes next.
-    pub fn repair_finished(&mut self, action: &DbAction, result: Result<(), String>) -> Vec<DbDecision> {
-        let mut out = Vec::new();
-        let Some(repair) = self.repair.as_mut() else {
-            return out;
-        };
-        match (action, result) {
-            (DbAction::Merge(_), Ok(())) => {
-                repair.merged = true;
-                repair.next = Some(RepairStep::Resync);
-                repair.status.progress = Some("merge done; rebuilding from the winner next".into());
-            }
-            (DbAction::Resync { node, .. }, Ok(())) => {
-                out.push(DbDecision::Note {
-                    reason: format!("rebuilt from {node}: rejoining as its replica"),
-                });
-                self.repair = None;
-                self.role = LocalRole::Starting;
-                self.last_repoint_at = None;
-            }
-            (DbAction::Merge(_) | DbAction::Resync { .. }, Err(err)) => {
-                repair.status.stage = RepairStage::Failed;
-                repair.status.progress = Some(err.clone());
-                repair.next = None;
-                repair.failures += 1;
-                repair.failed_at = None;
-                let then = if self.policy.splitbrain_autofix && repair.failures < MAX_REPAIR_ATTEMPTS {
-                    format!(
-                        "tried again in {REPAIR_RETRY_THRESHOLDS} × threshold (attempt {} of {MAX_REPAIR_ATTEMPTS}) or on `gossip-ha resync`",
-                        repair.failures + 1
-                    )
-                } else {
-                    "waits for `gossip-ha resync`".into()
-                };
-                out.push(DbDecision::NeedsResync {
-                    reason: format!(
-                        "repair failed ({err}); stays read-only, never rejoining half-repaired (a merge run again copies nothing twice); {then}"
-                    ),
-                });
-            }
-            _ => {}
-        }
-        out
-    }
-
-    /// Newest progress of a running merge or resync, for status.
-    pub fn repair_progress(&mut self, progress: String) {
-        if let Some(repair) = self.repair.as_mut() {
-            repair.status.progress = Some(progress);
-        }
-    }
-
-    /// `gossip-ha resync`: repair a diverged node now, or rebuild a replica from the primary.
-    pub fn request_resync(&mut self, primary: Option<(&str, &str)>) -> Result<String, String> {
-        if let Some(repair) = self.repair.as_mut() {
-            if matches!(repair.status.stage, RepairStage::Merging | RepairStage::Resyncing) && repair.next.is_none() {
-                return Err(format!(
-                    "a repair is already running ({})",
-                    repair.status.stage.as_str()
-                ));
-            }
-            repair.next = Some(if repair.merged {
-                RepairStep::Resync
-            } else {
-                RepairStep::Merge
-            });
-            repair.failures = 0;
-            return Ok(format!(
-                "repairing: merge the window's rows into {}, then rebuild from it",
-                repair.status.winner
-            ));
-        }
-        if self.claims_primary() {
-            return Err("this node is the primary: there is nothing to resync it from".into());
-        }
-        let Some((winner, addr)) = primary else {
-            return Err("no primary is elected: nothing to resync from".into());
-        };
-        self.role = LocalRole::NeedsResync(format!("operator asked for a rebuild from {winner}"));
-        self.repair = Some(Repair {
-            status: RepairStatus {
-                winner: winner.to_string(),
-                fork_gtid: String::new(),
-                window_start_unix_ms: 0,
-                stage: RepairStage::Resyncing,
-                progress: None,
-            },
-            winner_addr: addr.to_string(),
-            next: Some(RepairStep::Resync),
-            merged: true,
-            failures: 0,
-            failed_at: None,
-        });
-        Ok(format!("rebuilding from {winner} at {addr}"))
     }
 
     pub fn epoch(&self) -> u64 {
@@ -538,14 +384,6 @@ impl DbCore {
             fork_gtid,
             yields_to,
         })
-    }
-
-    /// The node this primary yields to once it is read-only for a switchover.
-    pub fn yields_to(&self) -> Option<&str> {
-        self.handover
-            .as_ref()
-            .filter(|handover| handover.gtid.is_some())
-            .map(|handover| handover.to.as_str())
     }
 
     pub fn promoted_from_gtid(&self) -> Option<&str> {
@@ -830,158 +668,6 @@ impl DbCore {
         self.act(DbAction::StepDown, reason, out);
     }
 
-    /// The primary's side of a switchover: read-only, then wait for the target's claim (the
-    /// election then yields to it and `check_rivals` steps down); abandoned after the timeout.
-    /// True when it decided something this step.
-    fn carry_out_handover(&mut self, view: &DbView<'_>, probe: &DbProbe, out: &mut Vec<DbDecision>) -> bool {
-        let Some(handover) = self.handover.as_mut() else {
-            return false;
-        };
-        let since = *handover.since.get_or_insert(view.now);
-        let target_claims = view
-            .peers
-            .iter()
-            .any(|peer| peer.name == handover.to && peer_claim(peer, 2 * view.threshold_ms).is_some());
-        if target_claims {
-            return false;
-        }
-        if view.now.since(since) > self.policy.switchover_timeout_ms {
-            let to = handover.to.clone();
-            self.handover = None;
-            self.act(
-                DbAction::Resume,
-                format!(
-                    "switchover to {to} abandoned: it did not catch up and promote within {}; this node stays primary and takes writes again",
-                    seconds(self.policy.switchover_timeout_ms)
-                ),
-                out,
-            );
-            return true;
-        }
-        if !probe.read_only {
-            if !handover.read_only_asked {
-                handover.read_only_asked = true;
-                let to = handover.to.clone();
-                self.act(
-                    DbAction::SetReadOnly,
-                    format!("switchover to {to}: read-only first, so {to} can apply everything"),
-                    out,
-                );
-            }
-            return true;
-        }
-        if handover.gtid.is_none() {
-            handover.gtid = Some(probe.gtid.clone());
-            let reason = format!(
-                "switchover: read-only at GTID {}; {} promotes once it has applied it",
-                probe.gtid, handover.to
-            );
-            self.note(reason, out);
-        }
-        true
-    }
-
-    fn advance_repair(&mut self, view: &DbView<'_>, out: &mut Vec<DbDecision>) {
-        let autofix = self.policy.splitbrain_autofix;
-        let Some(repair) = self.repair.as_mut() else {
-            return;
-        };
-        if repair.status.stage == RepairStage::Failed && repair.next.is_none() {
-            let failed_at = *repair.failed_at.get_or_insert(view.now);
-            let waited = view.now.since(failed_at) >= REPAIR_RETRY_THRESHOLDS * view.threshold_ms;
-            if autofix && waited && repair.failures < MAX_REPAIR_ATTEMPTS {
-                repair.next = Some(if repair.merged {
-                    RepairStep::Resync
-                } else {
-                    RepairStep::Merge
-                });
-            }
-        }
-        if repair.next.is_some() {
-            // The primary may have changed since the repair was planned: repair towards the
-            // current one (it holds the winner's data, or it would not be primary).
-            let current = view.elected.filter(|claim| claim.name != view.me).and_then(|claim| {
-                let peer = view.peers.iter().find(|peer| peer.name == claim.name)?;
-                Some((claim.name.to_string(), peer.db?.advertise.clone()))
-            });
-            if let Some((name, addr)) = current {
-                repair.status.winner = name;
-                repair.winner_addr = addr;
-            }
-        }
-        let Some(step) = repair.next.take() else {
-            return;
-        };
-        let action = match step {
-            RepairStep::Merge => {
-                repair.status.stage = RepairStage::Merging;
-                DbAction::Merge(MergePlan {
-                    winner: repair.status.winner.clone(),
-                    winner_addr: repair.winner_addr.clone(),
-                    fork_gtid: repair.status.fork_gtid.clone(),
-                    window_start_unix_ms: repair.status.window_start_unix_ms,
-                })
-            }
-            RepairStep::Resync => {
-                repair.status.stage = RepairStage::Resyncing;
-                let transfer = view
-                    .peers
-                    .iter()
-                    .find(|peer| peer.name == repair.status.winner)
-                    .and_then(|peer| peer.db)
-                    .and_then(|db| db.transfer.clone());
-                DbAction::Resync {
-                    node: repair.status.winner.clone(),
-                    addr: repair.winner_addr.clone(),
-                    transfer,
-                }
-            }
-        };
-        let reason = match &action {
-            DbAction::Merge(plan) => format!(
-                "saving this node's transactions since GTID `{}` and copying the merged tables' rows written since unix ms {} into {}",
-                plan.fork_gtid, plan.window_start_unix_ms, plan.winner
-            ),
-            _ => format!("rebuilding this node from {}", repair.status.winner),
-        };
-        self.act(action, reason, out);
-    }
-
-    /// Where the histories parted and since when rows may differ: the newer promotion of the
-    /// two (this node's or the winner's) forked them.
-    fn repair_plan(&self, view: &DbView<'_>, winner: &str, winner_addr: &str) -> Repair {
-        let winner_db = view
-            .peers
-            .iter()
-            .find(|peer| peer.name == winner)
-            .and_then(|peer| peer.db);
-        let (fork, promoted_unix_ms) = match winner_db {
-            Some(db) if db.epoch >= self.epoch => (db.promoted_from_gtid.clone(), db.promoted_unix_ms),
-            _ => (self.promoted_from_gtid.clone(), self.promoted_unix_ms),
-        };
-        let stage = if self.policy.splitbrain_autofix {
-            RepairStage::Merging
-        } else {
-            RepairStage::WaitingForOperator
-        };
-        Repair {
-            status: RepairStatus {
-                winner: winner.to_string(),
-                fork_gtid: fork.unwrap_or_default(),
-                window_start_unix_ms: promoted_unix_ms
-                    .map(|at| at.saturating_sub(self.policy.splitbrain_lookback_ms))
-                    .unwrap_or(0),
-                stage,
-                progress: None,
-            },
-            winner_addr: winner_addr.to_string(),
-            next: self.policy.splitbrain_autofix.then_some(RepairStep::Merge),
-            merged: false,
-            failures: 0,
-            failed_at: None,
-        }
-    }
-
     fn track_reachability(&mut self, local: &LocalDb, out: &mut Vec<DbDecision>) {
         let reachable = local.probe.is_ok();
         if self.was_reachable == Some(reachable) {
@@ -1075,55 +761,6 @@ impl DbCore {
             ),
             out,
         );
-    }
-
-    /// The target's side of a switchover: promote once everything the old primary executed
-    /// before going read-only is applied here.
-    fn take_over(
-        &mut self,
-        view: &DbView<'_>,
-        primary: Claim<'_>,
-        local: &LocalDb,
-        probe: &DbProbe,
-        out: &mut Vec<DbDecision>,
-    ) {
-        let old = view
-            .peers
-            .iter()
-            .find(|peer| peer.name == primary.name)
-            .and_then(|peer| peer.db);
-        let Some(target) = old.and_then(|db| db.handover_gtid.as_deref()) else {
-            return;
-        };
-        let applied = matches!(
-            (GtidState::parse(&probe.gtid), GtidState::parse(target)),
-            (Ok(mine), Ok(wanted)) if mine.covers(&wanted)
-        );
-        let relay_done = probe.replica.as_ref().is_none_or(|replica| replica.relay_applied);
-        if let Err(why) = self.promotable_reason(view.now, local) {
-            return self.note(
-                format!(
-                    "switchover from {} asked, but this node cannot be promoted: {why}",
-                    primary.name
-                ),
-                out,
-            );
-        }
-        if !(applied && relay_done) {
-            return self.note(
-                format!(
-                    "switchover from {}: applying up to GTID {target} (at {})",
-                    primary.name, probe.gtid
-                ),
-                out,
-            );
-        }
-        let epoch = self.highest_epoch(view) + 1;
-        let reason = format!(
-            "switchover from {}: applied everything up to GTID {target}; promoting with epoch {epoch}",
-            primary.name
-        );
-        self.promote(epoch, probe, reason, out);
     }
 
     /// The highest epoch any DB node announces, this one's included.
@@ -1350,5 +987,11 @@ fn gtid_text(gtid: &GtidState) -> String {
     }
 }
 
+mod handover;
+mod repair;
 #[cfg(test)]
 mod tests;
+
+use handover::Handover;
+use repair::Repair;
+pub use repair::MAX_REPAIR_ATTEMPTS;
