@@ -23,6 +23,30 @@ pub struct Cluster {
     pub lab: Option<Lab>,
 }
 
+/// One agent per server (priority 3, 2, 1 in order: the first is preferred), each reading
+/// `db_toml(its server)` as its configuration file.
+fn db_specs(dbs: &[MariaDb], dir: &std::path::Path, db_toml: impl Fn(&MariaDb) -> String) -> Vec<AgentSpec> {
+    dbs.iter()
+        .enumerate()
+        .map(|(index, db)| {
+            let config = dir.join(format!("{}.toml", db.name));
+            std::fs::write(&config, db_toml(db)).unwrap();
+            let priority = (dbs.len() - index) as u8;
+            let mut spec = AgentSpec::for_db(&db.name, THRESHOLD, db, priority, dir);
+            spec.extra.extend(["--config".into(), config.display().to_string()]);
+            spec
+        })
+        .collect()
+}
+
+/// Every agent but the first seeds from the first.
+fn seed_from_first(specs: &mut [AgentSpec]) {
+    let first = format!("{}:{}", specs[0].ip, specs[0].port);
+    for spec in specs.iter_mut().skip(1) {
+        spec.seed_addrs = vec![first.clone()];
+    }
+}
+
 impl Cluster {
     pub fn start(db_count: usize, witness: bool) -> Cluster {
         Self::start_with(db_count, witness, "")
@@ -31,27 +55,14 @@ impl Cluster {
     /// As `start`, the DB agents also reading `db_toml` as their configuration file.
     pub fn start_with(db_count: usize, witness: bool, db_toml: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("db.toml");
-        std::fs::write(&config, db_toml).unwrap();
         let dbs: Vec<MariaDb> = (0..db_count)
             .map(|index| MariaDb::install(dir.path(), &format!("db{}", index + 1), index as u32 + 1))
             .collect();
-        let mut specs: Vec<AgentSpec> = dbs
-            .iter()
-            .enumerate()
-            .map(|(index, db)| {
-                let mut spec = AgentSpec::for_db(&db.name, THRESHOLD, db, (db_count - index) as u8, dir.path());
-                spec.extra.extend(["--config".into(), config.display().to_string()]);
-                spec
-            })
-            .collect();
+        let mut specs = db_specs(&dbs, dir.path(), |_| db_toml.to_string());
         if witness {
             specs.push(AgentSpec::new("srv", 1, THRESHOLD));
         }
-        let first_port = specs[0].port;
-        for spec in specs.iter_mut().skip(1) {
-            spec.seeds = vec![first_port];
-        }
+        seed_from_first(&mut specs);
         let agents = specs.iter().map(|spec| Agent::start(dir.path(), spec)).collect();
         Cluster {
             agents,
@@ -91,17 +102,7 @@ impl Cluster {
                 )
             })
             .collect();
-        let mut specs: Vec<AgentSpec> = dbs
-            .iter()
-            .enumerate()
-            .map(|(index, db)| {
-                let config = dir.path().join(format!("{}.toml", db.name));
-                std::fs::write(&config, db_toml(db)).unwrap();
-                let mut spec = AgentSpec::for_db(&db.name, THRESHOLD, db, (db_count - index) as u8, dir.path());
-                spec.extra.extend(["--config".into(), config.display().to_string()]);
-                spec
-            })
-            .collect();
+        let mut specs = db_specs(&dbs, dir.path(), db_toml);
         if witness {
             specs.push(AgentSpec {
                 ip: lab.ip("srv"),
@@ -109,17 +110,8 @@ impl Cluster {
                 ..AgentSpec::new("srv", 1, THRESHOLD)
             });
         }
-        let first = format!("{}:{}", specs[0].ip, specs[0].port);
-        let specs: Vec<AgentSpec> = specs
-            .into_iter()
-            .enumerate()
-            .map(|(index, mut spec)| {
-                if index > 0 {
-                    spec.seed_addrs = vec![first.clone()];
-                }
-                spec.with_tls(dir.path(), &ca)
-            })
-            .collect();
+        seed_from_first(&mut specs);
+        let specs: Vec<AgentSpec> = specs.into_iter().map(|spec| spec.with_tls(dir.path(), &ca)).collect();
         let agents = specs.iter().map(|spec| Agent::start(dir.path(), spec)).collect();
         Cluster {
             agents,

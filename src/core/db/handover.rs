@@ -35,10 +35,6 @@ impl DbCore {
         ))
     }
 
-    pub fn handover_to(&self) -> Option<&str> {
-        self.handover.as_ref().map(|handover| handover.to.as_str())
-    }
-
     /// The node this primary yields to once it is read-only for a switchover.
     pub fn yields_to(&self) -> Option<&str> {
         self.handover

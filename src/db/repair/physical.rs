@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gossip_ha_proto::wire::TransferRequest;
-use mysql_async::prelude::Queryable;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use super::tools::{self, tool_error};
-use super::{exec_drop, forget_history, rate, run, Progress, RepairContext};
+use super::{copy_progress, exec_drop, forget_history, rate, table_bytes, Progress, RepairContext};
 use crate::db::DbError;
 use crate::tls::identity::TlsIdentity;
 
@@ -63,17 +62,8 @@ pub async fn resync(
     let started = Instant::now();
     let target = ctx.local_target();
     let mut remote = ctx.connect_to(winner_db).await?;
-    let size: Option<u64> = run(
-        ctx.statement_timeout,
-        winner_db,
-        "estimate the data size",
-        remote.query_first(
-            "SELECT CAST(COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS UNSIGNED) FROM information_schema.TABLES",
-        ),
-    )
-    .await?;
+    let size = table_bytes(ctx, &mut remote, winner_db, None).await?;
     let _ = remote.disconnect().await;
-    let size = size.unwrap_or(0);
 
     let fresh = sibling(&setup.datadir, "gossip-ha-new");
     if fresh.exists() {
@@ -101,7 +91,9 @@ pub async fn resync(
             setup.tls.as_deref(),
             &request,
             &mut sink,
-            |bytes| progress.report(|| progress_line(winner, bytes, size, started)),
+            |bytes| {
+                progress.report(|| copy_progress(&format!("resync from {winner} (physical)"), bytes, size, started))
+            },
             stop,
         ),
     )
@@ -163,25 +155,6 @@ pub async fn resync(
     );
     progress.finish(line.clone());
     Ok(line)
-}
-
-fn progress_line(winner: &str, bytes: u64, size: u64, started: Instant) -> String {
-    let per_second = rate(bytes as f64, started);
-    // An ETA from the first second's rate would be noise.
-    let estimate = if size > bytes && per_second > 0.0 && started.elapsed() >= Duration::from_secs(1) {
-        format!(
-            ", about {:.0} % (ETA {:.0} s)",
-            100.0 * bytes as f64 / size as f64,
-            (size - bytes) as f64 / per_second
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "resync from {winner} (physical): {:.1} MiB received, {:.1} MiB/s{estimate}",
-        bytes as f64 / 1_048_576.0,
-        per_second / 1_048_576.0
-    )
 }
 
 /// `xtrabackup_binlog_info` (`mariadb_backup_binlog_info` from MariaDB 11.x):

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::tools::{self, ClientOptions};
-use super::{exec_drop, forget_history, rate, run, stopped, Progress, RepairContext};
+use super::{copy_progress, exec_drop, forget_history, mib, rate, run, stopped, table_bytes, Progress, RepairContext};
 use crate::db::DbError;
 
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -33,17 +33,7 @@ pub async fn resync(
         message: "expected host:port".into(),
     })?;
     let mut remote = ctx.connect_to(winner_addr).await?;
-    let size: Option<u64> = run(
-        ctx.statement_timeout,
-        winner_addr,
-        "estimate the database size",
-        remote.exec_first(
-            "SELECT CAST(COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS UNSIGNED) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
-            (ctx.database.as_str(),),
-        ),
-    )
-    .await?;
-    let size = size.unwrap_or(0);
+    let size = table_bytes(ctx, &mut remote, winner_addr, Some(&ctx.database)).await?;
     let mut local = ctx.connect_local().await?;
     // Read-only stays on: only this admin session writes, and it writes no binary log.
     forget_history(ctx, &mut local).await?;
@@ -93,7 +83,7 @@ pub async fn resync(
             }
             sink.write_all(&buffer[..read]).await.map_err(write_error)?;
             copied += read as u64;
-            progress.report(|| progress_line(winner, copied, size, started));
+            progress.report(|| copy_progress(&format!("resync from {winner}"), copied, size, started));
         }
         sink.shutdown().await.map_err(write_error)?;
         drop(sink);
@@ -147,36 +137,13 @@ pub async fn resync(
     }
     let line = format!(
         "rebuilt from {winner}: {} copied in {:.1} s ({}/s), {} tables, replicating from GTID {gtid}",
-        mib(copied),
+        mib(copied as f64),
         started.elapsed().as_secs_f64(),
-        mib(rate(copied as f64, started) as u64),
+        mib(rate(copied as f64, started)),
         theirs.unwrap_or(0)
     );
     progress.finish(line.clone());
     Ok(line)
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-fn progress_line(winner: &str, copied: u64, size: u64, started: Instant) -> String {
-    let per_second = rate(copied as f64, started);
-    let estimate = if size > 0 && copied < size {
-        let eta = (size - copied) as f64 / per_second.max(1.0);
-        format!(
-            ", about {:.0} % of {} (ETA {eta:.0} s)",
-            100.0 * copied as f64 / size as f64,
-            mib(size)
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "resync from {winner}: {} copied, {}/s{estimate}",
-        mib(copied),
-        mib(per_second as u64)
-    )
 }
 
 /// `-- SET GLOBAL gtid_slave_pos='0-1-42';` as `mariadb-dump --gtid --master-data=2` writes it
