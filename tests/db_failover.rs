@@ -273,7 +273,7 @@ fn broken_databases_are_reported_and_never_promoted() {
     ];
     let url = specs[0].extra.iter().position(|arg| arg == "--db-url").unwrap() + 1;
     specs[0].extra[url] = db1.admin_url().replace("gha-pass", "wrong");
-    let absent_port = free_tcp_port();
+    let absent_port = free_port();
     let mut db3_spec = AgentSpec::for_db("db3", THRESHOLD, &db1, 1, dir.path());
     let url = db3_spec.extra.iter().position(|arg| arg == "--db-url").unwrap() + 1;
     db3_spec.extra[url] = format!("mysql://gha:gha-pass@127.0.0.1:{absent_port}/");

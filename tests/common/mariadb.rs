@@ -88,7 +88,7 @@ impl MariaDb {
         let mut server = MariaDb {
             name: name.to_string(),
             ip: ip.to_string(),
-            port: super::free_tcp_port(),
+            port: super::free_port(),
             dir,
             server_id,
             binlog,

@@ -3,12 +3,12 @@
 //! deadline.
 #![allow(dead_code)]
 
+pub mod claims;
 pub mod db_cluster;
 pub mod mariadb;
 pub mod netns;
 pub mod procfs;
 
-use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -17,13 +17,9 @@ use gossip_ha_proto::api::{Command as ApiCommand, Event, NodeLiveness, Response,
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_gossip-ha");
 
-/// A free loopback UDP port (gossip is UDP on loopback in this build).
+/// A loopback port, free for TCP and UDP, that no other test process was given.
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    claims::port()
 }
 
 pub fn cli(args: &[&str]) -> Output {

@@ -4,7 +4,7 @@
 //! check the databases. Cuts are nftables rules in the middle namespace's bridge, so every
 //! packet between two hosts — gossip and MariaDB replication alike — crosses them. Everything is
 //! removed on drop; a machine that cannot make namespaces fails the test with the reason.
-//! Labs of concurrent tests each claim their own /24 (a directory under /tmp marks it).
+//! Labs of concurrent tests each claim their own /24 (see `claims`).
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,30 +16,37 @@ pub struct Lab {
     hosts: Vec<String>,
     /// The third octet of this lab's 198.18.N.0/24.
     subnet: u8,
+    /// Released when the lab drops, after its namespaces are gone.
+    _subnet_claim: nix::fcntl::Flock<std::fs::File>,
 }
 
-fn claim_dir(subnet: u8) -> std::path::PathBuf {
-    std::path::PathBuf::from(format!("/tmp/gossip-ha-lab-198.18.{subnet}"))
-}
-
-/// The first /24 no running test holds; one left by a dead test process is taken over.
-fn claim_subnet() -> u8 {
+/// The first /24 no running test process holds, with its claim.
+fn claim_subnet() -> (u8, nix::fcntl::Flock<std::fs::File>) {
     for subnet in 1..=250u8 {
-        let dir = claim_dir(subnet);
-        let owner = dir.join("pid");
-        if std::fs::create_dir(&dir).is_err() {
-            let alive = std::fs::read_to_string(&owner)
-                .ok()
-                .and_then(|pid| pid.trim().parse::<u32>().ok())
-                .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-            if alive || std::fs::remove_dir_all(&dir).is_err() || std::fs::create_dir(&dir).is_err() {
-                continue;
-            }
+        if let Some(claim) = super::claims::claim(&format!("lab-198.18.{subnet}")) {
+            remove_stale_test_link(subnet);
+            return (subnet, claim);
         }
-        std::fs::write(&owner, std::process::id().to_string()).unwrap();
-        return subnet;
     }
-    panic!("no free lab subnet in 198.18.1.0 – 198.18.250.0 (stale /tmp/gossip-ha-lab-* directories?)");
+    panic!("every lab subnet 198.18.1.0 – 198.18.250.0 is held by a running test process");
+}
+
+/// A test process killed before its lab dropped leaves its link holding 198.18.N.1 in the root
+/// namespace; the next holder of the subnet deletes it, or the address would be routed twice.
+fn remove_stale_test_link(subnet: u8) {
+    let Ok(output) = Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "to", &format!("198.18.{subnet}.1/32")])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        // "7: gh1234t    inet 198.18.3.1/24 …"; veth names carry "@peer" in some versions.
+        if let Some(name) = line.split_whitespace().nth(1) {
+            let name = name.split('@').next().unwrap_or(name);
+            let _ = Command::new("ip").args(["link", "delete", name]).status();
+        }
+    }
 }
 
 /// Runs a command, panicking with what it said when it fails.
@@ -64,10 +71,12 @@ impl Lab {
             std::process::id() % 10_000,
             LABS.fetch_add(1, Ordering::SeqCst)
         );
+        let (subnet, subnet_claim) = claim_subnet();
         let lab = Lab {
             prefix,
             hosts: hosts.iter().map(|host| host.to_string()).collect(),
-            subnet: claim_subnet(),
+            subnet,
+            _subnet_claim: subnet_claim,
         };
         let mid = lab.mid();
         run("ip", &["netns", "add", &mid]);
@@ -206,6 +215,5 @@ impl Drop for Lab {
         let _ = Command::new("ip")
             .args(["link", "delete", &format!("{}t", self.prefix)])
             .status();
-        let _ = std::fs::remove_dir_all(claim_dir(self.subnet));
     }
 }
