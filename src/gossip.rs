@@ -9,7 +9,8 @@ use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use gossip_ha_proto::db::DbAnnouncement;
 use gossip_ha_proto::gossip::{
-    Announcement, AnnouncementError, ClusterRequest, KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH, KEY_REQUEST,
+    Announcement, AnnouncementError, ClusterRequest, RequestAnswer, KEY_ANSWERS, KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH,
+    KEY_REQUEST,
 };
 
 use crate::config::Settings;
@@ -182,6 +183,11 @@ impl Gossip {
                     .get(KEY_REQUEST)
                     .filter(|json| !json.is_empty())
                     .and_then(|json| serde_json::from_str::<ClusterRequest>(json).ok()),
+                answers: state
+                    .get(KEY_ANSWERS)
+                    .filter(|json| !json.is_empty())
+                    .and_then(|json| serde_json::from_str::<Vec<RequestAnswer>>(json).ok())
+                    .unwrap_or_default(),
             };
             match newest.get(&*id.node_id) {
                 Some(kept) if kept.generation >= observation.generation => {}

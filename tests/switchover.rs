@@ -112,15 +112,28 @@ fn maintenance_of_another_node_is_carried_there_and_confirmed() {
     cluster.wait("db1 to see db2 in maintenance", Duration::from_secs(5), |c| {
         db_of(&c.agent("db1").status(), "db2").is_some_and(|db| db.maintenance)
     });
-    // A switchover to a node in maintenance is refused, and the primary keeps writing.
+    // A switchover to a node in maintenance is refused, the asking CLI hears the primary's
+    // reason (not a timeout), and the primary keeps writing.
     let output = common::cli(&["switchover", "--to", "db2", "--socket", &socket]);
+    let refusal = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
+    assert!(
+        refusal.contains("db1 refused: db2 cannot be promoted"),
+        "the refusal is not the primary's: {refusal}"
+    );
     assert!(
         has_event(cluster.agent("db1"), EventKind::AdminCommand, "cannot be promoted"),
         "{}",
         cluster.logs()
     );
     assert!(insert(cluster.db("db1"), 1).is_ok());
+
+    let output = common::cli(&["maintenance", "on", "ghost", "--socket", &socket]);
+    let refusal = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && refusal.contains("no node named ghost is known"),
+        "{refusal}"
+    );
 
     let output = common::cli(&["maintenance", "off", "db2", "--socket", &socket]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

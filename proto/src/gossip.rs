@@ -22,6 +22,9 @@ pub const KEY_DB_PRIMARY: &str = "db_primary";
 /// JSON `ClusterRequest`: an operator's command for another node, relayed by gossip (whose
 /// members are authenticated by mutual TLS). Present only while the request is pending.
 pub const KEY_REQUEST: &str = "request";
+/// JSON list of `RequestAnswer`: how this agent took the newest request of each peer that it
+/// acted on, so the asking CLI learns of a refusal at once rather than at its deadline.
+pub const KEY_ANSWERS: &str = "answers";
 /// DB nodes whose database port this agent reached at its last check, comma separated: lets a
 /// candidate tell "the old primary is gone" from "only I am cut off from it".
 pub const KEY_DB_REACH: &str = "db_reach";
@@ -42,6 +45,17 @@ pub enum ClusterRequestKind {
     Switchover { to: String },
     /// For `node`: exclude its database from promotion, or include it again.
     Maintenance { node: String, on: bool },
+}
+
+/// What a node made of a relayed `ClusterRequest`: `done` says it was carried out (or started,
+/// for a switchover), otherwise `text` says why it was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestAnswer {
+    /// The node that asked.
+    pub to: String,
+    pub id: u64,
+    pub done: bool,
+    pub text: String,
 }
 
 /// Highest `master` priority Pandora accepts (`master [1..7]`, 0 = never master).

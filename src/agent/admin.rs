@@ -1,7 +1,8 @@
 //! State-changing socket commands. Those for this node are carried out at once; those for
 //! another node (maintenance of a peer, a switchover when this node is not the primary) are
 //! gossiped as this agent's pending request, which the node concerned carries out. The caller
-//! gets its answer once the cluster shows the effect, or a refusal at the deadline.
+//! gets its answer once the cluster shows the effect, a refusal as soon as the node concerned
+//! gossips one, or an error at the deadline.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ pub struct Pending {
     asked: Instant,
     deadline: Instant,
     caller_uid: u32,
+    /// The id of the request gossiped for it, when it was relayed.
+    relayed_id: Option<u64>,
 }
 
 enum Expect {
@@ -38,6 +41,10 @@ impl Driver {
             Command::Maintenance { on, node } => match node.filter(|node| *node != me) {
                 None => self.core.apply_maintenance(on),
                 Some(node) => {
+                    if let Err(refused) = self.reachable_for_request(&node) {
+                        let _ = request.reply.send(Err(refused));
+                        return;
+                    }
                     let kind = ClusterRequestKind::Maintenance { node: node.clone(), on };
                     let expect = Expect::Maintenance { node, on };
                     return self.relay(request.reply, kind, expect, MAINTENANCE_CONFIRM, uid);
@@ -54,7 +61,7 @@ impl Driver {
                                 Some(me),
                                 format!("{done} (asked by uid {uid})"),
                             );
-                            self.wait_for(request.reply, expect, timeout, uid);
+                            self.wait_for(request.reply, expect, timeout, uid, None);
                             return;
                         }
                         Err(refused) => Err(refused),
@@ -114,7 +121,16 @@ impl Driver {
             Some(self.settings.node_name.clone()),
             format!("relaying {:?} to the cluster (asked by uid {uid})", request.kind),
         );
-        self.wait_for(reply, expect, timeout, uid);
+        self.wait_for(reply, expect, timeout, uid, Some(request.id));
+    }
+
+    /// A relayed command needs a live node at the other end to carry it out and confirm it.
+    fn reachable_for_request(&self, node: &str) -> Result<(), String> {
+        match self.core.view(self.now()).into_iter().find(|view| view.name == node) {
+            None => Err(format!("no node named {node} is known")),
+            Some(view) if !view.alive => Err(format!("{node} is down: it cannot carry out the request")),
+            Some(_) => Ok(()),
+        }
     }
 
     fn wait_for(
@@ -123,6 +139,7 @@ impl Driver {
         expect: Expect,
         timeout: Duration,
         uid: u32,
+        relayed_id: Option<u64>,
     ) {
         let asked = Instant::now();
         self.pending.push(Pending {
@@ -131,6 +148,7 @@ impl Driver {
             asked,
             deadline: asked + timeout,
             caller_uid: uid,
+            relayed_id,
         });
     }
 
@@ -154,9 +172,15 @@ impl Driver {
                         format!("{node} is {state} maintenance ({took} ms after it was asked)")
                     }),
             };
-            let answer = match done {
-                Some(done) => Ok(done),
-                None if Instant::now() >= pending.deadline => Err(match &pending.expect {
+            let refused = pending
+                .relayed_id
+                .and_then(|id| self.core.answer_from_cluster(id))
+                .filter(|(_, answer)| !answer.done)
+                .map(|(node, answer)| format!("{node} refused: {}", answer.text));
+            let answer = match (done, refused) {
+                (Some(done), _) => Ok(done),
+                (None, Some(refused)) => Err(refused),
+                (None, None) if Instant::now() >= pending.deadline => Err(match &pending.expect {
                     Expect::Primary(to) => format!(
                         "{to} did not become the DB primary within {} s: the switchover was refused or abandoned (see `gossip-ha events` on the primary)",
                         (pending.deadline - pending.asked).as_secs()
@@ -166,7 +190,7 @@ impl Driver {
                         (pending.deadline - pending.asked).as_secs()
                     ),
                 }),
-                None => {
+                (None, None) => {
                     still.push(pending);
                     continue;
                 }

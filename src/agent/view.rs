@@ -2,7 +2,7 @@
 //! gossips, the facts files and hooks are told, and the status rows.
 
 use gossip_ha_proto::api::{NodeLiveness, NodeStatus, StatusReport};
-use gossip_ha_proto::gossip::{KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH, KEY_DOWN};
+use gossip_ha_proto::gossip::{KEY_ANSWERS, KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH, KEY_DOWN};
 
 use crate::config::Settings;
 use crate::core::db::DbAction;
@@ -50,11 +50,20 @@ pub fn view_keys(core: &Core) -> Vec<(&'static str, String)> {
         (KEY_DOWN, down.join(",")),
         (KEY_DB_PRIMARY, db_primary.unwrap_or_default()),
         (KEY_DB_REACH, core.db_reach().join(",")),
+        (KEY_ANSWERS, answers_value(core)),
     ];
     if let Some(db) = core.self_db() {
         keys.push((KEY_DB, serde_json::to_string(db).expect("announcement serialises")));
     }
     keys
+}
+
+fn answers_value(core: &Core) -> String {
+    let answers = core.request_answers();
+    if answers.is_empty() {
+        return String::new();
+    }
+    serde_json::to_string(&answers).expect("answers serialise")
 }
 
 /// What files and hooks are told: the DB primary (and its database's address) and the server

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use gossip_ha_proto::db::DbAnnouncement;
-use gossip_ha_proto::gossip::{Announcement, ClusterRequest, ClusterRequestKind, Role};
+use gossip_ha_proto::gossip::{Announcement, ClusterRequest, RequestAnswer, Role};
 
 use super::db::{elect_db_primary, peer_claim, split_tally, Claim, DbCore, DbDecision, DbView, LocalDb, PeerDb};
 use super::election::{elect_server_master, Candidate};
@@ -35,6 +35,8 @@ pub struct Observation {
     pub db_primary: Option<String>,
     /// An operator's pending command, given on that peer's socket.
     pub request: Option<ClusterRequest>,
+    /// The peer's answers to relayed commands.
+    pub answers: Vec<RequestAnswer>,
     /// DB nodes whose database port the peer reached at its last check.
     pub db_reach: Vec<String>,
 }
@@ -93,6 +95,7 @@ struct Peer {
     db: Option<DbAnnouncement>,
     db_primary: Option<String>,
     request: Option<ClusterRequest>,
+    answers: Vec<RequestAnswer>,
     db_reach: Vec<String>,
 }
 
@@ -106,6 +109,7 @@ impl Peer {
             db: observation.db,
             db_primary: observation.db_primary,
             request: observation.request,
+            answers: observation.answers,
             db_reach: observation.db_reach,
         }
     }
@@ -127,6 +131,8 @@ pub struct Core {
     last_peer_return: Option<MonoMs>,
     /// The newest request id carried out per requesting peer: each is applied once.
     handled_requests: BTreeMap<String, u64>,
+    /// How this node took the newest request it acted on, per requesting peer.
+    answers: BTreeMap<String, RequestAnswer>,
     /// DB nodes whose database port this agent reached at its last check (the shell probes).
     db_reach: Vec<String>,
 }
@@ -146,6 +152,7 @@ impl Core {
             self_db: None,
             last_peer_return: None,
             handled_requests: BTreeMap::new(),
+            answers: BTreeMap::new(),
             db_reach: Vec::new(),
         }
     }
@@ -312,81 +319,6 @@ impl Core {
                 self.peers.insert(name, Peer::from_observation(observation));
             }
         }
-    }
-
-    fn carry_out_requests(&mut self, decisions: &mut Vec<Decision>) {
-        let pending: Vec<(String, ClusterRequest)> = self
-            .peers
-            .iter()
-            .filter(|(_, peer)| peer.alive)
-            .filter_map(|(name, peer)| Some((name.clone(), peer.request.clone()?)))
-            .filter(|(name, request)| self.handled_requests.get(name) != Some(&request.id))
-            .collect();
-        for (from, request) in pending {
-            self.handled_requests.insert(from.clone(), request.id);
-            let outcome = match &request.kind {
-                ClusterRequestKind::Maintenance { node, on } if *node == self.self_name => {
-                    Some(self.apply_maintenance(*on))
-                }
-                ClusterRequestKind::Switchover { to } if self.db.as_ref().is_some_and(DbCore::claims_primary) => {
-                    Some(self.request_switchover(to))
-                }
-                _ => None,
-            };
-            if let Some(outcome) = outcome {
-                let reason = match outcome {
-                    Ok(done) => format!("{done} (asked on {from})"),
-                    Err(refused) => format!("refused a request from {from}: {refused}"),
-                };
-                decisions.push(Decision::Request { from, reason });
-            }
-        }
-        let known: Vec<String> = self.peers.keys().cloned().collect();
-        self.handled_requests.retain(|name, _| known.contains(name));
-    }
-
-    /// `gossip-ha maintenance on|off` for this node.
-    pub fn apply_maintenance(&mut self, on: bool) -> Result<String, String> {
-        let me = self.self_name.clone();
-        if !self.set_db_maintenance(on) {
-            return Err(format!("{me} has no `db` role: maintenance applies to database nodes"));
-        }
-        Ok(if on {
-            format!("{me} is in maintenance: its database is never promoted")
-        } else {
-            format!("{me} is out of maintenance: its database may be promoted again")
-        })
-    }
-
-    /// A planned switchover of this primary to `to`: a live, promotable replica of it.
-    pub fn request_switchover(&mut self, to: &str) -> Result<String, String> {
-        let me = self.self_name.clone();
-        if !self.db.as_ref().is_some_and(DbCore::claims_primary) {
-            return Err(format!("{me} is not the DB primary"));
-        }
-        if to == me {
-            return Err(format!("{me} is already the primary"));
-        }
-        let advertise = self.self_db.as_ref().map(|db| db.advertise.clone()).unwrap_or_default();
-        let peer = self
-            .peers
-            .get(to)
-            .ok_or_else(|| format!("no node named {to} is known"))?;
-        let target = peer.db.as_ref().ok_or_else(|| format!("{to} has no database"))?;
-        if !peer.alive {
-            return Err(format!("{to} is down"));
-        }
-        if !target.promotable {
-            let why = target
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "maintenance, cool-down or no binary log".into());
-            return Err(format!("{to} cannot be promoted ({why})"));
-        }
-        if target.source.as_deref() != Some(advertise.as_str()) || target.io_running != Some(true) {
-            return Err(format!("{to} is not replicating from {me} ({advertise})"));
-        }
-        self.db.as_mut().expect("checked above").start_handover(to)
     }
 
     fn mark_down(&mut self, now: MonoMs, decisions: &mut Vec<Decision>) {
@@ -601,5 +533,6 @@ impl Core {
     }
 }
 
+mod requests;
 #[cfg(test)]
 mod tests;

@@ -166,6 +166,7 @@ fn observe(peer: &Peer, heartbeat: u64) -> Observation {
         db,
         db_primary: peer.db_primary.map(str::to_string),
         request: peer.request.clone(),
+        answers: Vec::new(),
         db_reach: peer.reaches.iter().map(|name| name.to_string()).collect(),
     }
 }
@@ -1207,6 +1208,45 @@ fn a_request_relayed_by_gossip_is_carried_out_once_by_the_node_it_names() {
             .iter()
             .any(|decision| matches!(decision, Decision::Request { .. })));
     }
+    let answered: Vec<(String, u64, bool)> = named
+        .request_answers()
+        .into_iter()
+        .map(|answer| (answer.to, answer.id, answer.done))
+        .collect();
+    assert_eq!(answered, [("srv".to_string(), 7, true)]);
+    assert!(other.request_answers().is_empty(), "only the node named answers");
+}
+
+#[test]
+fn a_refused_relayed_switchover_is_answered_to_the_node_that_asked() {
+    let mut primary = resumed_primary("db1", 3);
+    let not_following = following("db2", 2, "0-1-50", "127.0.0.1:9999");
+    let asking = Peer {
+        request: Some(ClusterRequest {
+            id: 9,
+            kind: ClusterRequestKind::Switchover { to: "db2".into() },
+        }),
+        ..witness("srv", Some("db1"))
+    };
+    let writable = probe(false, "0-1-50", None);
+    run(&mut primary, 0, 0, std::slice::from_ref(&not_following), &[], &writable);
+    run(&mut primary, 100, 100, &[not_following, asking], &[], &writable);
+    let answers = primary.request_answers();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(
+        !answers[0].done && answers[0].to == "srv" && answers[0].id == 9,
+        "{answers:?}"
+    );
+    assert!(answers[0].text.contains("not replicating from db1"), "{answers:?}");
+
+    // The asking node finds db1's answer in db1's gossip.
+    let mut srv = Core::new("srv", "127.0.0.1:7002", 1, announcement(&[Role::Server]));
+    let mut from_primary = observe(&primary_peer("db1", 3, 1), 1);
+    from_primary.answers = answers.clone();
+    srv.step(MonoMs(0), vec![from_primary], None);
+    let (node, answer) = srv.answer_from_cluster(9).expect("db1's answer arrives");
+    assert_eq!((node, answer), ("db1", &answers[0]));
+    assert!(srv.answer_from_cluster(8).is_none(), "an answer to another request");
 }
 
 #[test]

@@ -21,6 +21,7 @@ fn observation(name: &str, generation: u64, heartbeat: u64, master: u8, threshol
         db: None,
         db_primary: None,
         request: None,
+        answers: Vec::new(),
         db_reach: Vec::new(),
     }
 }
