@@ -80,10 +80,15 @@ fn show_failure(outcome: &Outcome, scenario: &Scenario, seed: u64) {
     }
 }
 
+/// Long runs say how far they are on stderr, a line per tenth.
+const PROGRESS_FROM_RUNS: usize = 100;
+
 fn run_many(jobs: Vec<(Scenario, u64)>, threads: usize) -> Vec<(Outcome, u64)> {
     let next = AtomicU64::new(0);
     let results = Mutex::new(Vec::new());
     let jobs = &jobs;
+    let started = Instant::now();
+    let tenth = (jobs.len() / 10).max(1);
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
             scope.spawn(|| loop {
@@ -93,7 +98,20 @@ fn run_many(jobs: Vec<(Scenario, u64)>, threads: usize) -> Vec<(Outcome, u64)> {
                 if !outcome.violations.is_empty() {
                     show_failure(&outcome, scenario, *seed);
                 }
-                results.lock().unwrap().push((outcome, *seed));
+                let mut results = results.lock().unwrap();
+                results.push((outcome, *seed));
+                let done = results.len();
+                if jobs.len() >= PROGRESS_FROM_RUNS && done % tenth == 0 && done < jobs.len() {
+                    let failed = results
+                        .iter()
+                        .filter(|(outcome, _)| !outcome.violations.is_empty())
+                        .count();
+                    eprintln!(
+                        "  {done}/{} runs, {failed} failed, {:.0} s",
+                        jobs.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                }
             });
         }
     });
