@@ -212,3 +212,29 @@ fn off_loopback_without_tls_the_agent_refuses_to_start_and_says_why() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_connection_that_closes_without_a_byte_is_a_reachability_check_not_a_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    init_ca(&ca, "test", false).unwrap();
+    let spec = tls_spec("n1", dir.path(), &ca);
+    let agent = Agent::start(dir.path(), &spec);
+    for _ in 0..20 {
+        drop(TcpStream::connect(("127.0.0.1", spec.port)).unwrap());
+    }
+    // A handshake that fails is reported: the checks above were taken, and are not.
+    if let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", spec.port)) {
+        let _ = tcp.write_all(b"not TLS at all");
+    }
+    wait_until("the failed handshake to be reported", Duration::from_secs(10), || {
+        refused(&agent, "TLS handshake failed")
+    });
+    let refusals: Vec<String> = agent
+        .events()
+        .into_iter()
+        .filter(|event| event.kind == EventKind::PeerRefused)
+        .map(|event| event.reason)
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:#?}");
+}

@@ -25,8 +25,9 @@ pub const KEY_REQUEST: &str = "request";
 /// JSON list of `RequestAnswer`: how this agent took the newest request of each peer that it
 /// acted on, so the asking CLI learns of a refusal at once rather than at its deadline.
 pub const KEY_ANSWERS: &str = "answers";
-/// DB nodes whose database port this agent reached at its last check, comma separated: lets a
-/// candidate tell "the old primary is gone" from "only I am cut off from it".
+/// DB nodes whose host this agent reached at its last check (a TCP connection to the agent port
+/// on the database's address, accepted or refused), comma separated: lets a candidate tell "the
+/// old primary is gone" from "only I am cut off from it".
 pub const KEY_DB_REACH: &str = "db_reach";
 
 /// A state-changing command given on one node's socket (checked there) for another node.

@@ -82,20 +82,16 @@ impl ModelCluster {
         });
     }
 
-    /// The servers (other than `host`'s own) whose port `host` can connect to: alive, and the
-    /// network passes both ways (a TCP handshake needs both).
+    /// The DB hosts (other than `host` itself) that `host`'s reachability check reaches: the
+    /// network passes both ways (a TCP handshake needs both). Whether their mysqld runs does not
+    /// matter: the check dials the agent port on the database's address, never mysqld.
     pub fn reachable_from(&self, host: &str) -> Vec<String> {
         let network = self.network.clone();
         self.with(|servers| {
             servers
-                .iter()
-                .filter(|(name, server)| {
-                    name.as_str() != host
-                        && server.alive
-                        && network.connected(host, name)
-                        && network.connected(name, host)
-                })
-                .map(|(name, _)| name.clone())
+                .keys()
+                .filter(|name| name.as_str() != host && network.connected(host, name) && network.connected(name, host))
+                .cloned()
                 .collect()
         })
     }

@@ -45,7 +45,7 @@ pub struct SimAgent {
     settler: Settler<Option<String>>,
     /// The DB primary this host's configuration names (what pandora_ha_hosts.conf would hold).
     pub config_db_primary: Option<String>,
-    /// For the reachability check every agent makes of the DB ports.
+    /// For the reachability check every agent makes of the DB hosts.
     models: ModelCluster,
 }
 

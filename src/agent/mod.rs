@@ -420,7 +420,12 @@ impl Driver {
         }
         self.collect_db_outcomes();
         if let Some(reach) = &self.reach {
-            reach.set_targets(self.core.db_addresses());
+            let targets = self
+                .core
+                .db_addresses()
+                .into_iter()
+                .filter_map(|(name, database, gossip)| Some((name, reach::check_address(&database, &gossip)?)));
+            reach.set_targets(targets.collect());
             self.core.set_db_reach(reach.reached());
         }
         let local_db = self.local_db();

@@ -1,13 +1,23 @@
-//! The reachability check behind the `db_reach` gossip key: every agent tries a TCP connection to
-//! each known DB node's database port, so a promoting candidate can tell an old primary that is
-//! gone from one that only it has lost sight of (DESIGN §2's fencing, where the fence cannot
-//! reach). Connect only: no credentials are needed or sent.
+//! The reachability check behind the `db_reach` gossip key: every agent checks that it can reach
+//! each known DB node's host, so a promoting candidate can tell an old primary that is gone from
+//! one that only it has lost sight of (DESIGN §2's fencing, where the fence cannot reach).
+//!
+//! The check never touches mysqld: a connection opened and closed without a handshake is an
+//! aborted connect to MariaDB and MySQL, logged as a warning each time and, from a host whose
+//! address resolves to a name, counted against `max_connect_errors` until the server blocks that
+//! host — Pandora's own connections from it included. Instead it opens a TCP connection to the
+//! agent port on the database's address: the agent's TLS listener takes it (and lets a connection
+//! that closes without a byte go quietly); a refusal comes from the host's kernel, so it proves
+//! the host is reachable too. A timeout or a network error is "not reached".
 
+use std::io::ErrorKind;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::db::worker::split_host_port;
 
 /// DB nodes checked at most per round; a Pandora cluster has a handful.
 const MAX_TARGETS: usize = 64;
@@ -16,6 +26,18 @@ pub struct ReachProber {
     targets: watch::Sender<Vec<(String, String)>>,
     reached: watch::Receiver<Vec<String>>,
     task: JoinHandle<()>,
+}
+
+/// The address the check dials for a DB node: its database's host, at its agent's port (the
+/// path database clients take, to a port that is not mysqld's).
+pub fn check_address(database: &str, gossip: &str) -> Option<String> {
+    let (host, _) = split_host_port(database)?;
+    let (_, agent_port) = split_host_port(gossip)?;
+    Some(if host.contains(':') {
+        format!("[{host}]:{agent_port}")
+    } else {
+        format!("{host}:{agent_port}")
+    })
 }
 
 impl ReachProber {
@@ -31,7 +53,7 @@ impl ReachProber {
         }
     }
 
-    /// `(node, host:port)` of the databases to check from now on.
+    /// `(node, host:port)` to check from now on (see `check_address`).
     pub fn set_targets(&self, targets: Vec<(String, String)>) {
         self.targets.send_if_modified(|current| {
             let changed = *current != targets;
@@ -42,7 +64,7 @@ impl ReachProber {
         });
     }
 
-    /// The nodes whose database port answered in the last round.
+    /// The nodes whose host answered in the last round.
     pub fn reached(&self) -> Vec<String> {
         self.reached.borrow().clone()
     }
@@ -51,6 +73,15 @@ impl ReachProber {
         if tokio::time::timeout(timeout, self.task).await.is_err() {
             tracing::warn!("reachability check did not stop within {timeout:?}");
         }
+    }
+}
+
+/// Whether the host at `addr` answered: accepted, or refused by its kernel.
+async fn host_answers(addr: &str, timeout: Duration) -> bool {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(err)) => err.kind() == ErrorKind::ConnectionRefused,
+        Err(_) => false,
     }
 }
 
@@ -71,13 +102,7 @@ async fn run(
         let round: Vec<(String, String)> = targets.borrow().iter().take(MAX_TARGETS).cloned().collect();
         let mut checks = JoinSet::new();
         for (name, addr) in round {
-            checks.spawn(async move {
-                let answered = matches!(
-                    tokio::time::timeout(timeout, TcpStream::connect(addr.as_str())).await,
-                    Ok(Ok(_))
-                );
-                answered.then_some(name)
-            });
+            checks.spawn(async move { host_answers(&addr, timeout).await.then_some(name) });
         }
         let mut names = Vec::new();
         while let Some(done) = checks.join_next().await {
@@ -92,4 +117,33 @@ async fn run(
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_dials_the_database_host_at_the_agent_port() {
+        assert_eq!(
+            check_address("198.18.7.12:3306", "10.0.0.12:7946").as_deref(),
+            Some("198.18.7.12:7946")
+        );
+        assert_eq!(check_address("[::1]:3306", "[::1]:7946").as_deref(), Some("[::1]:7946"));
+        assert_eq!(
+            check_address("dbhost1:3306", "dbhost1:7946").as_deref(),
+            Some("dbhost1:7946")
+        );
+        assert_eq!(check_address("dbhost1", "dbhost1:7946"), None);
+    }
+
+    #[tokio::test]
+    async fn a_listening_or_refusing_host_answers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        assert!(host_answers(&open, Duration::from_secs(2)).await);
+        drop(listener);
+        // Nothing listens there any more: the kernel refuses, so the host is up.
+        assert!(host_answers(&open, Duration::from_secs(2)).await);
+    }
 }

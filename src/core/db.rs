@@ -131,7 +131,7 @@ pub struct PeerDb<'a> {
     pub db: Option<&'a DbAnnouncement>,
     /// The DB primary this peer believes in.
     pub db_primary: Option<&'a str>,
-    /// DB nodes whose database port this peer reached at its last check.
+    /// DB nodes whose host (at the database's address) this peer reached at its last check.
     pub reaches: &'a [String],
 }
 
@@ -310,7 +310,7 @@ pub struct DbView<'a> {
     /// When a peer last came back (up again, or restarted): right after, its gossip may still
     /// be what it said before it was cut off.
     pub last_peer_return: Option<MonoMs>,
-    /// DB nodes whose database port this agent reached at its last check.
+    /// DB nodes whose host (at the database's address) this agent reached at its last check.
     pub reaches: &'a [String],
 }
 
@@ -944,7 +944,7 @@ impl DbCore {
             if let (false, Some(witness)) = (reached_here, witness) {
                 return self.note(
                     format!(
-                        "{old}'s agent is silent and this node cannot reach its database at {addr}, but {} still does: it may still take writes, so not promoting over it",
+                        "{old}'s agent is silent and this node cannot reach its host ({addr}), but {} still does: its database may still take writes, so not promoting over it",
                         witness.name
                     ),
                     out,

@@ -37,7 +37,7 @@ pub struct Observation {
     pub request: Option<ClusterRequest>,
     /// The peer's answers to relayed commands.
     pub answers: Vec<RequestAnswer>,
-    /// DB nodes whose database port the peer reached at its last check.
+    /// DB nodes whose host the peer reached at its last check.
     pub db_reach: Vec<String>,
 }
 
@@ -133,7 +133,7 @@ pub struct Core {
     handled_requests: BTreeMap<String, u64>,
     /// How this node took the newest request it acted on, per requesting peer.
     answers: BTreeMap<String, RequestAnswer>,
-    /// DB nodes whose database port this agent reached at its last check (the shell probes).
+    /// DB nodes whose host this agent reached at its last check (the shell probes).
     db_reach: Vec<String>,
 }
 
@@ -174,7 +174,7 @@ impl Core {
         }
     }
 
-    /// What the shell's last reachability check found: DB nodes whose database port answered.
+    /// What the shell's last reachability check found: DB nodes whose host answered.
     pub fn set_db_reach(&mut self, reached: Vec<String>) {
         self.db_reach = reached;
     }
@@ -183,11 +183,15 @@ impl Core {
         &self.db_reach
     }
 
-    /// The database addresses of the DB nodes this agent knows, for the reachability check.
-    pub fn db_addresses(&self) -> Vec<(String, String)> {
+    /// The DB nodes this agent knows, for the reachability check: `(name, database address,
+    /// gossip address)`.
+    pub fn db_addresses(&self) -> Vec<(String, String, String)> {
         self.peers
             .iter()
-            .filter_map(|(name, peer)| Some((name.clone(), peer.db.as_ref()?.advertise.clone())))
+            .filter_map(|(name, peer)| {
+                let database = peer.db.as_ref()?.advertise.clone();
+                Some((name.clone(), database, peer.addr.clone()))
+            })
             .collect()
     }
 

@@ -165,6 +165,13 @@ async fn serve_inbound(
     inbound: &mpsc::Sender<(SocketAddr, ChitchatMessage)>,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
+    // Other agents' reachability checks (`agent/reach.rs`) connect and close without a byte.
+    let mut first_byte = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first_byte)).await {
+        Err(_) => return Err("no TLS handshake within 5 s".into()),
+        Ok(Ok(0)) => return Ok(()),
+        Ok(_) => {}
+    }
     let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
         .await
         .map_err(|_| "no TLS handshake within 5 s".to_string())?

@@ -1251,7 +1251,7 @@ fn a_refused_relayed_switchover_is_answered_to_the_node_that_asked() {
 
 #[test]
 fn a_candidate_cut_off_from_a_silent_primary_that_others_still_reach_does_not_promote() {
-    // db1's agent is silent and db2 cannot reach db1's database, but the server srv still does:
+    // db1's agent is silent and db2 cannot reach db1's host, but the server srv still does:
     // db1's mysqld may still take writes from srv, and a fence from db2 would miss it.
     let primary = primary_peer("db1", 3, 1);
     let mut replica = db_node("db2", 2);
