@@ -431,30 +431,36 @@ fn a_dead_primary_agent_is_fenced_and_a_restarted_one_resumes_without_failover()
     assert!(insert(cluster.db("db1"), 7).is_err(), "never two writable primaries");
 }
 
-fn aborted_connects(db: &MariaDb) -> u64 {
-    scalar(
-        &db.admin_url(),
-        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'ABORTED_CONNECTS'",
-    )
-    .and_then(|value| value.parse().ok())
-    .expect("Aborted_connects is readable")
+/// `Aborted_connects` (closed before or during the handshake) and `Aborted_clients` (dropped
+/// without a goodbye): each is also a warning line in the server's error log.
+fn aborted(db: &MariaDb) -> (u64, u64) {
+    let status = |name: &str| -> u64 {
+        scalar(
+            &db.admin_url(),
+            &format!("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{name}'"),
+        )
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not readable"))
+    };
+    (status("ABORTED_CONNECTS"), status("ABORTED_CLIENTS"))
 }
 
 #[test]
-fn the_agents_reachability_checks_never_abort_a_connection_on_a_database() {
-    // Every agent checks every DB node twice a threshold. Were that a connection to mysqld closed
-    // before the MySQL handshake, each would be an aborted connect: a warning in the server's
-    // error log, and a strike against max_connect_errors, after which MariaDB blocks the checking
-    // host — Pandora's own connections from it included.
+fn the_agents_never_abort_a_connection_on_a_database() {
+    // Every agent checks every DB host twice a threshold, and DB agents probe their own database
+    // as often. A connection to mysqld closed before the MySQL handshake is an aborted connect:
+    // a warning in the error log and a strike against max_connect_errors, after which MariaDB
+    // blocks the host — Pandora's own connections from it included. One dropped without a
+    // goodbye is an aborted client, also a warning.
     let cluster = formed(2, true);
-    let before: Vec<u64> = cluster.dbs.iter().map(aborted_connects).collect();
+    let before: Vec<(u64, u64)> = cluster.dbs.iter().map(aborted).collect();
     // Not a wait for an event: six rounds of checks at threshold 1 s, each of which must not count.
     std::thread::sleep(Duration::from_secs(3));
-    let after: Vec<u64> = cluster.dbs.iter().map(aborted_connects).collect();
+    let after: Vec<(u64, u64)> = cluster.dbs.iter().map(aborted).collect();
     assert_eq!(
         before,
         after,
-        "the agents left aborted connects on the databases; db1's error log ends with:\n{}",
+        "the agents left aborted connections (connects, clients) on the databases; db1's error log ends with:\n{}",
         tail(&cluster.db("db1").error_log(), 5)
     );
     assert!(cluster.all_see_primary(&["db2", "srv"], "db1"), "{}", cluster.logs());
