@@ -38,7 +38,13 @@ const INBOUND_QUEUE: usize = 1024;
 const PEER_QUEUE: usize = 64;
 const MAX_PEER_LINKS: usize = 4096;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Short: a link back after a cut is the moment liveness and split-brain detection wait for.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Data unacknowledged this long breaks the link. Without it a link cut silently (packets
+/// dropped) keeps taking writes into the socket buffer while TCP's retransmissions back off,
+/// and after the cut heals the peer is heard again only at the next retransmission — many
+/// seconds later, minutes after a long cut.
+const UNACKNOWLEDGED_TIMEOUT: Duration = Duration::from_secs(3);
 /// Distinct (peer, reason) refusals remembered so each is reported once.
 const MAX_REMEMBERED_REFUSALS: usize = 1024;
 
@@ -310,6 +316,9 @@ async fn connect(
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|err| format!("connect: {err}"))?;
     let _ = stream.set_nodelay(true);
+    socket2::SockRef::from(&stream)
+        .set_tcp_user_timeout(Some(UNACKNOWLEDGED_TIMEOUT))
+        .map_err(|err| format!("TCP_USER_TIMEOUT: {err}"))?;
     let mut tls = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         connector.connect(ServerName::IpAddress(to.ip().into()), stream),
