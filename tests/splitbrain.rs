@@ -391,3 +391,44 @@ fn a_candidate_cut_off_from_a_primary_whose_agent_died_does_not_promote_while_ot
         counts(db2, 1) == [2; 3]
     });
 }
+
+#[test]
+fn an_isolated_primary_whose_agent_died_is_fenced_when_the_cut_heals_and_merged_when_it_returns() {
+    // The simulations' seed 9378: db1 is cut off from everyone, its agent dies, its mysqld keeps
+    // taking writes; db2 promotes (its fence cannot reach db1). Once the cut heals nothing on db1
+    // stops it taking writes beside db2: db2 sets it read-only as soon as it reaches db1's host.
+    let mut cluster = wait_formed(Cluster::start_in_lab(2, true));
+    seed_rows(&cluster, 1);
+    cluster
+        .lab()
+        .set_cuts(&[("db1", "db2"), ("db2", "db1"), ("db1", "srv"), ("srv", "db1")]);
+    cluster.wait("db2 to promote itself", Duration::from_secs(20), |c| {
+        claims_writable_primary(c, "srv", "db2")
+    });
+    cluster.agent_mut("db1").kill();
+    let db1 = cluster.db("db1");
+    write_module(db1, 2, 3);
+
+    cluster.lab().heal();
+    cluster.wait("db2 to fence db1", Duration::from_secs(20), |_| {
+        scalar(&db1.admin_url(), "SELECT @@read_only").as_deref() == Some("1")
+    });
+    assert!(
+        has_event(
+            cluster.agent("db2"),
+            EventKind::DbAction,
+            "without a word from its agent"
+        ),
+        "{}",
+        cluster.logs()
+    );
+
+    // db1's agent returns: its writes from the cut reach db2, none lost.
+    cluster.restart_agent("db1");
+    let db2 = cluster.db("db2");
+    cluster.wait("db1's writes from the cut on db2", Duration::from_secs(60), |_| {
+        counts(db2, 2) == [3; 3]
+    });
+    assert_eq!(counts(db2, 1), [1; 3]);
+    assert!(claims_writable_primary(&cluster, "srv", "db2"), "{}", cluster.logs());
+}

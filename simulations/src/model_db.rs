@@ -312,7 +312,7 @@ impl DbBackend for ModelDb {
         self.change(|server| server.replicating = false)
     }
 
-    async fn fence(&mut self, host: &str, _port: u16) -> Result<(), DbError> {
+    async fn fence(&mut self, host: &str, _port: u16, _connect_timeout: std::time::Duration) -> Result<(), DbError> {
         if !self.cluster.network.connected(&self.host, host) {
             return Err(DbError::Connect {
                 target: format!("{host}:3306"),

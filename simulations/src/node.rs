@@ -216,7 +216,7 @@ impl SimAgent {
                     DbAction::SetReadOnly | DbAction::StepDown => db.set_read_only().await,
                     DbAction::Promote { .. } | DbAction::Resume => db.promote().await,
                     DbAction::StopReplication => db.stop_replication().await,
-                    DbAction::Fence { node, .. } => db.fence(node, 3306).await,
+                    DbAction::Fence { node, .. } => db.fence(node, 3306, std::time::Duration::from_secs(2)).await,
                     DbAction::Merge(plan) => db.merge_into(&plan.winner),
                     DbAction::Resync { node, .. } => db.resync_from(node),
                     DbAction::ReplicateFrom { node, .. } => {

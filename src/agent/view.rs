@@ -105,7 +105,7 @@ pub fn describe(action: &DbAction) -> String {
         },
         DbAction::ReplicateFrom { node, addr } => format!("replicate from {node} ({addr})"),
         DbAction::StopReplication => "stop replication".into(),
-        DbAction::Fence { node, addr } => format!("fence {node} (set {addr} read-only)"),
+        DbAction::Fence { node, addr, .. } => format!("fence {node} (set {addr} read-only)"),
     }
 }
 

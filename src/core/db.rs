@@ -3,6 +3,7 @@
 //! stay, promote, go read-only, replicate from the primary, or stop and wait for a resync.
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 
 use gossip_ha_proto::db::{DbAnnouncement, DbRole};
 
@@ -99,6 +100,9 @@ pub enum DbAction {
     Fence {
         node: String,
         addr: String,
+        /// Whether this agent's last reachability check reached the node's host: if not, the
+        /// fence is a long shot and may not hold the promotion up for long.
+        host_reached: bool,
     },
     StopReplication,
     /// Save this diverged node's transactions since the fork for the operator, then copy the
@@ -295,6 +299,15 @@ pub struct DbCore {
     rival_since: Option<MonoMs>,
     repair: Option<Repair>,
     handover: Option<Handover>,
+    /// Silent-agent DB nodes whose host this primary reaches: since when, and whether it fenced
+    /// them in this stretch (fenced again only after they were out of reach, or spoke, between).
+    silent_in_reach: BTreeMap<String, SilentInReach>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SilentInReach {
+    since: MonoMs,
+    fenced: bool,
 }
 
 /// What `DbCore::step` needs from the rest of the core.
@@ -333,6 +346,7 @@ impl DbCore {
             rival_since: None,
             repair: None,
             handover: None,
+            silent_in_reach: BTreeMap::new(),
         }
     }
 
@@ -554,6 +568,9 @@ impl DbCore {
                 return out;
             }
             self.check_rivals(view, probe, &mut out);
+            if self.role == LocalRole::Primary {
+                self.fence_silent_writers(view, &mut out);
+            }
             return out;
         }
         self.rival_since = None;
@@ -572,6 +589,44 @@ impl DbCore {
             None => self.consider_promotion(view, started_at, local, probe, &mut out),
         }
         out
+    }
+
+    /// A node whose agent is silent was last seen writable, and this primary has reached its host
+    /// for 2 × threshold without hearing its agent: a partition that healed after the node's
+    /// agent died leaves its mysqld taking writes beside this one, and no agent of its own will
+    /// stop it. (An agent that is alive speaks again within that time after a heal, and the
+    /// split-brain rule decides, by writes since the fork.)
+    fn fence_silent_writers(&mut self, view: &DbView<'_>, out: &mut Vec<DbDecision>) {
+        let reached = |name: &str| view.reaches.iter().any(|reached| reached == name);
+        self.silent_in_reach
+            .retain(|name, _| reached(name) && view.peers.iter().any(|peer| peer.name == name && !peer.alive));
+        let grace_ms = 2 * view.threshold_ms;
+        for peer in view.peers.iter().filter(|peer| !peer.alive && reached(peer.name)) {
+            let Some(db) = peer.db.filter(|db| db.claims_primary || db.read_only == Some(false)) else {
+                continue;
+            };
+            let stretch = self
+                .silent_in_reach
+                .entry(peer.name.to_string())
+                .or_insert(SilentInReach {
+                    since: view.now,
+                    fenced: false,
+                });
+            if !stretch.fenced && view.now.since(stretch.since) >= grace_ms {
+                stretch.fenced = true;
+                let (node, addr) = (peer.name.to_string(), db.advertise.clone());
+                let reason = format!(
+                    "{node}'s agent is silent, it was last seen writable, and its host has been reachable for {} without a word from its agent: set {addr} read-only so it cannot take writes beside this primary (its own writes are merged when its agent returns)",
+                    seconds(grace_ms)
+                );
+                let action = DbAction::Fence {
+                    node,
+                    addr,
+                    host_reached: true,
+                };
+                self.act(action, reason, out);
+            }
+        }
     }
 
     /// A primary that sees another primary claim: the split-brain rule of `elect_db_primary`
@@ -653,6 +708,22 @@ impl DbCore {
             ),
             (None, None) => return,
         };
+        let handing_over_to_it = self
+            .handover
+            .as_ref()
+            .is_some_and(|handover| better_name.as_deref() == Some(handover.to.as_str()));
+        if !handing_over_to_it
+            && view
+                .last_peer_return
+                .is_some_and(|at| view.now.since(at) < view.threshold_ms)
+        {
+            // Right after a peer returns its gossip may still be what it said before: a restarted
+            // old primary announces the claim it resumed, then finds the fence's read-only.
+            return self.note(
+                "a peer just came back: waiting one threshold for its current state before stepping down for a rival claim".into(),
+                out,
+            );
+        }
         let reason = match self.handover.take() {
             Some(handover) if better_name.as_deref() == Some(handover.to.as_str()) => {
                 format!(
@@ -952,10 +1023,17 @@ impl DbCore {
             }
         }
         if let Some((node, addr)) = fence {
+            // Fenced again as primary only once it was out of this node's reach in between.
+            let fenced = SilentInReach {
+                since: view.now,
+                fenced: true,
+            };
+            self.silent_in_reach.insert(node.clone(), fenced);
             self.act(
                 DbAction::Fence {
                     node: node.clone(),
                     addr: addr.clone(),
+                    host_reached: view.reaches.contains(&node),
                 },
                 format!(
                     "{node}'s agent is not heard from (down or cut off) but its database may still be writable: set {addr} read-only before promoting (harmless if unreachable)"

@@ -8,6 +8,7 @@ pub mod repair;
 pub mod worker;
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use dialect::{Dialect, ReplicationSource};
 
@@ -48,6 +49,12 @@ pub trait DbBackend: Send + 'static {
     fn replicate_from(&mut self, source: &ReplicationSource) -> impl Future<Output = Result<(), DbError>> + Send;
     fn stop_replication(&mut self) -> impl Future<Output = Result<(), DbError>> + Send;
     /// Sets the database at `host:port` (another node's) read-only, with this node's admin
-    /// credentials: the fence before a promotion when that node's agent is down.
-    fn fence(&mut self, host: &str, port: u16) -> impl Future<Output = Result<(), DbError>> + Send;
+    /// credentials: the fence before a promotion when that node's agent is down. Connecting is
+    /// bounded by `connect_timeout`, the statements by the backend's own query timeout.
+    fn fence(
+        &mut self,
+        host: &str,
+        port: u16,
+        connect_timeout: Duration,
+    ) -> impl Future<Output = Result<(), DbError>> + Send;
 }

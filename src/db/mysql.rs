@@ -203,35 +203,50 @@ impl DbBackend for MySqlBackend {
         self.execute(dialect.stop_replication()).await
     }
 
-    async fn fence(&mut self, host: &str, port: u16) -> Result<(), DbError> {
+    async fn fence(&mut self, host: &str, port: u16, connect_timeout: Duration) -> Result<(), DbError> {
         let dialect = self.dialect().await?;
         let target = format!("{host}:{port}");
         let opts = OptsBuilder::from_opts(self.opts.clone())
             .ip_or_hostname(host)
             .tcp_port(port)
             .socket(None::<String>);
-        let work = async {
-            let mut conn = Conn::new(opts).await.map_err(|err| err.to_string())?;
-            for statement in dialect.set_read_only() {
-                conn.query_drop(statement.sql.as_str())
-                    .await
-                    .map_err(|err| err.to_string())?;
+        let mut conn = match tokio::time::timeout(connect_timeout, Conn::new(opts)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(err)) => {
+                return Err(DbError::Connect {
+                    target,
+                    message: err.to_string(),
+                })
             }
-            let _ = conn.disconnect().await;
-            Ok::<(), String>(())
+            Err(_) => {
+                return Err(DbError::Timeout {
+                    target,
+                    what: "fence (connect)".into(),
+                    timeout_ms: connect_timeout.as_millis() as u64,
+                })
+            }
         };
-        match tokio::time::timeout(self.connect_timeout + self.query_timeout, work).await {
+        let work = async {
+            for statement in dialect.set_read_only() {
+                conn.query_drop(statement.sql.as_str()).await?;
+            }
+            Ok::<(), mysql_async::Error>(())
+        };
+        let outcome = match tokio::time::timeout(self.query_timeout, work).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(message)) => Err(DbError::Query {
+            Ok(Err(err)) => Err(DbError::Query {
                 target,
                 what: "fence (set read-only)".into(),
-                message,
+                message: err.to_string(),
             }),
             Err(_) => Err(DbError::Timeout {
                 target,
                 what: "fence (set read-only)".into(),
-                timeout_ms: (self.connect_timeout + self.query_timeout).as_millis() as u64,
+                timeout_ms: self.query_timeout.as_millis() as u64,
             }),
-        }
+        };
+        // A polite goodbye (no aborted client in the server's log), bounded like any call.
+        let _ = tokio::time::timeout(self.query_timeout, conn.disconnect()).await;
+        outcome
     }
 }

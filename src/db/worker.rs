@@ -14,6 +14,11 @@ use crate::core::db::DbAction;
 
 /// Actions queued at most; the core decides one at a time, so more means something is wrong.
 const ACTION_QUEUE: usize = 4;
+/// A fence holds up the promotion behind it. To a host this agent reaches it gets a SYN
+/// retransmission's worth (Linux's first is at 1 s); to one it did not reach at its last check
+/// it is a long shot, tried briefly: unreachable is fine, clients cannot reach it either.
+const FENCE_CONNECT_REACHED: Duration = Duration::from_secs(2);
+const FENCE_CONNECT_UNREACHED: Duration = Duration::from_millis(500);
 const OUTCOME_QUEUE: usize = 16;
 /// Progress lines of a merge or resync not yet read by the driver; more are dropped.
 const PROGRESS_QUEUE: usize = 64;
@@ -186,13 +191,18 @@ async fn execute<B: DbBackend>(
         // Resuming after an abandoned switchover is the promotion's statements again.
         DbAction::Promote { .. } | DbAction::Resume => backend.promote().await,
         DbAction::StopReplication => backend.stop_replication().await,
-        DbAction::Fence { addr, .. } => {
+        DbAction::Fence { addr, host_reached, .. } => {
             let (host, port) = split_host_port(addr).ok_or_else(|| DbError::Unreadable {
                 target: addr.clone(),
                 what: "address to fence".into(),
                 message: "expected host:port".into(),
             })?;
-            backend.fence(&host, port).await
+            let connect_timeout = if *host_reached {
+                FENCE_CONNECT_REACHED
+            } else {
+                FENCE_CONNECT_UNREACHED
+            };
+            backend.fence(&host, port, connect_timeout).await
         }
         DbAction::ReplicateFrom { addr, .. } => {
             let (host, port) = split_host_port(addr).ok_or_else(|| DbError::Unreadable {

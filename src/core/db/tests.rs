@@ -331,7 +331,8 @@ fn promotion_after_the_primary_dies_needs_a_witness_when_there_are_others() {
         [
             DbAction::Fence {
                 node: "db1".into(),
-                addr: "127.0.0.1:3303".into()
+                addr: "127.0.0.1:3303".into(),
+                host_reached: false
             },
             promote(2)
         ]
@@ -387,7 +388,8 @@ fn two_nodes_alone_keep_the_two_node_behaviour() {
         [
             DbAction::Fence {
                 node: "db1".into(),
-                addr: "127.0.0.1:3303".into()
+                addr: "127.0.0.1:3303".into(),
+                host_reached: false
             },
             promote(2)
         ]
@@ -431,7 +433,8 @@ fn a_stale_replica_is_not_promoted_while_an_up_to_date_one_exists() {
         [
             DbAction::Fence {
                 node: "db1".into(),
-                addr: "127.0.0.1:3303".into()
+                addr: "127.0.0.1:3303".into(),
+                host_reached: false
             },
             promote(2)
         ]
@@ -484,7 +487,8 @@ fn the_best_candidate_waits_bounded_for_its_relay_log() {
         [
             DbAction::Fence {
                 node: "db1".into(),
-                addr: "127.0.0.1:3303".into()
+                addr: "127.0.0.1:3303".into(),
+                host_reached: false
             },
             promote(2)
         ]
@@ -1289,4 +1293,110 @@ fn a_candidate_cut_off_from_a_silent_primary_that_others_still_reach_does_not_pr
         ),
         "{decided:?}"
     );
+}
+
+fn fenced(decided: &[DbDecision]) -> Vec<String> {
+    actions(decided)
+        .into_iter()
+        .filter_map(|action| match action {
+            DbAction::Fence { node, .. } => Some(node),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_primary_fences_a_silent_old_primary_each_time_its_host_comes_back_in_reach() {
+    // db1 is cut off from everyone, then its agent dies with its mysqld still writable: db2's
+    // fence at promotion misses. When the cut heals nobody else can stop db1 taking writes.
+    let old = primary_peer("db1", 3, 1);
+    let mut db2 = db_node("db2", 2);
+    let replica = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    run(
+        &mut db2,
+        0,
+        3_000,
+        &[old.clone(), witness("srv", Some("db1"))],
+        &[],
+        &replica,
+    );
+    let decided = run(
+        &mut db2,
+        3_100,
+        12_000,
+        &[witness("srv", None)],
+        std::slice::from_ref(&old),
+        &replica,
+    );
+    assert!(
+        matches!(
+            actions(&decided).as_slice(),
+            [DbAction::Fence { .. }, DbAction::Promote { .. }]
+        ),
+        "{decided:?}"
+    );
+    let (primary, srv) = (probe(false, "0-1-10", None), witness("srv", Some("db2")));
+    let silent = std::slice::from_ref(&old);
+    let decided = run(&mut db2, 12_100, 14_000, std::slice::from_ref(&srv), silent, &primary);
+    assert!(actions(&decided).is_empty(), "out of reach: {decided:?}");
+
+    // Reached, but an agent that is alive speaks again within 2 × threshold of a heal: wait.
+    db2.set_db_reach(vec!["db1".into()]);
+    let decided = run(&mut db2, 14_100, 16_000, std::slice::from_ref(&srv), silent, &primary);
+    assert!(
+        actions(&decided).is_empty(),
+        "fenced before its agent could speak: {decided:?}"
+    );
+    let decided = run(&mut db2, 16_100, 17_000, std::slice::from_ref(&srv), silent, &primary);
+    assert_eq!(fenced(&decided), ["db1"], "{decided:?}");
+    let decided = run(&mut db2, 17_100, 20_000, std::slice::from_ref(&srv), silent, &primary);
+    assert!(actions(&decided).is_empty(), "fenced once per return: {decided:?}");
+
+    db2.set_db_reach(Vec::new());
+    run(&mut db2, 20_100, 20_100, std::slice::from_ref(&srv), silent, &primary);
+    db2.set_db_reach(vec!["db1".into()]);
+    let decided = run(&mut db2, 20_200, 23_000, std::slice::from_ref(&srv), silent, &primary);
+    assert_eq!(fenced(&decided), ["db1"], "back in reach again: {decided:?}");
+
+    // A replica last seen read-only needs no fence.
+    let mut db2 = resumed_primary("db2", 2);
+    let quiet_replica = replica_peer("db3", 1, "0-1-10");
+    run(&mut db2, 0, 0, std::slice::from_ref(&quiet_replica), &[], &primary);
+    db2.set_db_reach(vec!["db3".into()]);
+    let decided = run(
+        &mut db2,
+        100,
+        5_000,
+        &[],
+        std::slice::from_ref(&quiet_replica),
+        &primary,
+    );
+    assert!(fenced(&decided).is_empty(), "{decided:?}");
+}
+
+#[test]
+fn a_rival_claim_right_after_a_peer_returns_waits_one_threshold_before_a_step_down() {
+    // db1 (epoch 1) resumed its claim on restart and db2 fenced it a moment later: the claim in
+    // gossip may already be withdrawn. A primary waits one threshold before stepping down for it.
+    let rival = split_primary("db1", 3, 1, "0-1-100", "0-1-100");
+    let mut db2 = Core::new("db2", "127.0.0.1:7000", 2, announcement(&[Role::Db]))
+        .with_db(DbCore::new(policy(2), 2).with_promotion_record(Some("0-1-100".into()), Some(1)));
+    let writable = probe(false, "0-1-100", None);
+    let srv = witness("srv", Some("db2"));
+    run(&mut db2, 0, 500, std::slice::from_ref(&srv), &[], &writable);
+    let mut restarted_srv = observe(&srv, 1_000);
+    restarted_srv.generation = 2;
+    let decisions = db2.step(MonoMs(600), vec![restarted_srv, observe(&rival, 600)], Some(&writable));
+    let decided: Vec<DbDecision> = decisions
+        .into_iter()
+        .filter_map(|decision| match decision {
+            Decision::Db(db) => Some(db),
+            _ => None,
+        })
+        .collect();
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    assert!(notes(&decided).contains("a peer just came back"), "{decided:?}");
+    let restarted: Vec<Peer> = vec![srv, rival];
+    let decided = run(&mut db2, 700, 3_000, &restarted, &[], &writable);
+    assert_eq!(actions(&decided), [DbAction::StepDown], "{decided:?}");
 }
