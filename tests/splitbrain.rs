@@ -184,9 +184,7 @@ fn a_primary_cut_off_from_everyone_keeps_its_local_writes_through_the_merge() {
     seed_rows(&cluster, 10);
 
     // db1 loses both links; the witness agrees it is gone and db2 takes over.
-    cluster
-        .lab()
-        .set_cuts(&[("db1", "db2"), ("db2", "db1"), ("db1", "srv"), ("srv", "db1")]);
+    cluster.lab().isolate("db1");
     cluster.wait("db2 to take over", Duration::from_secs(20), |c| {
         claims_writable_primary(c, "srv", "db2")
     });
@@ -399,9 +397,7 @@ fn an_isolated_primary_whose_agent_died_is_fenced_when_the_cut_heals_and_merged_
     // stops it taking writes beside db2: db2 sets it read-only as soon as it reaches db1's host.
     let mut cluster = wait_formed(Cluster::start_in_lab(2, true));
     seed_rows(&cluster, 1);
-    cluster
-        .lab()
-        .set_cuts(&[("db1", "db2"), ("db2", "db1"), ("db1", "srv"), ("srv", "db1")]);
+    cluster.lab().isolate("db1");
     cluster.wait("db2 to promote itself", Duration::from_secs(20), |c| {
         claims_writable_primary(c, "srv", "db2")
     });

@@ -170,6 +170,21 @@ impl Lab {
         self.set_cuts(&[(a, b), (b, a)]);
     }
 
+    /// Cuts `host` from every other host, both ways.
+    pub fn isolate(&self, host: &str) {
+        let others: Vec<&str> = self
+            .hosts
+            .iter()
+            .map(String::as_str)
+            .filter(|other| *other != host)
+            .collect();
+        let cuts: Vec<(&str, &str)> = others
+            .iter()
+            .flat_map(|other| [(host, *other), (*other, host)])
+            .collect();
+        self.set_cuts(&cuts);
+    }
+
     pub fn heal(&self) {
         self.write_rules(&[]);
     }
