@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::mariadb::{scalar, sql, MariaDb};
 use gossip_ha::config::MergeTable;
-use gossip_ha::core::db::MergePlan;
+use gossip_ha::core::db::{MergePlan, SaveFirst};
 use gossip_ha::db::repair::{self, PhysicalSetup, Progress, RepairContext};
 use gossip_ha::tls::identity::{TlsFiles, TlsIdentity};
 
@@ -193,6 +193,7 @@ fn main() {
             "winner",
             &winner.advertise(),
             None,
+            SaveFirst::Nothing,
             &mut Progress::new(sender.clone()),
             &stop,
         ))
@@ -236,6 +237,7 @@ fn main() {
             "winner",
             &winner.advertise(),
             Some(&transfer_addr),
+            SaveFirst::Nothing,
             &mut Progress::new(sender.clone()),
             &stop,
         ))

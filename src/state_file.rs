@@ -1,5 +1,6 @@
-//! What the agent must remember across restarts: the DB epoch it last promoted with. Written
-//! before the database is made writable, so a restarted primary never claims an older epoch.
+//! What the agent must remember across restarts: the DB epoch it last promoted with (written
+//! before the database is made writable, so a restarted primary never claims an older epoch),
+//! and the cluster it was part of (its nodes, the last DB primary).
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,13 @@ pub struct PersistentState {
     pub promoted_from_gtid: Option<String>,
     #[serde(default)]
     pub promoted_unix_ms: Option<u64>,
+    /// Every node this agent has known: after a restart it is still part of a cluster that
+    /// large (the isolation rule), not a fresh one.
+    #[serde(default)]
+    pub known_nodes: Vec<String>,
+    /// The DB primary this agent last saw elected.
+    #[serde(default)]
+    pub last_db_primary: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -43,6 +43,15 @@ pub struct DbAnnouncement {
     pub source: Option<String>,
     /// Executed GTIDs: MariaDB `gtid_current_pos` or MySQL `gtid_executed`.
     pub gtid: String,
+    /// MariaDB only: the newest GTID this node holds from each server id of each domain
+    /// (`gtid_binlog_state` and `gtid_slave_pos`), so histories can be related without
+    /// comparing sequence numbers of different servers. Empty from older agents.
+    #[serde(default)]
+    pub gtid_history: String,
+    /// The user databases the server holds (system schemas left out), largest first, at most
+    /// `MAX_ANNOUNCED_DATABASES`.
+    #[serde(default)]
+    pub databases: Vec<DatabaseContent>,
     pub epoch: u64,
     pub priority: u8,
     pub maintenance: bool,
@@ -74,6 +83,61 @@ pub struct DbAnnouncement {
     pub transfer: Option<String>,
 }
 
+/// User databases announced at most; the smallest are left out.
+pub const MAX_ANNOUNCED_DATABASES: usize = 16;
+
+/// A user database and roughly what it holds (InnoDB's row estimates).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseContent {
+    pub name: String,
+    pub tables: u64,
+    pub approx_rows: u64,
+}
+
+/// "pandora (227 tables, ~1,204 rows), scratch (1 table, ~300 rows)", or "no user database".
+pub fn describe_databases(databases: &[DatabaseContent]) -> String {
+    if databases.is_empty() {
+        return "no user database".into();
+    }
+    databases
+        .iter()
+        .map(|db| {
+            let plural = if db.tables == 1 { "" } else { "s" };
+            format!("{} ({} table{plural}, ~{} rows)", db.name, db.tables, db.approx_rows)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a node is being repaired, which decides what is saved before its data is replaced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepairKind {
+    /// It lost a split-brain (or holds transactions the primary lacks after a common point):
+    /// its transactions since the fork are saved and its rows merged, then it is rebuilt.
+    #[default]
+    SplitBrain,
+    /// It cannot follow the primary but holds nothing the primary lacks (empty, setup only,
+    /// or the primary purged the binary logs it needs): cloned, its own log saved first.
+    Clone,
+    /// Its history is unrelated to the primary's and it holds user databases the primary
+    /// lacks: never wiped by itself; `gossip-ha resync` saves a full dump, then rebuilds.
+    Unrelated,
+    /// An operator asked for a rebuild of a healthy replica.
+    Operator,
+}
+
+impl RepairKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepairKind::SplitBrain => "split_brain",
+            RepairKind::Clone => "clone",
+            RepairKind::Unrelated => "unrelated",
+            RepairKind::Operator => "operator",
+        }
+    }
+}
+
 /// Where a diverged node's repair stands: merge its window's rows into the winner, then
 /// rebuild it from the winner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +151,8 @@ pub struct RepairStatus {
     pub stage: RepairStage,
     /// The newest progress or failure, as the worker reported it.
     pub progress: Option<String>,
+    #[serde(default)]
+    pub kind: RepairKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

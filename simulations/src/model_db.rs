@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use gossip_ha::core::db::{DbProbe, ReplicaProbe, ER_SOURCE_FATAL_READING_BINLOG};
 use gossip_ha::db::{DbBackend, DbError, ReplicationSource};
+use gossip_ha_proto::db::DatabaseContent;
 
 use crate::network::SimNetwork;
 
@@ -39,6 +40,32 @@ pub struct ModelServer {
 impl ModelServer {
     fn last(&self) -> Option<Gtid> {
         self.binlog.last().copied()
+    }
+
+    /// The newest GTID of each server id in its log, as `gtid_binlog_state` shows it.
+    fn waypoints(&self) -> String {
+        let mut newest: BTreeMap<u32, u64> = BTreeMap::new();
+        for gtid in &self.binlog {
+            let seq = newest.entry(gtid.server).or_insert(gtid.seq);
+            *seq = (*seq).max(gtid.seq);
+        }
+        newest
+            .iter()
+            .map(|(server, seq)| format!("0-{server}-{seq}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The model holds one user database, the Pandora one, once anything was written.
+    fn databases(&self) -> Vec<DatabaseContent> {
+        if self.binlog.is_empty() {
+            return Vec::new();
+        }
+        vec![DatabaseContent {
+            name: "pandora".into(),
+            tables: 3,
+            approx_rows: self.binlog.len() as u64,
+        }]
     }
 }
 
@@ -281,6 +308,8 @@ impl DbBackend for ModelDb {
             binlog_enabled: true,
             version: "10.11-model-MariaDB".into(),
             gtid: server.last().map(|gtid| gtid.to_string()).unwrap_or_default(),
+            gtid_history: server.waypoints(),
+            databases: server.databases(),
             replica,
         })
     }

@@ -67,6 +67,8 @@ impl AgentError {
 struct DbRuntime {
     worker: DbWorker,
     state: StateFile,
+    /// What the state file holds (or should: a failed write is retried on the next change).
+    persisted: PersistentState,
     /// Actions handed to the worker and not yet reported done (a fence and a promotion may be
     /// queued together).
     in_flight: usize,
@@ -262,6 +264,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 )
                 .with_promotion_record(persisted.promoted_from_gtid.clone(), persisted.promoted_unix_ms),
             );
+            core.remember_cluster(persisted.known_nodes.clone(), persisted.last_db_primary.clone());
             let setup = WorkerSetup {
                 check_interval: Duration::from_millis(db_settings.check_interval_ms),
                 credentials: ReplicationCredentials {
@@ -274,6 +277,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             Some(DbRuntime {
                 worker,
                 state,
+                persisted,
                 in_flight: 0,
                 transfer: transfer_task,
             })
@@ -464,10 +468,37 @@ impl Driver {
         if let (Some(rewriter), Some(settled)) = (&self.rewriter, self.settler.observe(now, facts)) {
             rewriter.settle(settled);
         }
+        self.remember_cluster();
         self.answer_pending();
         self.publish_view(gossip).await;
         let report = self.report(now, view);
         self.status.send_replace(Arc::new(report));
+    }
+
+    /// Keeps the state file's memory of the cluster current (written only when it changes).
+    fn remember_cluster(&mut self) {
+        let (known_nodes, last_db_primary) = self.core.cluster_memory();
+        let Some(db) = self.db.as_mut() else { return };
+        if db.persisted.known_nodes == known_nodes && db.persisted.last_db_primary == last_db_primary {
+            return;
+        }
+        let state = PersistentState {
+            known_nodes,
+            last_db_primary,
+            ..db.persisted.clone()
+        };
+        let saved = db.state.save(state.clone());
+        // Kept in memory either way: a failure is said once and tried again when the cluster
+        // changes, not on every tick.
+        db.persisted = state;
+        if let Err(err) = saved {
+            let me = Some(self.settings.node_name.clone());
+            self.record(
+                EventKind::DbActionFailed,
+                me,
+                format!("cannot remember the cluster: {err}"),
+            );
+        }
     }
 
     fn local_db(&self) -> Option<LocalDb> {
@@ -560,11 +591,13 @@ impl Driver {
                 epoch: *epoch,
                 promoted_from_gtid: Some(from_gtid.clone()),
                 promoted_unix_ms: Some(promoted_unix_ms),
+                ..db.persisted.clone()
             };
-            if let Err(err) = db.state.save(state) {
+            if let Err(err) = db.state.save(state.clone()) {
                 self.record(EventKind::DbActionFailed, me, format!("not promoting: {err}"));
                 return;
             }
+            db.persisted = state;
             if let Some(core) = self.core.db_mut() {
                 core.promoted_at(promoted_unix_ms);
             }

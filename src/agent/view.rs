@@ -5,7 +5,7 @@ use gossip_ha_proto::api::{NodeLiveness, NodeStatus, StatusReport};
 use gossip_ha_proto::gossip::{KEY_ANSWERS, KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH, KEY_DOWN};
 
 use crate::config::Settings;
-use crate::core::db::DbAction;
+use crate::core::db::{DbAction, SaveFirst};
 use crate::core::{Core, NodeView};
 use crate::db::worker::split_host_port;
 use crate::rewrite::Facts;
@@ -99,10 +99,21 @@ pub fn describe(action: &DbAction) -> String {
         DbAction::Promote { epoch, .. } => format!("promote (epoch {epoch})"),
         DbAction::Merge(plan) => format!("merge into {}", plan.winner),
         DbAction::Resume => "make writable again".into(),
-        DbAction::Resync { node, addr, transfer } => match transfer {
-            Some(transfer) => format!("resync from {node} ({addr}, physical copy from {transfer})"),
-            None => format!("resync from {node} ({addr})"),
-        },
+        DbAction::Resync {
+            node,
+            addr,
+            transfer,
+            save_first,
+        } => {
+            let saving = match save_first {
+                SaveFirst::Nothing => "",
+                SaveFirst::BinlogAndDump => "save this node's binary log and user databases, then ",
+            };
+            match transfer {
+                Some(transfer) => format!("{saving}resync from {node} ({addr}, physical copy from {transfer})"),
+                None => format!("{saving}resync from {node} ({addr})"),
+            }
+        }
         DbAction::ReplicateFrom { node, addr } => format!("replicate from {node} ({addr})"),
         DbAction::StopReplication => "stop replication".into(),
         DbAction::Fence { node, addr, .. } => format!("fence {node} (set {addr} read-only)"),

@@ -5,9 +5,9 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
-use gossip_ha_proto::db::{DbAnnouncement, DbRole};
+use gossip_ha_proto::db::{describe_databases, DatabaseContent, DbAnnouncement, DbRole, RepairKind};
 
-use super::gtid::GtidState;
+use super::gtid::{GtidSet, Relation};
 use super::{seconds, MonoMs};
 
 /// MariaDB/MySQL error a replica's IO thread reports when its executed GTIDs are not in the
@@ -66,7 +66,32 @@ pub struct DbProbe {
     pub binlog_enabled: bool,
     pub version: String,
     pub gtid: String,
+    /// MariaDB: `gtid_binlog_state` and `gtid_slave_pos`, the waypoints of its history.
+    pub gtid_history: String,
+    /// User databases, largest first.
+    pub databases: Vec<DatabaseContent>,
     pub replica: Option<ReplicaProbe>,
+}
+
+impl DbProbe {
+    /// This server's history: its position and waypoints.
+    pub fn history(&self) -> Result<GtidSet, String> {
+        GtidSet::of_node(&self.gtid, &self.gtid_history).map_err(|err| err.to_string())
+    }
+}
+
+/// A peer's history as it announced it (a primary's with the point it promoted at); an
+/// unreadable one counts as unknown.
+pub fn announced_history(db: &DbAnnouncement) -> Option<GtidSet> {
+    let fork = db
+        .promoted_from_gtid
+        .as_deref()
+        .filter(|fork| db.claims_primary && !fork.is_empty());
+    let waypoints = match fork {
+        Some(fork) => format!("{},{fork}", db.gtid_history),
+        None => db.gtid_history.clone(),
+    };
+    GtidSet::of_node(&db.gtid, waypoints.trim_start_matches(',')).ok()
 }
 
 /// The local database as the shell last saw it.
@@ -116,7 +141,19 @@ pub enum DbAction {
         node: String,
         addr: String,
         transfer: Option<String>,
+        save_first: SaveFirst,
     },
+}
+
+/// What a rebuild saves of this node under `state_dir` before it replaces its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveFirst {
+    /// Nothing here is lacking on the source (a merge saved the divergent part already, or the
+    /// node is behind the source).
+    Nothing,
+    /// Its whole binary log (a setup-only history: users and grants of its own), and a dump of
+    /// any user database it holds.
+    BinlogAndDump,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,10 +221,26 @@ pub struct Claim<'a> {
     pub priority: u8,
     /// Executed GTIDs as last announced.
     pub gtid: &'a str,
+    /// Its history's waypoints (MariaDB), as last announced.
+    pub history: &'a str,
+    /// It holds at least one user database.
+    pub holds_data: bool,
     /// Executed GTIDs when this claim's node promoted.
     pub fork_gtid: Option<&'a str>,
     /// The node this primary is handing over to (a planned switchover, read-only already).
     pub yields_to: Option<&'a str>,
+}
+
+impl Claim<'_> {
+    /// The claimant's history: its position, its waypoints, and where it promoted (it had
+    /// executed that much then, whatever its binary log shows now).
+    pub fn history_set(&self) -> Option<GtidSet> {
+        let waypoints = match self.fork_gtid {
+            Some(fork) if !fork.is_empty() => format!("{},{fork}", self.history),
+            _ => self.history.to_string(),
+        };
+        GtidSet::of_node(self.gtid, waypoints.trim_start_matches(',')).ok()
+    }
 }
 
 /// One primary claim, or the winner of a split-brain (DESIGN §2): when several nodes claim
@@ -213,6 +266,14 @@ pub fn elect_db_primary<'a>(claims: impl IntoIterator<Item = Claim<'a>>) -> Opti
     if claims.len() == 1 {
         return Some(newest);
     }
+    if unrelated_claims(&claims) {
+        // No common point: not a split-brain, and no write count means anything. A server
+        // holding no user database never wins over one that does; then the first of ha_hosts.
+        return claims
+            .iter()
+            .copied()
+            .max_by_key(|claim| (claim.holds_data, claim.priority, Reverse(claim.name)));
+    }
     match writes_since_fork(&claims) {
         Some(counted) => counted
             .into_iter()
@@ -222,13 +283,23 @@ pub fn elect_db_primary<'a>(claims: impl IntoIterator<Item = Claim<'a>>) -> Opti
     }
 }
 
+/// Two of the claims have histories with no transaction in common (different servers wrote
+/// everything each holds): two primaries of two clusters, never a split-brain of one.
+pub fn unrelated_claims(claims: &[Claim<'_>]) -> bool {
+    let histories: Vec<GtidSet> = claims.iter().filter_map(Claim::history_set).collect();
+    histories
+        .iter()
+        .enumerate()
+        .any(|(i, a)| histories[i + 1..].iter().any(|b| a.relation(b) == Relation::Unrelated))
+}
+
 /// Each claim with the transactions it executed since the newest claim's promotion; `None`
 /// when the fork or a position cannot be read.
 pub fn writes_since_fork<'a>(claims: &[Claim<'a>]) -> Option<Vec<(Claim<'a>, u64)>> {
     let newest = claims
         .iter()
         .max_by_key(|claim| (claim.epoch, claim.priority, Reverse(claim.name)))?;
-    let fork = GtidState::parse(newest.fork_gtid?).ok()?;
+    let fork = GtidSet::parse(newest.fork_gtid?).ok()?;
     claims
         .iter()
         .map(|claim| {
@@ -236,7 +307,7 @@ pub fn writes_since_fork<'a>(claims: &[Claim<'a>]) -> Option<Vec<(Claim<'a>, u64
             if claim.gtid.is_empty() && !fork.is_empty() {
                 return None;
             }
-            let writes = GtidState::parse(claim.gtid).ok()?.transactions_beyond(&fork)?;
+            let writes = GtidSet::parse(claim.gtid).ok()?.transactions_beyond(&fork)?;
             Some((*claim, writes))
         })
         .collect()
@@ -245,6 +316,23 @@ pub fn writes_since_fork<'a>(claims: &[Claim<'a>]) -> Option<Vec<(Claim<'a>, u64
 /// "db2 took 36 writes since the fork at GTID 0-1-65, db1 took 16 (the most writes stays
 /// primary; ties go to priority, then name)", for reasons.
 pub fn split_tally(claims: &[Claim<'_>]) -> String {
+    if unrelated_claims(claims) {
+        let parts: Vec<String> = claims
+            .iter()
+            .map(|claim| {
+                let holds = if claim.holds_data {
+                    "holds user databases"
+                } else {
+                    "holds no user database"
+                };
+                format!("{} at GTID {} {holds}", claim.name, display_gtid(claim.gtid))
+            })
+            .collect();
+        return format!(
+            "their histories are unrelated, no split-brain: {} (a server holding user databases stays primary, then the first of ha_hosts)",
+            parts.join(", ")
+        );
+    }
     let Some(counted) = writes_since_fork(claims) else {
         return "no common fork known: the newest promotion stays primary".into();
     };
@@ -273,6 +361,8 @@ pub fn peer_claim<'a>(peer: &PeerDb<'a>, down_after_ms: u64) -> Option<Claim<'a>
         epoch: db.epoch,
         priority: db.priority,
         gtid: &db.gtid,
+        history: &db.gtid_history,
+        holds_data: !db.databases.is_empty(),
         fork_gtid: db.promoted_from_gtid.as_deref(),
         yields_to: db.handover_gtid.as_ref().and(db.handover_to.as_deref()),
     })
@@ -366,6 +456,17 @@ impl DbCore {
         self.epoch
     }
 
+    /// The primary a previous run of this agent last saw, from the state file.
+    pub fn remember_primary(&mut self, primary: Option<String>) {
+        if self.last_primary_seen.is_none() {
+            self.last_primary_seen = primary;
+        }
+    }
+
+    pub fn last_primary_seen(&self) -> Option<&str> {
+        self.last_primary_seen.as_deref()
+    }
+
     pub fn priority(&self) -> u8 {
         self.policy.priority
     }
@@ -395,6 +496,8 @@ impl DbCore {
             epoch: self.epoch,
             priority: self.policy.priority,
             gtid: &probe.gtid,
+            history: &probe.gtid_history,
+            holds_data: !probe.databases.is_empty(),
             fork_gtid,
             yields_to,
         })
@@ -418,7 +521,7 @@ impl DbCore {
         if !probe.binlog_enabled {
             return Err("binary log disabled: replicas could not follow it".into());
         }
-        if GtidState::parse(&probe.gtid).is_err() {
+        if probe.history().is_err() {
             return Err(format!("unreadable GTID position `{}`", probe.gtid));
         }
         if let Some(demoted_at) = self.demoted_at {
@@ -461,6 +564,8 @@ impl DbCore {
             lag_seconds: replica.and_then(|replica| replica.lag_seconds),
             source: replica.map(|replica| replica.source.clone()),
             gtid: probe.map(|probe| probe.gtid.clone()).unwrap_or_default(),
+            gtid_history: probe.map(|probe| probe.gtid_history.clone()).unwrap_or_default(),
+            databases: probe.map(|probe| probe.databases.clone()).unwrap_or_default(),
             epoch: self.epoch,
             priority: self.policy.priority,
             maintenance: self.policy.maintenance,
@@ -646,6 +751,8 @@ impl DbCore {
             epoch: self.epoch,
             priority: self.policy.priority,
             gtid: &probe.gtid,
+            history: &probe.gtid_history,
+            holds_data: !probe.databases.is_empty(),
             fork_gtid: self.promoted_from_gtid.as_deref(),
             yields_to: self
                 .handover
@@ -781,29 +888,8 @@ impl DbCore {
             let diverged =
                 replica.io_errno == ER_SOURCE_FATAL_READING_BINLOG || replica.sql_errno == ER_GTID_STRICT_OUT_OF_ORDER;
             if diverged {
-                let why = format!(
-                    "this node has transactions {} lacks (GTID {}; server said: {})",
-                    primary.name,
-                    probe.gtid,
-                    replica.last_error.as_deref().unwrap_or("-")
-                );
-                self.role = LocalRole::NeedsResync(why.clone());
-                let repair = self.repair_plan(view, primary.name, &primary_addr);
-                let next = if repair.next.is_some() {
-                    "merging its rows into the winner, then rebuilding from it (splitbrain_autofix)"
-                } else {
-                    "waiting for `gossip-ha resync` (splitbrain_autofix is off)"
-                };
-                self.repair = Some(repair);
-                out.push(DbDecision::NeedsResync {
-                    reason: format!("{why}; stays read-only and will not rejoin on top of divergent data; {next}"),
-                });
-                self.act(
-                    DbAction::StopReplication,
-                    "stop replicating from a primary we diverged from".into(),
-                    out,
-                );
-                return;
+                let server_said = replica.last_error.clone().unwrap_or_else(|| "-".into());
+                return self.cannot_follow(view, primary.name, &primary_addr, probe, &server_said, out);
             }
             self.role = LocalRole::Replica;
             return;
@@ -813,6 +899,18 @@ impl DbCore {
             .is_some_and(|at| view.now.since(at) < view.threshold_ms);
         if recently {
             return;
+        }
+        if self.holds_unrelated_data(view, primary.name, probe) {
+            // Never replicate on top of another cluster's data: the server might even accept it
+            // (another domain), mixing two histories.
+            return self.cannot_follow(
+                view,
+                primary.name,
+                &primary_addr,
+                probe,
+                "not asked: the histories are unrelated",
+                out,
+            );
         }
         self.last_repoint_at = Some(view.now);
         self.role = LocalRole::Replica;
@@ -918,48 +1016,17 @@ impl DbCore {
             }
         }
 
-        let my_gtid = GtidState::parse(&probe.gtid).unwrap_or(GtidState::MariaDb(Default::default()));
-        let mut candidates: Vec<(&str, u8, GtidState)> = vec![(view.me, self.policy.priority, my_gtid)];
-        for (peer, db) in live_peers.iter().filter_map(|peer| peer.db.map(|db| (peer, db))) {
-            if let (true, Ok(gtid)) = (db.promotable, GtidState::parse(&db.gtid)) {
-                candidates.push((peer.name, db.priority, gtid));
-            }
-        }
-        // A source has at least what its replica received from it: if this node replicates from
-        // a candidate over a connected IO thread, that candidate is never behind it, even while
-        // its gossip lags (it may have just been promoted and taken writes).
-        let connected_source = probe
-            .replica
-            .as_ref()
-            .filter(|replica| replica.io_running())
-            .and_then(|replica| {
-                view.peers
-                    .iter()
-                    .find(|peer| peer.db.is_some_and(|db| db.advertise == replica.source))
-            })
-            .map(|peer| peer.name);
-        let mine = candidates[0].2.clone();
-        for (name, _, gtid) in candidates.iter_mut().skip(1) {
-            if Some(*name) == connected_source && gtid.is_behind(&mine) {
-                *gtid = mine.clone();
-            }
-        }
-        let most_advanced: Vec<&(&str, u8, GtidState)> = candidates
-            .iter()
-            .filter(|(_, _, gtid)| !candidates.iter().any(|(_, _, other)| gtid.is_behind(other)))
-            .collect();
-        let Some(&&(best, best_priority, _)) = most_advanced
-            .iter()
-            .max_by_key(|(name, priority, _)| (*priority, Reverse(*name)))
-        else {
+        let ranking = candidates::rank(view, self.policy.priority, probe, &live_peers);
+        let Some(best) = ranking.best() else {
             return;
         };
+        let (best, best_priority) = (best.name, best.priority);
         if best != view.me {
             self.catchup_since = None;
-            let behind = if most_advanced.iter().any(|(name, _, _)| *name == view.me) {
+            let behind = if ranking.is_most_advanced(view.me) {
                 String::new()
             } else {
-                format!(" (this node is behind: GTID {})", probe.gtid)
+                format!(" (this node is behind: GTID {})", display_gtid(&probe.gtid))
             };
             return self.note(
                 format!(
@@ -988,15 +1055,12 @@ impl DbCore {
             (Some(old), _) => format!("primary {old} is down"),
             (None, _) => "no live primary".to_string(),
         };
-        let seen: Vec<String> = candidates
-            .iter()
-            .map(|(name, priority, gtid)| format!("{name} priority {priority} GTID {}", gtid_text(gtid)))
-            .collect();
         let reason = format!(
-            "{situation}; this node is the most advanced live candidate with the highest priority ({}) among {} live candidate(s) [{}]: promoting with epoch {epoch}{caveat}",
+            "{situation}; this node is the most advanced live candidate with the highest priority ({}) among {} live candidate(s) [{}]{}: promoting with epoch {epoch}{caveat}",
             self.policy.priority,
-            candidates.len(),
-            seen.join("; ")
+            ranking.len(),
+            ranking.describe(),
+            ranking.unrelated_note()
         );
         // The old primary's agent is silent but its mysqld may still take writes: fence it first.
         let fence = self.last_primary_seen.as_deref().and_then(|old| {
@@ -1045,26 +1109,16 @@ impl DbCore {
     }
 }
 
-/// A GTID state as people read it, for reasons.
-fn gtid_text(gtid: &GtidState) -> String {
-    match gtid {
-        GtidState::MariaDb(positions) if positions.is_empty() => "(none)".into(),
-        GtidState::MariaDb(positions) => positions
-            .iter()
-            .map(|(domain, (server, seq))| format!("{domain}-{server}-{seq}"))
-            .collect::<Vec<_>>()
-            .join(","),
-        GtidState::MySql(sets) => sets
-            .iter()
-            .map(|(uuid, intervals)| {
-                let ranges: Vec<String> = intervals.iter().map(|(start, end)| format!("{start}-{end}")).collect();
-                format!("{uuid}:{}", ranges.join(":"))
-            })
-            .collect::<Vec<_>>()
-            .join(","),
+/// A GTID text as people read it in reasons: `(none)` for a server with no transaction.
+pub fn display_gtid(text: &str) -> String {
+    if text.trim().is_empty() {
+        "(none)".into()
+    } else {
+        text.to_string()
     }
 }
 
+mod candidates;
 mod handover;
 mod repair;
 #[cfg(test)]

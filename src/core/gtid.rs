@@ -1,110 +1,211 @@
-//! Executed-GTID comparison, used to never promote a replica that is behind another candidate.
-//! MariaDB gossips positions (`domain-server-seq` per domain, as in `gtid_current_pos`); MySQL
-//! gossips sets (`uuid:1-100:105,…`, as in `gtid_executed`). Among replicas of one primary the
-//! history is shared, so "covers" is a sound way to rank them. Divergence between two primaries
-//! is not judged here: the server reports it when a node rejoins (see `db.rs`).
+//! Executed-GTID sets and the relations between two histories (DESIGN §2 "Histories"): equal,
+//! behind, ahead, forked from a common point, or unrelated. Sequence numbers of different
+//! server ids are never compared as if they were one history.
+//!
+//! MariaDB numbers transactions per replication domain; a domain's history is one line, so a
+//! node that has applied `d-s-n` has applied everything before it on that line. What a node
+//! shows of its line is its last GTID per domain (`gtid_current_pos`) and the newest sequence
+//! number it holds from each server id (`gtid_binlog_state`, `gtid_slave_pos`): the waypoints.
+//! A has B's history in a domain when A holds B's last GTID there (A's waypoint for that server
+//! is at least as far). MySQL's sets (`uuid:1-100:105,…`, `gtid_executed`) are exact and compared
+//! as sets.
 
 use std::collections::BTreeMap;
 
+/// One MariaDB replication domain as a node holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GtidState {
-    /// domain → (server_id, seq_no)
-    MariaDb(BTreeMap<u32, (u32, u64)>),
+pub struct Domain {
+    /// The newest GTID applied in this domain: (server id, sequence number).
+    pub last: (u32, u64),
+    /// The newest sequence number held from each server id, `last` included.
+    pub servers: BTreeMap<u32, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GtidSet {
+    /// domain → its waypoints
+    MariaDb(BTreeMap<u32, Domain>),
     /// source uuid → sorted, merged inclusive intervals
     MySql(BTreeMap<String, Vec<(u64, u64)>>),
+}
+
+/// How history `a` stands to history `b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relation {
+    Equal,
+    /// `b` holds everything `a` holds, and more.
+    Behind,
+    /// `a` holds everything `b` holds, and more.
+    Ahead,
+    /// Both share a common point, then each went on with transactions the other lacks.
+    Forked,
+    /// Both hold transactions and they have none in common: different servers wrote them.
+    Unrelated,
+}
+
+impl Relation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relation::Equal => "equal",
+            Relation::Behind => "behind",
+            Relation::Ahead => "ahead",
+            Relation::Forked => "forked",
+            Relation::Unrelated => "unrelated",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unreadable GTID text `{0}`")]
 pub struct GtidParseError(pub String);
 
-impl GtidState {
-    /// Reads either dialect; the empty string is an empty MariaDB position (a new server).
-    pub fn parse(text: &str) -> Result<GtidState, GtidParseError> {
+impl GtidSet {
+    pub fn empty_mariadb() -> GtidSet {
+        GtidSet::MariaDb(BTreeMap::new())
+    }
+
+    /// Reads either dialect; the empty string is an empty MariaDB set (a new server). MariaDB
+    /// text may name several GTIDs of one domain (`gtid_binlog_state` does): each is a
+    /// waypoint, and the one with the highest sequence number is the domain's last.
+    pub fn parse(text: &str) -> Result<GtidSet, GtidParseError> {
         let cleaned: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-        let error = || GtidParseError(text.to_string());
         if cleaned.contains(':') {
-            let mut sets: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-            for member in cleaned.split(',').filter(|m| !m.is_empty()) {
-                let mut parts = member.split(':');
-                let uuid = parts.next().ok_or_else(error)?.to_ascii_lowercase();
-                let intervals = sets.entry(uuid).or_default();
-                for interval in parts {
-                    let (start, end) = match interval.split_once('-') {
-                        Some((start, end)) => (start.parse().map_err(|_| error())?, end.parse().map_err(|_| error())?),
-                        None => {
-                            let single = interval.parse().map_err(|_| error())?;
-                            (single, single)
-                        }
-                    };
-                    if start > end {
-                        return Err(error());
-                    }
-                    intervals.push((start, end));
-                }
-            }
-            for intervals in sets.values_mut() {
-                *intervals = merge(std::mem::take(intervals));
-            }
-            return Ok(GtidState::MySql(sets));
+            return parse_mysql(&cleaned).ok_or_else(|| GtidParseError(text.to_string()));
         }
-        let mut positions = BTreeMap::new();
+        let mut domains: BTreeMap<u32, Domain> = BTreeMap::new();
         for member in cleaned.split(',').filter(|m| !m.is_empty()) {
             let fields: Vec<&str> = member.split('-').collect();
             let [domain, server, seq] = fields[..] else {
-                return Err(error());
+                return Err(GtidParseError(text.to_string()));
             };
-            let parsed = (
-                domain.parse::<u32>().map_err(|_| error())?,
-                server.parse::<u32>().map_err(|_| error())?,
-                seq.parse::<u64>().map_err(|_| error())?,
-            );
-            positions.insert(parsed.0, (parsed.1, parsed.2));
+            let (Ok(domain), Ok(server), Ok(seq)) = (domain.parse::<u32>(), server.parse::<u32>(), seq.parse::<u64>())
+            else {
+                return Err(GtidParseError(text.to_string()));
+            };
+            let entry = domains.entry(domain).or_insert_with(|| Domain {
+                last: (server, seq),
+                servers: BTreeMap::new(),
+            });
+            let held = entry.servers.entry(server).or_insert(seq);
+            *held = (*held).max(seq);
+            if seq > entry.last.1 {
+                entry.last = (server, seq);
+            }
         }
-        Ok(GtidState::MariaDb(positions))
+        Ok(GtidSet::MariaDb(domains))
     }
 
-    /// Everything `other` executed, `self` executed too. An empty state is covered by anything;
-    /// otherwise states of different dialects never cover each other.
-    pub fn covers(&self, other: &GtidState) -> bool {
-        if other.is_empty() {
-            return true;
+    /// Reads a node's position and its waypoints together (`gtid` and `gtid_history` as a
+    /// node announces them); an unreadable history is ignored, the position is not.
+    pub fn of_node(position: &str, history: &str) -> Result<GtidSet, GtidParseError> {
+        let set = GtidSet::parse(position)?;
+        if history.is_empty() {
+            return Ok(set);
         }
+        match GtidSet::parse(&format!("{position},{history}")) {
+            Ok(combined) if combined.same_dialect(&set) => Ok(combined),
+            _ => Ok(set),
+        }
+    }
+
+    fn same_dialect(&self, other: &GtidSet) -> bool {
+        self.is_empty()
+            || other.is_empty()
+            || matches!(
+                (self, other),
+                (GtidSet::MariaDb(_), GtidSet::MariaDb(_)) | (GtidSet::MySql(_), GtidSet::MySql(_))
+            )
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            GtidSet::MariaDb(domains) => domains.is_empty(),
+            GtidSet::MySql(sets) => sets.is_empty(),
+        }
+    }
+
+    /// How this history stands to `other`. Histories of different dialects (a MariaDB and a
+    /// MySQL server) are unrelated unless one is empty.
+    pub fn relation(&self, other: &GtidSet) -> Relation {
+        match (self.is_empty(), other.is_empty()) {
+            (true, true) => return Relation::Equal,
+            (true, false) => return Relation::Behind,
+            (false, true) => return Relation::Ahead,
+            (false, false) => {}
+        }
+        let (mine_in_theirs, theirs_in_mine, shared) = match (self, other) {
+            (GtidSet::MariaDb(mine), GtidSet::MariaDb(theirs)) => mariadb_containment(mine, theirs),
+            (GtidSet::MySql(mine), GtidSet::MySql(theirs)) => (
+                mysql_contains(theirs, mine),
+                mysql_contains(mine, theirs),
+                mysql_shared(mine, theirs),
+            ),
+            _ => (false, false, false),
+        };
+        match (mine_in_theirs, theirs_in_mine, shared) {
+            (true, true, _) => Relation::Equal,
+            (true, false, _) => Relation::Behind,
+            (false, true, _) => Relation::Ahead,
+            (false, false, true) => Relation::Forked,
+            (false, false, false) => Relation::Unrelated,
+        }
+    }
+
+    /// Everything `other` executed, `self` executed too.
+    pub fn covers(&self, other: &GtidSet) -> bool {
+        matches!(self.relation(other), Relation::Equal | Relation::Ahead)
+    }
+
+    /// A candidate this far along would lose transactions `other` has of their common history:
+    /// it is behind, or the two forked and `other` went further along a line both hold while
+    /// this one went no further along any line `other` holds. Errant transactions of its own
+    /// (users created on a replica) do not make a node ahead of a peer that has more of the
+    /// shared history.
+    pub fn is_stale_against(&self, other: &GtidSet) -> bool {
+        match self.relation(other) {
+            Relation::Behind => true,
+            Relation::Forked => other.further_on_shared(self) && !self.further_on_shared(other),
+            _ => false,
+        }
+    }
+
+    /// `self` holds a later transaction than `other` from some server id both hold.
+    fn further_on_shared(&self, other: &GtidSet) -> bool {
         match (self, other) {
-            (GtidState::MariaDb(mine), GtidState::MariaDb(theirs)) => theirs
-                .iter()
-                .all(|(domain, (_, seq))| mine.get(domain).is_some_and(|(_, my_seq)| my_seq >= seq)),
-            (GtidState::MySql(mine), GtidState::MySql(theirs)) => theirs.iter().all(|(uuid, intervals)| {
-                let my_intervals = mine.get(uuid).map(Vec::as_slice).unwrap_or_default();
-                intervals.iter().all(|&(start, end)| {
-                    my_intervals
+            (GtidSet::MariaDb(mine), GtidSet::MariaDb(theirs)) => mine.iter().any(|(domain, held)| {
+                theirs.get(domain).is_some_and(|their_domain| {
+                    held.servers
                         .iter()
-                        .any(|&(my_start, my_end)| my_start <= start && end <= my_end)
+                        .any(|(server, seq)| their_domain.servers.get(server).is_some_and(|theirs| seq > theirs))
+                })
+            }),
+            (GtidSet::MySql(mine), GtidSet::MySql(theirs)) => mine.iter().any(|(uuid, intervals)| {
+                theirs.get(uuid).is_some_and(|their_intervals| {
+                    intervals
+                        .iter()
+                        .any(|&interval| count_outside(interval, their_intervals) > 0)
                 })
             }),
             _ => false,
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        match self {
-            GtidState::MariaDb(positions) => positions.is_empty(),
-            GtidState::MySql(sets) => sets.is_empty(),
-        }
-    }
-
     /// How many transactions `self` executed beyond `fork`: the writes one side of a split-brain
     /// took since the sides parted. MariaDB numbers each domain's transactions consecutively, so
-    /// the count is the difference of sequence numbers; MySQL's sets are counted exactly.
-    /// `None` when the dialects differ.
-    pub fn transactions_beyond(&self, fork: &GtidState) -> Option<u64> {
+    /// the count is the difference of the domains' last sequence numbers; MySQL's sets are
+    /// counted exactly. `None` when the dialects differ.
+    pub fn transactions_beyond(&self, fork: &GtidSet) -> Option<u64> {
         match (self, fork) {
-            (GtidState::MariaDb(mine), GtidState::MariaDb(base)) => Some(
+            (GtidSet::MariaDb(mine), GtidSet::MariaDb(base)) => Some(
                 mine.iter()
-                    .map(|(domain, (_, seq))| seq.saturating_sub(base.get(domain).map_or(0, |(_, base_seq)| *base_seq)))
+                    .map(|(domain, held)| {
+                        held.last
+                            .1
+                            .saturating_sub(base.get(domain).map_or(0, |base| base.last.1))
+                    })
                     .sum(),
             ),
-            (GtidState::MySql(mine), GtidState::MySql(base)) => Some(
+            (GtidSet::MySql(mine), GtidSet::MySql(base)) => Some(
                 mine.iter()
                     .map(|(uuid, intervals)| {
                         let base_intervals = base.get(uuid).map(Vec::as_slice).unwrap_or_default();
@@ -115,18 +216,105 @@ impl GtidState {
                     })
                     .sum(),
             ),
-            // The empty text parses as MariaDB: it is no fork at all for a MySQL state either.
-            (GtidState::MySql(_), fork) if fork.is_empty() => {
-                self.transactions_beyond(&GtidState::MySql(Default::default()))
+            // The empty text parses as MariaDB: it is no fork at all for a MySQL set either.
+            (GtidSet::MySql(_), fork) if fork.is_empty() => {
+                self.transactions_beyond(&GtidSet::MySql(Default::default()))
             }
             _ => None,
         }
     }
 
     /// `other` has executed everything `self` has and more.
-    pub fn is_behind(&self, other: &GtidState) -> bool {
-        other.covers(self) && !self.covers(other)
+    pub fn is_behind(&self, other: &GtidSet) -> bool {
+        self.relation(other) == Relation::Behind
     }
+}
+
+impl std::fmt::Display for GtidSet {
+    /// The position as people read it: MariaDB's last GTID per domain, MySQL's set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            GtidSet::MariaDb(domains) if domains.is_empty() => "(none)".to_string(),
+            GtidSet::MySql(sets) if sets.is_empty() => "(none)".to_string(),
+            GtidSet::MariaDb(domains) => domains
+                .iter()
+                .map(|(domain, held)| format!("{domain}-{}-{}", held.last.0, held.last.1))
+                .collect::<Vec<_>>()
+                .join(","),
+            GtidSet::MySql(sets) => sets
+                .iter()
+                .map(|(uuid, intervals)| {
+                    let ranges: Vec<String> = intervals.iter().map(|(start, end)| format!("{start}-{end}")).collect();
+                    format!("{uuid}:{}", ranges.join(":"))
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        f.write_str(&text)
+    }
+}
+
+/// (a's history is in b's, b's is in a's, they hold a server id in common in some domain).
+fn mariadb_containment(a: &BTreeMap<u32, Domain>, b: &BTreeMap<u32, Domain>) -> (bool, bool, bool) {
+    let holds = |set: &BTreeMap<u32, Domain>, domain: &u32, (server, seq): (u32, u64)| {
+        set.get(domain)
+            .and_then(|held| held.servers.get(&server))
+            .is_some_and(|held| *held >= seq)
+    };
+    let a_in_b = a.iter().all(|(domain, held)| holds(b, domain, held.last));
+    let b_in_a = b.iter().all(|(domain, held)| holds(a, domain, held.last));
+    let shared = a.iter().any(|(domain, held)| {
+        b.get(domain)
+            .is_some_and(|theirs| held.servers.keys().any(|server| theirs.servers.contains_key(server)))
+    });
+    (a_in_b, b_in_a, shared)
+}
+
+fn parse_mysql(cleaned: &str) -> Option<GtidSet> {
+    let mut sets: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for member in cleaned.split(',').filter(|m| !m.is_empty()) {
+        if !member.contains(':') {
+            return None;
+        }
+        let mut parts = member.split(':');
+        let uuid = parts.next()?.to_ascii_lowercase();
+        let intervals = sets.entry(uuid).or_default();
+        for interval in parts {
+            let (start, end) = match interval.split_once('-') {
+                Some((start, end)) => (start.parse().ok()?, end.parse().ok()?),
+                None => {
+                    let single = interval.parse().ok()?;
+                    (single, single)
+                }
+            };
+            if start > end {
+                return None;
+            }
+            intervals.push((start, end));
+        }
+    }
+    for intervals in sets.values_mut() {
+        *intervals = merge(std::mem::take(intervals));
+    }
+    Some(GtidSet::MySql(sets))
+}
+
+/// Every transaction of `small` is in `big`.
+fn mysql_contains(big: &BTreeMap<String, Vec<(u64, u64)>>, small: &BTreeMap<String, Vec<(u64, u64)>>) -> bool {
+    small.iter().all(|(uuid, intervals)| {
+        let held = big.get(uuid).map(Vec::as_slice).unwrap_or_default();
+        intervals.iter().all(|&interval| count_outside(interval, held) == 0)
+    })
+}
+
+/// At least one transaction is in both.
+fn mysql_shared(a: &BTreeMap<String, Vec<(u64, u64)>>, b: &BTreeMap<String, Vec<(u64, u64)>>) -> bool {
+    a.iter().any(|(uuid, intervals)| {
+        let held = b.get(uuid).map(Vec::as_slice).unwrap_or_default();
+        intervals
+            .iter()
+            .any(|&(start, end)| count_outside((start, end), held) < end - start + 1)
+    })
 }
 
 /// Ids of `(start, end)` that no interval of the sorted, merged `base` holds.
@@ -159,85 +347,4 @@ fn merge(mut intervals: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn gtid(text: &str) -> GtidState {
-        GtidState::parse(text).unwrap()
-    }
-
-    #[test]
-    fn table_of_comparisons() {
-        let cases: &[(&str, &str, bool, bool)] = &[
-            // (a, b, a covers b, a is behind b)
-            ("", "", true, false),
-            ("0-1-10", "", true, false),
-            ("", "0-1-10", false, true),
-            ("0-1-10", "0-1-9", true, false),
-            ("0-1-9", "0-1-10", false, true),
-            ("0-2-10", "0-1-10", true, false),
-            ("0-1-10,1-3-4", "0-1-10", true, false),
-            ("0-1-10", "0-1-10,1-3-4", false, true),
-            ("0-1-10,1-3-1", "0-1-9,1-3-4", false, false),
-            ("u:1-10", "u:1-5", true, false),
-            ("u:1-5", "u:1-10", false, true),
-            ("u:1-5:7-9", "u:6", false, false),
-            ("U:1-3,v:1", "u:2-3", true, false),
-            ("u:1-3:4-6", "u:2-5", true, false),
-            ("u:1-10", "0-1-10", false, false),
-        ];
-        for &(a, b, covers, behind) in cases {
-            assert_eq!(gtid(a).covers(&gtid(b)), covers, "{a} covers {b}");
-            assert_eq!(gtid(a).is_behind(&gtid(b)), behind, "{a} behind {b}");
-        }
-    }
-
-    #[test]
-    fn transactions_since_a_fork() {
-        let cases: &[(&str, &str, Option<u64>)] = &[
-            ("0-2-150", "0-1-100", Some(50)),
-            ("0-1-120", "0-1-100", Some(20)),
-            ("0-1-100", "0-1-100", Some(0)),
-            ("0-1-90", "0-1-100", Some(0)),
-            ("0-1-10,1-3-4", "0-1-8", Some(6)),
-            ("0-1-10", "", Some(10)),
-            ("u:1-10", "u:1-5", Some(5)),
-            ("u:1-10,v:1-3", "u:1-5:7", Some(7)),
-            ("u:1-10", "", Some(10)),
-            ("u:1-10", "0-1-5", None),
-        ];
-        for &(state, fork, expected) in cases {
-            assert_eq!(
-                gtid(state).transactions_beyond(&gtid(fork)),
-                expected,
-                "{state} beyond {fork}"
-            );
-        }
-    }
-
-    #[test]
-    fn refuses_unreadable_text() {
-        for text in ["0-1", "a-b-c", "u:5-1", "0-1-2-3", "u:x"] {
-            assert!(GtidState::parse(text).is_err(), "{text}");
-        }
-        assert_eq!(gtid(" 0-1-5 ,\n1-2-3"), gtid("0-1-5,1-2-3"));
-    }
-
-    proptest! {
-        /// `covers` is a partial order: reflexive, and two states that cover each other are
-        /// equal in what they executed (neither is behind the other).
-        #[test]
-        fn covers_is_a_partial_order(a in prop::collection::btree_map(0u32..3, (1u32..4, 0u64..20), 0..3),
-                                     b in prop::collection::btree_map(0u32..3, (1u32..4, 0u64..20), 0..3)) {
-            let a = GtidState::MariaDb(a);
-            let b = GtidState::MariaDb(b);
-            prop_assert!(a.covers(&a));
-            prop_assert!(!(a.is_behind(&b) && b.is_behind(&a)));
-            if a.covers(&b) && b.covers(&a) {
-                prop_assert!(!a.is_behind(&b));
-            }
-        }
-    }
-}
+mod tests;

@@ -135,6 +135,9 @@ pub struct Core {
     answers: BTreeMap<String, RequestAnswer>,
     /// DB nodes whose host this agent reached at its last check (the shell probes).
     db_reach: Vec<String>,
+    /// Nodes a previous run of this agent knew (from the state file): a restarted agent that
+    /// hears nobody yet is still part of a cluster that large, not a fresh one.
+    remembered_nodes: std::collections::BTreeSet<String>,
 }
 
 impl Core {
@@ -154,7 +157,33 @@ impl Core {
             handled_requests: BTreeMap::new(),
             answers: BTreeMap::new(),
             db_reach: Vec::new(),
+            remembered_nodes: Default::default(),
         }
+    }
+
+    /// What a previous run knew of the cluster: its nodes and the DB primary it last saw.
+    pub fn remember_cluster(&mut self, nodes: impl IntoIterator<Item = String>, last_db_primary: Option<String>) {
+        self.remembered_nodes = nodes
+            .into_iter()
+            .filter(|name| *name != self.self_name)
+            .take(MAX_TRACKED_NODES)
+            .collect();
+        if let Some(db) = self.db.as_mut() {
+            db.remember_primary(last_db_primary.filter(|name| *name != self.self_name));
+        }
+    }
+
+    /// What the shell persists for the next run: every node known (this one's peers, and those
+    /// remembered), and the DB primary last elected.
+    pub fn cluster_memory(&self) -> (Vec<String>, Option<String>) {
+        let mut nodes: std::collections::BTreeSet<String> = self.remembered_nodes.clone();
+        nodes.extend(self.peers.keys().cloned());
+        let primary = self.db_primary.clone().or_else(|| {
+            self.db
+                .as_ref()
+                .and_then(|db| db.last_primary_seen().map(str::to_string))
+        });
+        (nodes.into_iter().take(MAX_TRACKED_NODES).collect(), primary)
     }
 
     /// Makes this node a DB node whose local database the core decides for.
@@ -429,7 +458,12 @@ impl Core {
 
     fn step_db(&mut self, now: MonoMs, local_db: Option<&LocalDb>, decisions: &mut Vec<Decision>) {
         let threshold_ms = self.self_announcement.threshold_ms;
-        let known_nodes = self.peers.len() + 1;
+        let forgotten_since = self
+            .remembered_nodes
+            .iter()
+            .filter(|name| !self.peers.contains_key(*name))
+            .count();
+        let known_nodes = self.peers.len() + forgotten_since + 1;
         let mut db = self.db.take();
         let peers = self.peer_dbs();
         let me = self.self_name.as_str();

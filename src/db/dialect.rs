@@ -4,6 +4,9 @@
 
 use crate::config::Secret;
 
+/// Schemas every server has: never user data.
+pub const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     MariaDb,
@@ -80,12 +83,29 @@ impl Dialect {
         }
     }
 
-    /// One row: version, read-only (0/1), binary log on (0/1), executed GTIDs.
+    /// One row: version, read-only (0/1), binary log on (0/1), executed GTIDs, and (MariaDB)
+    /// the history's waypoints: the newest GTID of each server id in the binary log and in the
+    /// replica position.
     pub fn probe_variables(self) -> &'static str {
         match self {
-            Dialect::MariaDb => "SELECT @@version, @@read_only, @@log_bin, @@gtid_current_pos",
-            Dialect::MySql => "SELECT @@version, @@read_only OR @@super_read_only, @@log_bin, @@gtid_executed",
+            Dialect::MariaDb => {
+                "SELECT @@version, @@read_only, @@log_bin, @@gtid_current_pos, \
+                 CONCAT_WS(',', NULLIF(@@gtid_binlog_state, ''), NULLIF(@@gtid_slave_pos, ''))"
+            }
+            Dialect::MySql => "SELECT @@version, @@read_only OR @@super_read_only, @@log_bin, @@gtid_executed, ''",
         }
+    }
+
+    /// Rows of (user database, tables, estimated rows), largest first: what a server holds
+    /// besides its system schemas. Both dialects.
+    pub fn user_databases(self) -> String {
+        format!(
+            "SELECT s.SCHEMA_NAME, COUNT(t.TABLE_NAME), CAST(COALESCE(SUM(t.TABLE_ROWS), 0) AS UNSIGNED) \
+             FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = s.SCHEMA_NAME \
+             WHERE s.SCHEMA_NAME NOT IN ({}) GROUP BY s.SCHEMA_NAME ORDER BY 3 DESC, 1 LIMIT {}",
+            SYSTEM_SCHEMAS.iter().map(|name| quote(name)).collect::<Vec<_>>().join(", "),
+            gossip_ha_proto::db::MAX_ANNOUNCED_DATABASES
+        )
     }
 
     pub fn replica_status(self) -> &'static str {

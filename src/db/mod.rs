@@ -42,6 +42,8 @@ pub enum DbError {
 /// implementation and leaves the connection usable or dropped (never half-open).
 pub trait DbBackend: Send + 'static {
     fn probe(&mut self) -> impl Future<Output = Result<DbProbe, DbError>> + Send;
+    /// A repair may have replaced what the server holds: the next probe reads it afresh.
+    fn content_changed(&mut self) {}
     fn set_read_only(&mut self) -> impl Future<Output = Result<(), DbError>> + Send;
     /// Stop and reset replication, then writable.
     fn promote(&mut self) -> impl Future<Output = Result<(), DbError>> + Send;

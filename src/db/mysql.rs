@@ -2,7 +2,9 @@
 //! lazily and dropped on any error or timeout, so a stale handle never makes a dead server look
 //! alive (a known weakness of pandora_ha).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use gossip_ha_proto::db::DatabaseContent;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row};
@@ -18,7 +20,12 @@ pub struct MySqlBackend {
     dialect: Option<Dialect>,
     connect_timeout: Duration,
     query_timeout: Duration,
+    /// The user databases as last read, and when.
+    content: Option<(Instant, Vec<DatabaseContent>)>,
 }
+
+/// How often the user databases are read again.
+const CONTENT_REFRESH: Duration = Duration::from_secs(10);
 
 impl MySqlBackend {
     /// `url` is `mysql://user:password@host:port/` (or `?socket=/path`); it is checked by the
@@ -39,6 +46,7 @@ impl MySqlBackend {
             dialect: None,
             connect_timeout,
             query_timeout,
+            content: None,
         })
     }
 
@@ -72,6 +80,7 @@ impl MySqlBackend {
     fn fail(&mut self, what: &str, err: Option<mysql_async::Error>) -> DbError {
         // Any failure drops the connection: the next call starts from a fresh one.
         self.conn = None;
+        self.content = None;
         match err {
             None => DbError::Timeout {
                 target: self.target.clone(),
@@ -120,6 +129,30 @@ impl MySqlBackend {
         Ok(dialect)
     }
 
+    /// The user databases, read again at most every `CONTENT_REFRESH`: what a server holds
+    /// changes slowly, and the query opens every table's statistics.
+    async fn databases(&mut self, dialect: Dialect) -> Result<Vec<DatabaseContent>, DbError> {
+        if let Some((at, databases)) = &self.content {
+            if at.elapsed() < CONTENT_REFRESH {
+                return Ok(databases.clone());
+            }
+        }
+        let sql = dialect.user_databases();
+        let rows = self.rows(&sql).await?;
+        let databases: Vec<DatabaseContent> = rows
+            .iter()
+            .filter_map(|row| {
+                Some(DatabaseContent {
+                    name: row.get::<Option<String>, _>(0).flatten()?,
+                    tables: row.get::<Option<u64>, _>(1).flatten().unwrap_or(0),
+                    approx_rows: row.get::<Option<u64>, _>(2).flatten().unwrap_or(0),
+                })
+            })
+            .collect();
+        self.content = Some((Instant::now(), databases.clone()));
+        Ok(databases)
+    }
+
     fn unreadable(&self, what: &str, message: impl Into<String>) -> DbError {
         DbError::Unreadable {
             target: self.target.clone(),
@@ -138,6 +171,10 @@ fn number(row: &Row, column: &str) -> Option<u64> {
 }
 
 impl DbBackend for MySqlBackend {
+    fn content_changed(&mut self) {
+        self.content = None;
+    }
+
     async fn probe(&mut self) -> Result<DbProbe, DbError> {
         let dialect = self.dialect().await?;
         let what = dialect.probe_variables();
@@ -147,6 +184,8 @@ impl DbBackend for MySqlBackend {
         let read_only: i64 = row.get(1).ok_or_else(|| self.unreadable(what, "no read_only"))?;
         let log_bin: i64 = row.get(2).ok_or_else(|| self.unreadable(what, "no log_bin"))?;
         let gtid: String = row.get::<Option<String>, _>(3).flatten().unwrap_or_default();
+        let gtid_history: String = row.get::<Option<String>, _>(4).flatten().unwrap_or_default();
+        let databases = self.databases(dialect).await?;
 
         let status = self.rows(dialect.replica_status()).await?;
         let columns = dialect.replica_columns();
@@ -179,6 +218,8 @@ impl DbBackend for MySqlBackend {
             binlog_enabled: log_bin != 0,
             version,
             gtid,
+            gtid_history,
+            databases,
             replica,
         })
     }

@@ -148,9 +148,11 @@ async fn run<B: DbBackend>(mut backend: B, setup: WorkerSetup, channels: Channel
                 let result = match &action {
                     DbAction::Merge(_) | DbAction::Resync { .. } => {
                         let mut lines = Progress::new(progress.clone());
-                        execute_repair(setup.repair.as_ref(), &action, &mut lines, &stop)
+                        let result = execute_repair(setup.repair.as_ref(), &action, &mut lines, &stop)
                             .await
-                            .map(Some)
+                            .map(Some);
+                        backend.content_changed();
+                        result
                     }
                     _ => execute(&mut backend, &action, &setup.credentials).await.map(|()| None),
                 };
@@ -234,9 +236,12 @@ async fn execute_repair(
     })?;
     match action {
         DbAction::Merge(plan) => repair::merge(context, plan, progress, stop).await,
-        DbAction::Resync { node, addr, transfer } => {
-            repair::resync(context, node, addr, transfer.as_deref(), progress, stop).await
-        }
+        DbAction::Resync {
+            node,
+            addr,
+            transfer,
+            save_first,
+        } => repair::resync(context, node, addr, transfer.as_deref(), *save_first, progress, stop).await,
         _ => unreachable!("only merges and resyncs are repairs"),
     }
 }

@@ -113,7 +113,7 @@ impl DbCore {
             return;
         };
         let applied = matches!(
-            (GtidState::parse(&probe.gtid), GtidState::parse(target)),
+            (probe.history(), GtidSet::parse(target)),
             (Ok(mine), Ok(wanted)) if mine.covers(&wanted)
         );
         let relay_done = probe.replica.as_ref().is_none_or(|replica| replica.relay_applied);

@@ -1,6 +1,8 @@
-//! Repairing a diverged node (DESIGN §2): after losing a split-brain (or being refused by the
-//! primary), plan the merge window, ask for the merge, then the rebuild, retry a failed step a
-//! few times, and take the operator's `gossip-ha resync`.
+//! Repairing a node that cannot follow the primary (DESIGN §2): after losing a split-brain (or
+//! being refused with a common point), plan the merge window, ask for the merge, then the
+//! rebuild; a node that holds nothing the primary lacks (empty, setup only, or behind purged
+//! logs) is cloned by itself; one of an unrelated history holding user data waits for the
+//! operator. A failed step is retried a few times; `gossip-ha resync` takes over.
 
 use gossip_ha_proto::db::{RepairStage, RepairStatus};
 
@@ -14,6 +16,8 @@ pub(super) struct Repair {
     pub(super) next: Option<RepairStep>,
     /// The merge is done: a retry only rebuilds.
     pub(super) merged: bool,
+    /// What the rebuild saves first.
+    pub(super) save_first: SaveFirst,
     /// Failed attempts so far; automatic retries stop at `MAX_REPAIR_ATTEMPTS`.
     pub(super) failures: u32,
     pub(super) failed_at: Option<MonoMs>,
@@ -58,7 +62,8 @@ impl DbCore {
                 repair.next = None;
                 repair.failures += 1;
                 repair.failed_at = None;
-                let then = if self.policy.splitbrain_autofix && repair.failures < MAX_REPAIR_ATTEMPTS {
+                let retried = self.policy.splitbrain_autofix || repair.status.kind == RepairKind::Clone;
+                let then = if retried && repair.failures < MAX_REPAIR_ATTEMPTS {
                     format!(
                         "tried again in {REPAIR_RETRY_THRESHOLDS} × threshold (attempt {} of {MAX_REPAIR_ATTEMPTS}) or on `gossip-ha resync`",
                         repair.failures + 1
@@ -93,6 +98,17 @@ impl DbCore {
                     repair.status.stage.as_str()
                 ));
             }
+            if repair.status.kind != RepairKind::SplitBrain {
+                // Unrelated history or a clone: nothing to merge; everything is saved first.
+                repair.next = Some(RepairStep::Resync);
+                repair.merged = true;
+                repair.save_first = SaveFirst::BinlogAndDump;
+                repair.failures = 0;
+                return Ok(format!(
+                    "saving this node's binary log and a dump of its user databases under state_dir, then rebuilding it from {}",
+                    repair.status.winner
+                ));
+            }
             repair.next = Some(if repair.merged {
                 RepairStep::Resync
             } else {
@@ -118,10 +134,12 @@ impl DbCore {
                 window_start_unix_ms: 0,
                 stage: RepairStage::Resyncing,
                 progress: None,
+                kind: RepairKind::Operator,
             },
             winner_addr: addr.to_string(),
             next: Some(RepairStep::Resync),
             merged: true,
+            save_first: SaveFirst::Nothing,
             failures: 0,
             failed_at: None,
         });
@@ -129,10 +147,11 @@ impl DbCore {
     }
 
     pub(super) fn advance_repair(&mut self, view: &DbView<'_>, out: &mut Vec<DbDecision>) {
-        let autofix = self.policy.splitbrain_autofix;
         let Some(repair) = self.repair.as_mut() else {
             return;
         };
+        // A clone loses nothing, so it is retried whatever splitbrain_autofix says.
+        let autofix = self.policy.splitbrain_autofix || repair.status.kind == RepairKind::Clone;
         if repair.status.stage == RepairStage::Failed && repair.next.is_none() {
             let failed_at = *repair.failed_at.get_or_insert(view.now);
             let waited = view.now.since(failed_at) >= REPAIR_RETRY_THRESHOLDS * view.threshold_ms;
@@ -181,6 +200,7 @@ impl DbCore {
                     node: repair.status.winner.clone(),
                     addr: repair.winner_addr.clone(),
                     transfer,
+                    save_first: repair.save_first,
                 }
             }
         };
@@ -188,6 +208,13 @@ impl DbCore {
             DbAction::Merge(plan) => format!(
                 "saving this node's transactions since GTID `{}` and copying the merged tables' rows written since unix ms {} into {}",
                 plan.fork_gtid, plan.window_start_unix_ms, plan.winner
+            ),
+            DbAction::Resync {
+                save_first: SaveFirst::BinlogAndDump,
+                ..
+            } => format!(
+                "saving this node's binary log and user databases under state_dir, then cloning it from {}",
+                repair.status.winner
             ),
             _ => format!("rebuilding this node from {}", repair.status.winner),
         };
@@ -220,12 +247,145 @@ impl DbCore {
                     .unwrap_or(0),
                 stage,
                 progress: None,
+                kind: RepairKind::SplitBrain,
             },
             winner_addr: winner_addr.to_string(),
             next: self.policy.splitbrain_autofix.then_some(RepairStep::Merge),
             merged: false,
+            save_first: SaveFirst::Nothing,
             failures: 0,
             failed_at: None,
         }
+    }
+
+    /// A clone, or a wait for the operator: no merge (there is no fork), only a rebuild.
+    fn rebuild_plan(winner: &str, winner_addr: &str, kind: RepairKind, save_first: SaveFirst) -> Repair {
+        let waits = kind == RepairKind::Unrelated;
+        Repair {
+            status: RepairStatus {
+                winner: winner.to_string(),
+                fork_gtid: String::new(),
+                window_start_unix_ms: 0,
+                stage: if waits {
+                    RepairStage::WaitingForOperator
+                } else {
+                    RepairStage::Resyncing
+                },
+                progress: None,
+                kind,
+            },
+            winner_addr: winner_addr.to_string(),
+            next: (!waits).then_some(RepairStep::Resync),
+            merged: true,
+            save_first,
+            failures: 0,
+            failed_at: None,
+        }
+    }
+
+    /// User databases this node holds that the primary's announcement does not name.
+    fn databases_primary_lacks<'p>(
+        &self,
+        view: &DbView<'_>,
+        primary: &str,
+        probe: &'p DbProbe,
+    ) -> Vec<&'p DatabaseContent> {
+        let theirs = view
+            .peers
+            .iter()
+            .find(|peer| peer.name == primary)
+            .and_then(|peer| peer.db)
+            .map(|db| db.databases.as_slice())
+            .unwrap_or_default();
+        probe
+            .databases
+            .iter()
+            .filter(|mine| !theirs.iter().any(|db| db.name == mine.name))
+            .collect()
+    }
+
+    fn relation_to(&self, view: &DbView<'_>, primary: &str, probe: &DbProbe) -> Option<Relation> {
+        let theirs = view
+            .peers
+            .iter()
+            .find(|peer| peer.name == primary)
+            .and_then(|peer| peer.db)
+            .and_then(announced_history)?;
+        Some(probe.history().ok()?.relation(&theirs))
+    }
+
+    /// This node's history has nothing in common with the primary's and it holds user
+    /// databases the primary lacks: another cluster's data, never replicated over.
+    pub(super) fn holds_unrelated_data(&self, view: &DbView<'_>, primary: &str, probe: &DbProbe) -> bool {
+        self.relation_to(view, primary, probe) == Some(Relation::Unrelated)
+            && !self.databases_primary_lacks(view, primary, probe).is_empty()
+    }
+
+    /// The primary refused this replica (or its history is another cluster's): decide by how
+    /// the histories relate. Behind or equal (an empty server, or the primary purged the logs
+    /// it needs), or unrelated with nothing the primary lacks (users and grants of its own):
+    /// cloned by itself. Unrelated with user data: waits read-only for the operator. Forked or
+    /// ahead: its transactions since the common point are saved and merged, as a split-brain's.
+    pub(super) fn cannot_follow(
+        &mut self,
+        view: &DbView<'_>,
+        primary: &str,
+        primary_addr: &str,
+        probe: &DbProbe,
+        server_said: &str,
+        out: &mut Vec<DbDecision>,
+    ) {
+        let relation = self.relation_to(view, primary, probe);
+        let lacking = self.databases_primary_lacks(view, primary, probe);
+        let theirs = view
+            .peers
+            .iter()
+            .find(|peer| peer.name == primary)
+            .and_then(|peer| peer.db);
+        let their_gtid = display_gtid(theirs.map(|db| db.gtid.as_str()).unwrap_or_default());
+        let situation = format!(
+            "{primary} (GTID {their_gtid}; {}) will not take this node (GTID {}; {}) as a replica: the histories are {} (server said: {server_said})",
+            describe_databases(theirs.map(|db| db.databases.as_slice()).unwrap_or_default()),
+            display_gtid(&probe.gtid),
+            describe_databases(&probe.databases),
+            relation.map_or("unknown", Relation::as_str)
+        );
+        let owned: Vec<DatabaseContent> = lacking.into_iter().cloned().collect();
+        let (repair, then) = match relation {
+            Some(Relation::Equal | Relation::Behind) => (
+                Self::rebuild_plan(primary, primary_addr, RepairKind::Clone, SaveFirst::Nothing),
+                format!("it holds nothing {primary} lacks (an empty server, or {primary} no longer has the binary logs it needs): cloning it from {primary}, then it replicates"),
+            ),
+            Some(Relation::Unrelated) if owned.is_empty() => (
+                Self::rebuild_plan(primary, primary_addr, RepairKind::Clone, SaveFirst::BinlogAndDump),
+                format!("its own transactions are setup only (no user database {primary} lacks): saving its binary log under state_dir, then cloning it from {primary}"),
+            ),
+            Some(Relation::Unrelated) => (
+                Self::rebuild_plan(primary, primary_addr, RepairKind::Unrelated, SaveFirst::Nothing),
+                format!(
+                    "it holds user databases {primary} lacks: {}; they would be lost, so it stays read-only and is never rebuilt by itself; `gossip-ha resync` on this host saves a full dump of them under state_dir, then rebuilds it from {primary}",
+                    describe_databases(&owned)
+                ),
+            ),
+            _ => {
+                let repair = self.repair_plan(view, primary, primary_addr);
+                let next = if repair.next.is_some() {
+                    "merging its rows into the winner, then rebuilding from it (splitbrain_autofix)"
+                } else {
+                    "waiting for `gossip-ha resync` (splitbrain_autofix is off)"
+                };
+                (repair, format!("it has transactions {primary} lacks; {next}"))
+            }
+        };
+        self.role = LocalRole::NeedsResync(format!("{situation}; {then}"));
+        self.repair = Some(repair);
+        out.push(DbDecision::NeedsResync {
+            reason: format!("{situation}; stays read-only and will not rejoin on top of a different history; {then}"),
+        });
+        self.act(
+            DbAction::StopReplication,
+            format!("stop replicating from {primary}: it cannot take this node as it is"),
+            out,
+        );
     }
 }

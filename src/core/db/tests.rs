@@ -45,10 +45,25 @@ fn probe(read_only: bool, gtid: &str, replica: Option<ReplicaProbe>) -> LocalDb 
             binlog_enabled: true,
             version: "10.11.19-MariaDB".into(),
             gtid: gtid.into(),
+            gtid_history: String::new(),
+            databases: pandora(),
             replica,
         }),
         unreachable_for_ms: 0,
         action_in_flight: false,
+    }
+}
+
+/// What a node holding Pandora's database announces of it.
+fn pandora() -> Vec<DatabaseContent> {
+    vec![holding("pandora")]
+}
+
+fn holding(name: &str) -> DatabaseContent {
+    DatabaseContent {
+        name: name.into(),
+        tables: 4,
+        approx_rows: 1_000,
     }
 }
 
@@ -86,6 +101,10 @@ struct Peer {
     source: Option<&'static str>,
     /// DB nodes whose database port it reaches.
     reaches: &'static [&'static str],
+    /// Its history's waypoints (`gtid_history`).
+    history: &'static str,
+    /// The user databases it holds (each announced with 1,000 rows).
+    databases: &'static [&'static str],
 }
 
 fn replica_peer(name: &'static str, priority: u8, gtid: &'static str) -> Peer {
@@ -105,6 +124,8 @@ fn replica_peer(name: &'static str, priority: u8, gtid: &'static str) -> Peer {
         request: None,
         source: None,
         reaches: &[],
+        history: "",
+        databases: &["pandora"],
     }
 }
 
@@ -143,6 +164,8 @@ fn observe(peer: &Peer, heartbeat: u64) -> Observation {
         lag_seconds: None,
         source: peer.source.map(str::to_string),
         gtid: peer.gtid.into(),
+        gtid_history: peer.history.into(),
+        databases: peer.databases.iter().map(|name| holding(name)).collect(),
         epoch: peer.epoch,
         priority: peer.priority,
         maintenance: false,
@@ -759,6 +782,8 @@ fn claim<'a>(name: &'a str, epoch: u64, priority: u8, gtid: &'a str, fork: Optio
         epoch,
         priority,
         gtid,
+        history: "",
+        holds_data: true,
         fork_gtid: fork,
         yields_to: None,
     }
@@ -801,8 +826,30 @@ fn split_brain_winner_is_the_side_with_more_writes_since_the_fork() {
         ),
         // No fork known (an older agent): the newest claim wins, as before.
         (
-            &[claim("db1", 1, 3, "0-1-190", None), claim("db2", 2, 2, "0-2-150", None)],
+            &[
+                claim("db1", 1, 3, "0-1-190", None),
+                Claim {
+                    history: "0-1-100,0-2-150",
+                    ..claim("db2", 2, 2, "0-2-150", None)
+                },
+            ],
             "db2",
+        ),
+        // Unrelated histories (no transaction in common) are no split-brain: the one holding
+        // user databases wins, then priority, whatever the epochs or the sequence numbers.
+        (
+            &[claim("x1", 1, 3, "0-1-235", None), claim("x2", 2, 2, "0-2-308", None)],
+            "x1",
+        ),
+        (
+            &[
+                Claim {
+                    holds_data: false,
+                    ..claim("x1", 1, 3, "0-1-235", None)
+                },
+                claim("x2", 1, 2, "0-2-308", None),
+            ],
+            "x2",
         ),
         // A single claim is the primary.
         (&[claim("db1", 4, 1, "garbage", None)], "db1"),
@@ -921,6 +968,7 @@ fn with_autofix_the_loser_merges_then_resyncs_then_rejoins() {
         node: "db2".into(),
         addr: "127.0.0.1:3302".into(),
         transfer: Some("127.0.0.1:7947".into()),
+        save_first: SaveFirst::Nothing,
     };
     assert_eq!(actions(&decided), std::slice::from_ref(&resync));
     assert_eq!(
@@ -1400,3 +1448,5 @@ fn a_rival_claim_right_after_a_peer_returns_waits_one_threshold_before_a_step_do
     let decided = run(&mut db2, 700, 3_000, &restarted, &[], &writable);
     assert_eq!(actions(&decided), [DbAction::StepDown], "{decided:?}");
 }
+
+mod histories;

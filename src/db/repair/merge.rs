@@ -3,14 +3,15 @@
 //! are copied into it in batches. A row is copied only if the winner has no row equal in every
 //! copied column, so a merge interrupted and run again copies nothing twice.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 use tokio::sync::watch;
 
-use super::{ident, rate, run, stopped, tools, Progress, RepairContext};
+use super::save::{self, local_error};
+use super::{ident, rate, run, stopped, Progress, RepairContext};
 use crate::config::MergeTable;
 use crate::core::db::MergePlan;
 use crate::db::DbError;
@@ -25,8 +26,12 @@ pub async fn merge(
     stop: &watch::Receiver<bool>,
 ) -> Result<String, DbError> {
     let started = Instant::now();
-    let dir = repair_dir(&ctx.state_dir, &plan.winner)?;
-    let saved = save_divergent(ctx, plan, &dir).await?;
+    let dir = save::private_dir(&ctx.state_dir, "splitbrain", &format!("lost-to-{}", plan.winner))?;
+    let saved = save_divergent(ctx, plan, &dir).await;
+    if saved.is_err() {
+        save::remove_if_empty(&dir);
+    }
+    let saved = saved?;
     progress.finish(format!("saved this node's transactions since the fork: {saved}"));
     let mut local = ctx.connect_local().await?;
     let mut winner = ctx.connect_to(&plan.winner_addr).await?;
@@ -59,31 +64,6 @@ pub async fn merge(
     Ok(summary)
 }
 
-fn repair_dir(state_dir: &Path, winner: &str) -> Result<PathBuf, DbError> {
-    let stamp = crate::agent::unix_ms();
-    let safe: String = winner
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let dir = state_dir.join("splitbrain").join(format!("{stamp}-lost-to-{safe}"));
-    std::fs::create_dir_all(&dir).map_err(|err| local_error(&dir, "create the split-brain directory", err))?;
-    Ok(dir)
-}
-
-fn local_error(path: &Path, what: &str, err: std::io::Error) -> DbError {
-    DbError::Query {
-        target: path.display().to_string(),
-        what: what.into(),
-        message: err.to_string(),
-    }
-}
-
 fn write_report(dir: &Path, summary: &str) -> Result<(), DbError> {
     let path = dir.join("merge-report.txt");
     crate::fsutil::write_atomic(&path, format!("{summary}\n").as_bytes())
@@ -91,32 +71,24 @@ fn write_report(dir: &Path, summary: &str) -> Result<(), DbError> {
 }
 
 /// Every transaction of this node after the fork, exported from its binary log with
-/// `mariadb-binlog` (replayable; rows decoded in comments).
+/// `mariadb-binlog` (replayable; rows decoded in comments). When the log cannot be read from the
+/// fork (the fork is not in this node's log: it never wrote it there, or purged it), all of the
+/// log is saved instead, and a dump of the user databases beside it: never a repair that fails
+/// forever at its save step.
 async fn save_divergent(ctx: &RepairContext, plan: &MergePlan, dir: &Path) -> Result<String, DbError> {
-    let mut local = ctx.connect_local().await?;
-    let target = ctx.local_target();
-    let logs: Vec<Row> = run(
-        ctx.statement_timeout,
-        &target,
-        "SHOW BINARY LOGS",
-        local.query("SHOW BINARY LOGS"),
-    )
-    .await?;
-    let _ = local.disconnect().await;
-    let first: Option<String> = logs.first().and_then(|row| row.get(0));
-    let Some(first) = first else {
-        return Ok("no binary log on this node: nothing to save".into());
+    if plan.fork_gtid.is_empty() {
+        let all = save::save_binlog(ctx, dir, "").await?;
+        return Ok(format!("{all} (the fork is unknown)"));
+    }
+    let from_fork = save::save_binlog(ctx, dir, &plan.fork_gtid).await;
+    let Err(err) = from_fork else {
+        return from_fork;
     };
-    let path = dir.join("divergent-transactions.sql");
-    let bytes = tools::export_binlog(ctx, dir, &first, &plan.fork_gtid, &path).await?;
-    let from = if plan.fork_gtid.is_empty() {
-        "all of it: the fork is unknown".to_string()
-    } else {
-        format!("after GTID {}", plan.fork_gtid)
-    };
+    let _ = std::fs::remove_file(dir.join("divergent-transactions.sql"));
+    let everything = save::save_everything(ctx, dir).await?;
     Ok(format!(
-        "{bytes} bytes of binary log ({from}) saved to {}",
-        path.display()
+        "the binary log could not be read from the fork at GTID {} ({err}), so instead {everything}",
+        plan.fork_gtid
     ))
 }
 

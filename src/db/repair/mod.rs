@@ -5,6 +5,7 @@
 mod merge;
 mod physical;
 mod resync;
+pub mod save;
 pub mod tools;
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ pub use physical::PhysicalSetup;
 
 use super::DbError;
 use crate::config::MergeTable;
+use crate::core::db::SaveFirst;
 
 /// What a repair needs besides the plan: where the local database is, which tables to merge,
 /// where to save what cannot be merged.
@@ -40,19 +42,44 @@ pub struct RepairContext {
 }
 
 /// Rebuilds this node from the winner: by physical copy over the transfer channel when both
-/// sides can, otherwise by a logical copy.
+/// sides can, otherwise by a logical copy; saving first what `save_first` asks.
 pub async fn resync(
     ctx: &RepairContext,
     winner: &str,
     winner_addr: &str,
     transfer: Option<&str>,
+    save_first: SaveFirst,
     progress: &mut Progress,
     stop: &watch::Receiver<bool>,
 ) -> Result<String, DbError> {
+    let saved = match save_first {
+        SaveFirst::Nothing => None,
+        SaveFirst::BinlogAndDump => {
+            let dir = save::private_dir(&ctx.state_dir, "saved", &format!("before-rebuild-from-{winner}"))?;
+            progress.finish(format!(
+                "saving this node's data to {} before the rebuild",
+                dir.display()
+            ));
+            let saved = save::save_everything(ctx, &dir).await;
+            save::remove_if_empty(&dir);
+            let saved = saved?;
+            progress.finish(format!("saved before the rebuild: {saved}"));
+            Some(saved)
+        }
+    };
     let physical = ctx.physical.as_ref().zip(transfer.and_then(|addr| addr.parse().ok()));
-    match physical {
+    let rebuilt = match physical {
         Some((setup, transfer)) => physical::resync(ctx, setup, winner, winner_addr, transfer, progress, stop).await,
         None => resync::resync(ctx, winner, winner_addr, progress, stop).await,
+    };
+    match (rebuilt, saved) {
+        (Ok(line), Some(saved)) => Ok(format!("{line}; before it, {saved}")),
+        (Err(err), Some(saved)) => Err(DbError::Query {
+            target: ctx.local_target(),
+            what: "rebuild".into(),
+            message: format!("{err} (this node's data was saved first: {saved})"),
+        }),
+        (result, None) => result,
     }
 }
 
