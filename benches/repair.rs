@@ -1,12 +1,14 @@
 //! Split-brain repair against real MariaDB servers (issue #7's measurements):
 //!
 //!     cargo bench --bench repair -- [--rows N]
+//!     cargo bench --bench repair -- --clone-gib G
 //!
 //! Two servers on loopback, `loser` holding N `tagente_datos` rows of a split-brain window that
 //! `winner` lacks. Measured: gossip-ha's merge (and its idempotent re-run) against the manual's
 //! `mariadb-dump --where … | mariadb`; gossip-ha's logical and physical (mariabackup over the
 //! mutual-TLS transfer channel) rebuilds of `loser` from `winner` against a plain `mariabackup`
-//! to disk + copy + prepare.
+//! to disk + copy + prepare. With `--clone-gib G`: a new, empty server cloned from a primary
+//! holding G GiB of `tagente_datos`, the same three ways.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -15,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::mariadb::{scalar, sql, MariaDb};
+use common::mariadb::{scalar, sql, MariaDb, Setup};
 use gossip_ha::config::MergeTable;
 use gossip_ha::core::db::{MergePlan, SaveFirst};
 use gossip_ha::db::repair::{self, PhysicalSetup, Progress, RepairContext};
@@ -23,11 +25,17 @@ use gossip_ha::tls::identity::{TlsFiles, TlsIdentity};
 
 const WINDOW_START_S: u64 = 1_800_000_000;
 
-fn rows() -> u64 {
+/// The value after `--name` on the command line.
+fn flag(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
-        .position(|arg| arg == "--rows")
+        .position(|arg| arg == name)
         .and_then(|index| args.get(index + 1))
+        .cloned()
+}
+
+fn rows() -> u64 {
+    flag("--rows")
         .map(|value| value.parse().expect("--rows N"))
         .unwrap_or(200_000)
 }
@@ -88,7 +96,177 @@ fn mib(bytes: f64) -> f64 {
     bytes / 1_048_576.0
 }
 
+/// Rebuilds `loser` from `winner` (which holds `rows` rows of `tagente_datos`): gossip-ha's
+/// logical copy, its physical copy over mutual TLS, and the manual's plain procedure.
+fn rebuilds(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    context: &mut RepairContext,
+    loser: &mut MariaDb,
+    winner: &MariaDb,
+    rows: u64,
+) {
+    let (sender, _receiver) = tokio::sync::mpsc::channel(1024);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let size: f64 = scalar(
+        &winner.admin_url(),
+        "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES",
+    )
+    .and_then(|size| size.parse().ok())
+    .unwrap_or(0.0);
+    println!("`winner` holds {:.1} MiB of tables", mib(size));
+    let started = Instant::now();
+    let line = runtime
+        .block_on(repair::resync(
+            context,
+            "winner",
+            &winner.advertise(),
+            None,
+            SaveFirst::Nothing,
+            &mut Progress::new(sender.clone()),
+            &stop,
+        ))
+        .unwrap();
+    println!(
+        "gossip-ha logical resync:  {:>6.2} s  ({line})",
+        started.elapsed().as_secs_f64()
+    );
+
+    gossip_ha::tls::certs::init_ca(&dir.join("ca"), "bench", false).unwrap();
+    let server = Arc::new(identity(dir, "winner"));
+    let client = Arc::new(identity(dir, "loser"));
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let transfer_addr = listener.local_addr().unwrap().to_string();
+    let source = Arc::new(gossip_ha::transfer::BackupSource {
+        local: mysql_async::Opts::from_url(&winner.admin_url()).unwrap(),
+        work_dir: dir.join("transfer"),
+        timeout: Duration::from_secs(3_600),
+        cluster_id: "bench".into(),
+    });
+    let (stop_serving, serving) = tokio::sync::watch::channel(false);
+    let service = runtime.spawn(gossip_ha::transfer::serve(
+        listener,
+        Some(server),
+        source,
+        Arc::new(|_| {}),
+        serving,
+    ));
+    context.physical = Some(PhysicalSetup {
+        datadir: loser.datadir(),
+        stop_command: loser.stop_command(),
+        start_command: loser.start_command(),
+        tls: Some(client),
+        cluster_id: "bench".into(),
+        node_name: "loser".into(),
+    });
+    let started = Instant::now();
+    let line = runtime
+        .block_on(repair::resync(
+            context,
+            "winner",
+            &winner.advertise(),
+            Some(&transfer_addr),
+            SaveFirst::Nothing,
+            &mut Progress::new(sender.clone()),
+            &stop,
+        ))
+        .unwrap();
+    println!(
+        "gossip-ha physical resync: {:>6.2} s  ({line})",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(count(loser), rows);
+    let _ = stop_serving.send(true);
+    let _ = runtime.block_on(service);
+
+    let backup = dir.join("plain-backup");
+    let copy = dir.join("plain-copy");
+    let options = format!(
+        "--host={} --port={} --user={} --password={}",
+        winner.ip,
+        winner.port,
+        common::mariadb::ADMIN_USER,
+        common::mariadb::ADMIN_PASSWORD
+    );
+    let backed_up = shell(&format!(
+        "mariabackup --backup {options} --target-dir={} 2>/dev/null",
+        backup.display()
+    ));
+    let copied = shell(&format!("cp -a {} {}", backup.display(), copy.display()));
+    let prepared = shell(&format!(
+        "mariabackup --prepare --target-dir={} 2>/dev/null",
+        copy.display()
+    ));
+    println!(
+        "plain mariabackup + copy + prepare: {:>6.2} s (backup {:.2} s, copy {:.2} s, prepare {:.2} s; no restart, no re-pointing)",
+        (backed_up + copied + prepared).as_secs_f64(),
+        backed_up.as_secs_f64(),
+        copied.as_secs_f64(),
+        prepared.as_secs_f64()
+    );
+}
+
+/// Cloning a new replica from a primary holding `gib` GiB of `tagente_datos` (Pandora's own
+/// table definition), the manual's "Database cloning": gossip-ha's logical and physical clones
+/// against `mariabackup --backup`, copy and `--prepare`.
+fn clone_bench(gib: f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut loser = MariaDb::install_set_up(dir.path(), "new", 1, true, "127.0.0.1", None, Setup::Clean);
+    let winner = MariaDb::install_as_operators(dir.path(), "primary", 2);
+    winner.load_pandora(0);
+    winner.admin(&["SET GLOBAL read_only = OFF"]);
+    let size_sql = "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'pandora'";
+    let target = gib * 1_073_741_824.0;
+    let started = Instant::now();
+    let mut rows: u64 = 0;
+    loop {
+        let size: f64 = winner.query_root(size_sql).parse().unwrap_or(0.0);
+        if size >= target {
+            println!(
+                "`primary` holds {rows} rows, {:.0} MiB of tagente_datos (filled in {:.0} s)",
+                mib(size),
+                started.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        winner.admin_script(
+            "pandora",
+            &format!(
+                "INSERT INTO tagente_datos (id_agente_modulo, datos, utimestamp) \
+                 SELECT seq % 2000, seq * 0.5, {WINDOW_START_S} + ({rows} + seq) DIV 2000 FROM seq_1_to_1000000;\n\
+                 ANALYZE TABLE tagente_datos;"
+            ),
+        );
+        rows += 1_000_000;
+    }
+    winner.admin(&["SET GLOBAL read_only = ON"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut context = context_for(dir.path(), &loser);
+    rebuilds(&runtime, dir.path(), &mut context, &mut loser, &winner, rows);
+    loser.kill();
+}
+
+fn context_for(dir: &std::path::Path, loser: &MariaDb) -> RepairContext {
+    RepairContext {
+        local: mysql_async::Opts::from_url(&loser.admin_url()).unwrap(),
+        database: "pandora".into(),
+        tables: vec![MergeTable {
+            name: "tagente_datos".into(),
+            time_column: "utimestamp".into(),
+            fresh_id: None,
+        }],
+        batch_rows: 1_000,
+        state_dir: dir.join("state"),
+        statement_timeout: Duration::from_secs(120),
+        resync_timeout: Duration::from_secs(3_600),
+        physical: None,
+    }
+}
+
 fn main() {
+    if let Some(gib) = flag("--clone-gib") {
+        return clone_bench(gib.parse().expect("--clone-gib G"));
+    }
     let rows = rows();
     let dir = tempfile::tempdir().unwrap();
     let mut loser = MariaDb::install(dir.path(), "loser", 1);
@@ -108,20 +286,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (sender, _receiver) = tokio::sync::mpsc::channel(1024);
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let mut context = RepairContext {
-        local: mysql_async::Opts::from_url(&loser.admin_url()).unwrap(),
-        database: "pandora".into(),
-        tables: vec![MergeTable {
-            name: "tagente_datos".into(),
-            time_column: "utimestamp".into(),
-            fresh_id: None,
-        }],
-        batch_rows: 1_000,
-        state_dir: dir.path().join("state"),
-        statement_timeout: Duration::from_secs(120),
-        resync_timeout: Duration::from_secs(3_600),
-        physical: None,
-    };
+    let mut context = context_for(dir.path(), &loser);
     let plan = MergePlan {
         winner: "winner".into(),
         winner_addr: winner.advertise(),
@@ -178,102 +343,6 @@ fn main() {
         rows as f64 / manual.as_secs_f64()
     );
 
-    // Rebuild `loser` from `winner`: logical, physical over mutual TLS, and the plain procedure.
-    let size: f64 = scalar(
-        &winner.admin_url(),
-        "SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES",
-    )
-    .and_then(|size| size.parse().ok())
-    .unwrap_or(0.0);
-    println!("`winner` holds {:.1} MiB of tables", mib(size));
-    let started = Instant::now();
-    let line = runtime
-        .block_on(repair::resync(
-            &context,
-            "winner",
-            &winner.advertise(),
-            None,
-            SaveFirst::Nothing,
-            &mut Progress::new(sender.clone()),
-            &stop,
-        ))
-        .unwrap();
-    println!(
-        "gossip-ha logical resync:  {:>6.2} s  ({line})",
-        started.elapsed().as_secs_f64()
-    );
-
-    gossip_ha::tls::certs::init_ca(&dir.path().join("ca"), "bench", false).unwrap();
-    let server = Arc::new(identity(dir.path(), "winner"));
-    let client = Arc::new(identity(dir.path(), "loser"));
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let transfer_addr = listener.local_addr().unwrap().to_string();
-    let source = Arc::new(gossip_ha::transfer::BackupSource {
-        local: mysql_async::Opts::from_url(&winner.admin_url()).unwrap(),
-        work_dir: dir.path().join("transfer"),
-        timeout: Duration::from_secs(3_600),
-        cluster_id: "bench".into(),
-    });
-    let (stop_serving, serving) = tokio::sync::watch::channel(false);
-    let service = runtime.spawn(gossip_ha::transfer::serve(
-        listener,
-        Some(server),
-        source,
-        Arc::new(|_| {}),
-        serving,
-    ));
-    context.physical = Some(PhysicalSetup {
-        datadir: loser.datadir(),
-        stop_command: loser.stop_command(),
-        start_command: loser.start_command(),
-        tls: Some(client),
-        cluster_id: "bench".into(),
-        node_name: "loser".into(),
-    });
-    let started = Instant::now();
-    let line = runtime
-        .block_on(repair::resync(
-            &context,
-            "winner",
-            &winner.advertise(),
-            Some(&transfer_addr),
-            SaveFirst::Nothing,
-            &mut Progress::new(sender.clone()),
-            &stop,
-        ))
-        .unwrap();
-    println!(
-        "gossip-ha physical resync: {:>6.2} s  ({line})",
-        started.elapsed().as_secs_f64()
-    );
-    assert_eq!(count(&loser), rows);
-    let _ = stop_serving.send(true);
-    let _ = runtime.block_on(service);
-
-    let backup = dir.path().join("plain-backup");
-    let copy = dir.path().join("plain-copy");
-    let options = format!(
-        "--host={} --port={} --user={} --password={}",
-        winner.ip,
-        winner.port,
-        common::mariadb::ADMIN_USER,
-        common::mariadb::ADMIN_PASSWORD
-    );
-    let backed_up = shell(&format!(
-        "mariabackup --backup {options} --target-dir={} 2>/dev/null",
-        backup.display()
-    ));
-    let copied = shell(&format!("cp -a {} {}", backup.display(), copy.display()));
-    let prepared = shell(&format!(
-        "mariabackup --prepare --target-dir={} 2>/dev/null",
-        copy.display()
-    ));
-    println!(
-        "plain mariabackup + copy + prepare: {:>6.2} s (backup {:.2} s, copy {:.2} s, prepare {:.2} s; no restart, no re-pointing)",
-        (backed_up + copied + prepared).as_secs_f64(),
-        backed_up.as_secs_f64(),
-        copied.as_secs_f64(),
-        prepared.as_secs_f64()
-    );
+    rebuilds(&runtime, dir.path(), &mut context, &mut loser, &winner, rows);
     loser.kill();
 }

@@ -3,6 +3,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use gossip_ha_proto::api::{Event, NodeLiveness, StatusReport};
+use gossip_ha_proto::db::RepairKind;
 
 use crate::agent::role_list;
 
@@ -183,16 +184,25 @@ fn database_table(report: &StatusReport) -> String {
         .iter()
         .filter_map(|node| Some((node, node.db.as_ref()?.repair.as_ref()?)))
         .map(|(node, repair)| {
-            let fork = if repair.fork_gtid.is_empty() {
-                "unknown".into()
-            } else {
-                repair.fork_gtid.clone()
+            let what = match repair.kind {
+                RepairKind::SplitBrain if repair.fork_gtid.is_empty() => {
+                    format!("split-brain, yields to {}, fork unknown", repair.winner)
+                }
+                RepairKind::SplitBrain => format!(
+                    "split-brain, yields to {}, fork at GTID {}",
+                    repair.winner, repair.fork_gtid
+                ),
+                RepairKind::Clone => format!("clone from {}", repair.winner),
+                RepairKind::Unrelated => format!(
+                    "unrelated history; `gossip-ha resync` saves it, then rebuilds from {}",
+                    repair.winner
+                ),
+                RepairKind::Operator => format!("rebuild from {} asked by an operator", repair.winner),
             };
             format!(
-                "  {}: {} (yields to {}, fork at GTID {fork}){}\n",
+                "  {}: {} ({what}){}\n",
                 node.name,
                 repair.stage.as_str(),
-                repair.winner,
                 repair
                     .progress
                     .as_ref()
@@ -202,7 +212,7 @@ fn database_table(report: &StatusReport) -> String {
         })
         .collect();
     if !repairs.is_empty() {
-        out += "\nSplit-brain repairs:\n";
+        out += "\nRepairs and clones:\n";
         out += &repairs.concat();
     }
     out

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::db_cluster::{db_of, has_event, replicating_from, wait_formed, Cluster};
+use common::db_cluster::{db_of, has_event, replicating_from, show_walkthrough, wait_formed, Cluster};
 use common::mariadb::{scalar, sql, MariaDb};
 use gossip_ha_proto::api::EventKind;
 use gossip_ha_proto::db::DbRole;
@@ -85,7 +85,11 @@ fn wait_until_db1_rebuilt(cluster: &Cluster, observer: &str, timeout: Duration) 
     let db2 = cluster.db("db2");
     cluster.wait("db1 to be rebuilt and replicate from db2", timeout, |c| {
         let report = c.agent(observer).status();
-        replicating_from(&report, "db1", db2) && db_of(&report, "db1").is_some_and(|db| db.repair.is_none())
+        // Right after the heal db1's IO thread may connect for a moment before db2 refuses it:
+        // only a finished rebuild counts.
+        has_event(c.agent("db1"), EventKind::Repair, "rebuilt from db2: rejoining")
+            && replicating_from(&report, "db1", db2)
+            && db_of(&report, "db1").is_some_and(|db| db.repair.is_none())
     });
 }
 
@@ -163,18 +167,6 @@ fn two_db_hosts_cut_apart_with_writers_on_both_sides_merge_without_losing_a_row(
     let token = scalar(&db1.admin_url(), "SELECT COUNT(*) FROM pandora.tconfig").unwrap();
     assert_eq!(token, "0");
     show_walkthrough(&cluster, "db1", &["status", "events"]);
-}
-
-/// With `SHOW_WALKTHROUGH=1`, prints what an operator sees on the loser (README).
-fn show_walkthrough(cluster: &Cluster, name: &str, commands: &[&str]) {
-    if std::env::var_os("SHOW_WALKTHROUGH").is_none() {
-        return;
-    }
-    let socket = cluster.agent(name).socket.display().to_string();
-    for command in commands {
-        let output = common::cli(&[command, "--socket", &socket]);
-        println!("$ gossip-ha {command}\n{}", String::from_utf8_lossy(&output.stdout));
-    }
 }
 
 #[test]

@@ -1,7 +1,10 @@
 //! A model of a MariaDB server with GTID replication, behind the same `DbBackend` trait as the
 //! real one: a binary log of `0-server-seq` GTIDs, read-only at boot, replication that copies
 //! what the source has after the replica's last GTID — and refuses (error 1236) when that GTID
-//! is not in the source's log, as MariaDB does for a replica with transactions the source lacks.
+//! is not in the source's log, as MariaDB does for a replica with transactions the source lacks,
+//! or when the source has purged the logs the replica needs. A server may start with setup
+//! transactions of its own (users and grants created with the binary log on): they hold no
+//! user database.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -35,6 +38,10 @@ pub struct ModelServer {
     pub source: Option<String>,
     pub replicating: bool,
     pub io_error: Option<(u32, String)>,
+    /// Transactions that only created users and grants: no user database.
+    pub setup: BTreeSet<Gtid>,
+    /// The first `purged` entries of `binlog` are executed but no longer in its log files.
+    pub purged: usize,
 }
 
 impl ModelServer {
@@ -56,9 +63,9 @@ impl ModelServer {
             .join(",")
     }
 
-    /// The model holds one user database, the Pandora one, once anything was written.
+    /// The model holds one user database, the Pandora one, once anything but setup was written.
     fn databases(&self) -> Vec<DatabaseContent> {
-        if self.binlog.is_empty() {
+        if self.binlog.iter().all(|gtid| self.setup.contains(gtid)) {
             return Vec::new();
         }
         vec![DatabaseContent {
@@ -91,7 +98,10 @@ impl ModelCluster {
         f(&mut self.servers.lock().expect("model servers"))
     }
 
-    pub fn add(&self, host: &str, server_id: u32) {
+    /// A new server whose users and grants were created with the binary log on: `setup`
+    /// transactions of its own, `0-<server_id>-1…`.
+    pub fn add(&self, host: &str, server_id: u32, setup: u64) {
+        let binlog: Vec<Gtid> = (1..=setup).map(|seq| Gtid { server: server_id, seq }).collect();
         self.with(|servers| {
             servers.insert(
                 host.to_string(),
@@ -100,13 +110,20 @@ impl ModelCluster {
                     advertise: format!("{host}:3306"),
                     alive: true,
                     read_only: true,
-                    binlog: Vec::new(),
+                    setup: binlog.iter().copied().collect(),
+                    binlog,
                     source: None,
                     replicating: false,
                     io_error: None,
+                    purged: 0,
                 },
             )
         });
+    }
+
+    /// `PURGE BINARY LOGS` up to now: what this server executed stays, its log files do not.
+    pub fn purge(&self, host: &str) {
+        self.with(|servers| servers.get_mut(host).map(|server| server.purged = server.binlog.len()));
     }
 
     /// The DB hosts (other than `host` itself) that `host`'s reachability check reaches: the
@@ -169,15 +186,16 @@ impl ModelCluster {
     pub fn replicate(&self) {
         let network = self.network.clone();
         self.with(|servers| {
-            let logs: BTreeMap<String, (bool, Vec<Gtid>)> = servers
+            let logs: BTreeMap<String, (bool, Vec<Gtid>, usize)> = servers
                 .iter()
-                .map(|(host, server)| (host.clone(), (server.alive, server.binlog.clone())))
+                .map(|(host, server)| (host.clone(), (server.alive, server.binlog.clone(), server.purged)))
                 .collect();
             for (host, server) in servers.iter_mut() {
                 let Some(source) = server.source.clone().filter(|_| server.alive && server.replicating) else {
                     continue;
                 };
-                let Some((true, source_log)) = logs.get(&source).filter(|_| network.connected(host, &source)) else {
+                let Some((true, source_log, purged)) = logs.get(&source).filter(|_| network.connected(host, &source))
+                else {
                     continue;
                 };
                 let start = match server.last() {
@@ -194,6 +212,14 @@ impl ModelCluster {
                         }
                     },
                 };
+                if start < *purged && start < source_log.len() {
+                    server.io_error = Some((
+                        ER_SOURCE_FATAL_READING_BINLOG,
+                        "Could not find GTID state requested by slave in any binlog files. Probably the slave state is too old and required binlog files have been purged.".into(),
+                    ));
+                    server.replicating = false;
+                    continue;
+                }
                 server.binlog.extend_from_slice(&source_log[start..]);
             }
         });
@@ -243,11 +269,14 @@ impl ModelDb {
     pub fn merge_into(&mut self, winner: &str) -> Result<(), DbError> {
         self.reach(winner)?;
         let saved = self.cluster.with(|servers| {
-            let mine = servers.get(&self.host).filter(|server| server.alive)?.binlog.clone();
+            let me = servers.get(&self.host).filter(|server| server.alive)?;
+            let (mine, setup) = (me.binlog.clone(), me.setup.clone());
             let target = servers.get_mut(winner)?;
             let present: BTreeSet<Gtid> = target.binlog.iter().copied().collect();
             let missing: Vec<Gtid> = mine.into_iter().filter(|gtid| !present.contains(gtid)).collect();
-            for _ in &missing {
+            // Setup transactions (users, grants) are saved, but have no rows to merge.
+            let with_rows = missing.iter().filter(|gtid| !setup.contains(gtid)).count();
+            for _ in 0..with_rows {
                 let seq = target.binlog.iter().map(|gtid| gtid.seq).max().unwrap_or(0) + 1;
                 let server = target.server_id;
                 target.binlog.push(Gtid { server, seq });
@@ -262,11 +291,16 @@ impl ModelDb {
     /// The agent's resync: this server becomes a copy of the winner, read-only, not replicating.
     pub fn resync_from(&mut self, winner: &str) -> Result<(), DbError> {
         self.reach(winner)?;
-        let copy = self
-            .cluster
-            .with(|servers| servers.get(winner).map(|server| server.binlog.clone()));
-        let copy = copy.ok_or_else(|| self.down())?;
+        let copy = self.cluster.with(|servers| {
+            servers
+                .get(winner)
+                .map(|server| (server.binlog.clone(), server.setup.clone()))
+        });
+        let (copy, setup) = copy.ok_or_else(|| self.down())?;
         self.change(|server| {
+            // A rebuilt server starts a fresh binary log: it holds none of the copied history's.
+            server.purged = copy.len();
+            server.setup = setup;
             server.binlog = copy;
             server.read_only = true;
             server.source = None;

@@ -36,6 +36,8 @@ pub struct SimAgent {
     generation: u64,
     persisted_epoch: u64,
     persisted_fork: Option<String>,
+    /// The state file's memory of the cluster (known nodes, last DB primary), as the daemon's.
+    persisted_cluster: (Vec<String>, Option<String>),
     gossip: Option<Gossip>,
     core: Option<Core>,
     db: Option<ModelDb>,
@@ -65,6 +67,7 @@ impl SimAgent {
             generation: 0,
             persisted_epoch: 0,
             persisted_fork: None,
+            persisted_cluster: (Vec::new(), None),
             gossip: None,
             core: None,
             db,
@@ -144,6 +147,8 @@ impl SimAgent {
             core = core.with_db(
                 DbCore::new(policy, self.persisted_epoch).with_promotion_record(self.persisted_fork.clone(), None),
             );
+            let (nodes, primary) = self.persisted_cluster.clone();
+            core.remember_cluster(nodes, primary);
         }
         self.gossip = Some(gossip);
         self.core = Some(core);
@@ -190,7 +195,11 @@ impl SimAgent {
         core.set_db_reach(self.models.reachable_from(&self.name));
         let mut happened = Vec::new();
         let mut actions = Vec::new();
-        for decision in core.step(now, observations, local.as_ref()) {
+        let decisions = core.step(now, observations, local.as_ref());
+        if self.db.is_some() {
+            self.persisted_cluster = core.cluster_memory();
+        }
+        for decision in decisions {
             match decision {
                 Decision::Db(DbDecision::Act { action, reason }) => {
                     happened.push(Happening::Note(format!("{}: {reason}", describe(&action))));

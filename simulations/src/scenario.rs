@@ -28,6 +28,8 @@ pub enum Op {
     /// The host's mysqld is killed (its agent lives on).
     KillDb(String),
     StartDb(String),
+    /// The host's server purges its binary logs up to now.
+    Purge(String),
 }
 
 impl fmt::Display for Op {
@@ -44,6 +46,7 @@ impl fmt::Display for Op {
             Op::Restart(a) => write!(f, "restart agent {a}"),
             Op::KillDb(a) => write!(f, "kill -9 mysqld on {a}"),
             Op::StartDb(a) => write!(f, "start mysqld on {a}"),
+            Op::Purge(a) => write!(f, "purge binary logs on {a}"),
         }
     }
 }
@@ -79,6 +82,9 @@ pub struct Scenario {
     pub name: String,
     pub layout: Layout,
     pub ops: Vec<Op>,
+    /// Setup transactions (users and grants logged) each DB server starts with: 0 for the
+    /// lab's clean servers, more for servers set up as operators do.
+    pub setup_transactions: u64,
 }
 
 fn s(text: &str) -> String {
@@ -91,6 +97,7 @@ pub fn named() -> Vec<Scenario> {
         name: name.into(),
         layout: Layout::STANDARD,
         ops,
+        setup_transactions: 0,
     };
     vec![
         standard(
@@ -114,6 +121,22 @@ pub fn named() -> Vec<Scenario> {
                 Op::Heal,
                 Op::Wait(10_000),
             ],
+            setup_transactions: 0,
+        },
+        // Servers set up as operators do (users created with the binary log on), and a replica
+        // down while the primary purges the logs it would need: it is cloned, twice.
+        Scenario {
+            setup_transactions: 4,
+            ..standard(
+                "operator_setup_purged",
+                vec![
+                    Op::KillDb(s("db2")),
+                    Op::Wait(4_000),
+                    Op::Purge(s("db1")),
+                    Op::StartDb(s("db2")),
+                    Op::Wait(10_000),
+                ],
+            )
         },
         standard(
             "asymmetric_partition",
@@ -189,7 +212,7 @@ pub fn random(seed: u64) -> Scenario {
     let pick = |rng: &mut StdRng| hosts[rng.gen_range(0..hosts.len())].clone();
     let mut ops = vec![Op::Wait(rng.gen_range(0..5_000))];
     for _ in 0..rng.gen_range(2..7) {
-        let op = match rng.gen_range(0..10) {
+        let op = match rng.gen_range(0..11) {
             0 => Op::Cut(pick(&mut rng), pick(&mut rng)),
             1 => Op::CutOneWay(pick(&mut rng), pick(&mut rng)),
             2 => Op::Isolate(pick(&mut rng)),
@@ -199,14 +222,18 @@ pub fn random(seed: u64) -> Scenario {
             6 => Op::Crash(pick(&mut rng)),
             7 => Op::Restart(pick(&mut rng)),
             8 => Op::KillDb(layout.db(rng.gen_range(0..layout.dbs))),
-            _ => Op::StartDb(layout.db(rng.gen_range(0..layout.dbs))),
+            9 => Op::StartDb(layout.db(rng.gen_range(0..layout.dbs))),
+            _ => Op::Purge(layout.db(rng.gen_range(0..layout.dbs))),
         };
         ops.push(op);
         ops.push(Op::Wait(rng.gen_range(200..8_000)));
     }
+    // Half the runs on servers set up as operators do: users and grants in every binary log.
+    let setup_transactions = if rng.gen_bool(0.5) { rng.gen_range(1..6) } else { 0 };
     Scenario {
         name: format!("random-{seed}"),
         layout,
         ops,
+        setup_transactions,
     }
 }

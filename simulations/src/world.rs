@@ -139,6 +139,7 @@ impl World {
             }
             Op::KillDb(host) => self.models.kill(host),
             Op::StartDb(host) => self.models.start(host),
+            Op::Purge(host) => self.models.purge(host),
         }
         // Losing the writable primary (its mysqld, or its reachability) starts a failover clock.
         if let [primary] = primary_before.as_slice() {
@@ -321,7 +322,7 @@ pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
             _ => vec![Role::Console],
         };
         if roles.contains(&Role::Db) {
-            models.add(host, index as u32 + 1);
+            models.add(host, index as u32 + 1, scenario.setup_transactions);
         }
         let priority = (scenario.layout.dbs - index.min(scenario.layout.dbs - 1)) as u8;
         agents.push(SimAgent::new(

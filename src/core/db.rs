@@ -16,6 +16,11 @@ pub const ER_SOURCE_FATAL_READING_BINLOG: u32 = 1236;
 /// MariaDB `gtid_strict_mode` refusing an out-of-order GTID: the histories diverged.
 pub const ER_GTID_STRICT_OUT_OF_ORDER: u32 = 1950;
 
+/// Errors a replica's SQL thread stops on when the primary's history collides with objects the
+/// replica created itself (users and grants of a deploy script, a schema loaded by hand):
+/// `ER_CANNOT_USER`, `ER_DB_CREATE_EXISTS`, `ER_TABLE_EXISTS_ERROR`, `ER_DUP_ENTRY`.
+pub const SETUP_COLLISION_ERRNOS: [u32; 4] = [1396, 1007, 1050, 1062];
+
 /// What the agent's settings say about its local database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbPolicy {
@@ -887,7 +892,10 @@ impl DbCore {
         if let Some(replica) = probe.replica.as_ref().filter(|replica| replica.source == primary_addr) {
             let diverged =
                 replica.io_errno == ER_SOURCE_FATAL_READING_BINLOG || replica.sql_errno == ER_GTID_STRICT_OUT_OF_ORDER;
-            if diverged {
+            // The primary's history cannot be applied on top of what this server created itself
+            // (its users, its schema): the SQL thread stopped on a collision.
+            let collided = !replica.sql_running && SETUP_COLLISION_ERRNOS.contains(&replica.sql_errno);
+            if diverged || collided {
                 let server_said = replica.last_error.clone().unwrap_or_else(|| "-".into());
                 return self.cannot_follow(view, primary.name, &primary_addr, probe, &server_said, out);
             }

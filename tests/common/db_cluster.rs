@@ -58,7 +58,18 @@ impl Cluster {
         let dbs: Vec<MariaDb> = (0..db_count)
             .map(|index| MariaDb::install(dir.path(), &format!("db{}", index + 1), index as u32 + 1))
             .collect();
-        let mut specs = db_specs(&dbs, dir.path(), |_| db_toml.to_string());
+        Self::start_on(dir, dbs, witness, |_| db_toml.to_string())
+    }
+
+    /// Agents for servers a test prepared itself in `dir` (their histories, their data), in
+    /// order of preference, as in `start`.
+    pub fn start_on(
+        dir: tempfile::TempDir,
+        dbs: Vec<MariaDb>,
+        witness: bool,
+        db_toml: impl Fn(&MariaDb) -> String,
+    ) -> Cluster {
+        let mut specs = db_specs(&dbs, dir.path(), db_toml);
         if witness {
             specs.push(AgentSpec::new("srv", 1, THRESHOLD));
         }
@@ -269,4 +280,25 @@ pub fn write_and_replicate(cluster: &Cluster, primary: &str, ids: std::ops::Rang
     cluster.wait("the rows on the replicas", Duration::from_secs(10), |c| {
         replicas.iter().all(|name| row_count(c.db(name)) == expected)
     });
+}
+
+/// One row as a Pandora server writes it into the real `tagente_datos` (no primary key).
+pub fn insert_pandora_row(db: &MariaDb) {
+    sql(
+        &db.app_url(),
+        &["INSERT INTO pandora.tagente_datos (id_agente_modulo, datos, utimestamp) VALUES (7, 1.5, UNIX_TIMESTAMP())"],
+    )
+    .unwrap_or_else(|err| panic!("a row on {}: {err}", db.name));
+}
+
+/// With `SHOW_WALKTHROUGH=1`, prints what an operator sees on a host (README).
+pub fn show_walkthrough(cluster: &Cluster, name: &str, commands: &[&str]) {
+    if std::env::var_os("SHOW_WALKTHROUGH").is_none() {
+        return;
+    }
+    let socket = cluster.agent(name).socket.display().to_string();
+    for command in commands {
+        let output = super::cli(&[command, "--socket", &socket]);
+        println!("$ gossip-ha {command}\n{}", String::from_utf8_lossy(&output.stdout));
+    }
 }

@@ -27,6 +27,19 @@ fn require(binary: &str) -> PathBuf {
     panic!("{binary} not found: install mariadb-server (`.ci/run` does) to run the database tests");
 }
 
+/// How a server's first transactions came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// Users created with the binary log off: an empty history (the lab's convenience).
+    Clean,
+    /// Users and grants created with the binary log on, as the manual and deploy scripts do:
+    /// every server starts with GTIDs of its own (`0-<server id>-1…6`).
+    AsOperators,
+}
+
+/// Pandora's own definitions of the merged tables and `tconfig` (from `pandoradb.sql`).
+pub const PANDORA_TABLES: &str = include_str!("../fixtures/pandora_tables.sql");
+
 pub struct MariaDb {
     pub name: String,
     /// Loopback address it listens on; distinct per server where a test needs to tell them apart.
@@ -66,6 +79,24 @@ impl MariaDb {
         ip: &str,
         netns: Option<&str>,
     ) -> MariaDb {
+        Self::install_set_up(parent, name, server_id, binlog, ip, netns, Setup::Clean)
+    }
+
+    /// As operators set a server up (`Setup::AsOperators`): its users and grants are
+    /// transactions of its own in its binary log.
+    pub fn install_as_operators(parent: &Path, name: &str, server_id: u32) -> MariaDb {
+        Self::install_set_up(parent, name, server_id, true, "127.0.0.1", None, Setup::AsOperators)
+    }
+
+    pub fn install_set_up(
+        parent: &Path,
+        name: &str,
+        server_id: u32,
+        binlog: bool,
+        ip: &str,
+        netns: Option<&str>,
+        setup: Setup,
+    ) -> MariaDb {
         let dir = parent.join(format!("mariadb-{name}"));
         // Each server gets its own tmpdir: parallel installs sharing /tmp collide on temp tables.
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
@@ -97,8 +128,12 @@ impl MariaDb {
         };
         server.start();
         let from = if netns.is_some() { "198.18.%" } else { "127.0.0.1" };
+        let log_bin = match setup {
+            Setup::Clean => "SET sql_log_bin = 0",
+            Setup::AsOperators => "SET sql_log_bin = 1",
+        };
         server.admin(&[
-            "SET sql_log_bin = 0",
+            log_bin,
             &format!("CREATE USER '{ADMIN_USER}'@'{from}' IDENTIFIED BY '{ADMIN_PASSWORD}'"),
             &format!("GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'{from}' WITH GRANT OPTION"),
             &format!("CREATE USER '{REPL_USER}'@'{from}' IDENTIFIED BY '{REPL_PASSWORD}'"),
@@ -217,21 +252,105 @@ impl MariaDb {
 
     /// Runs statements as the OS root user over the socket (setup only).
     pub fn admin(&self, statements: &[&str]) {
-        let output = Command::new(require("mariadb"))
-            .args([
-                &format!("--socket={}", self.socket().display()),
-                "-uroot",
-                "-e",
-                &statements.join(";\n"),
-            ])
-            .output()
+        self.root_client(&["-e", &statements.join(";\n")], None);
+    }
+
+    /// Runs a script as the OS root user over the socket, in database `database` (setup only).
+    pub fn admin_script(&self, database: &str, script: &str) {
+        let args: &[&str] = if database.is_empty() { &[] } else { &[database] };
+        self.root_client(args, Some(script));
+    }
+
+    /// The `mariadb` client as the OS root user over the socket, fed `script` on stdin; fails
+    /// the test with the server's message. Returns what it printed.
+    fn root_client(&self, args: &[&str], script: Option<&str>) -> String {
+        use std::io::Write;
+        let mut child = Command::new(require("mariadb"))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg("-uroot")
+            .args(args)
+            .stdin(if script.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .expect("run mariadb");
+        if let Some(script) = script {
+            child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
         assert!(
             output.status.success(),
             "{}: {}",
             self.name,
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The Pandora database with Pandora's real table definitions, written with the binary
+    /// log on (while the server is writable), and `rows` rows of `tagente_datos` and `tevento`
+    /// dated from a day back on, as a server that has run for a while holds them.
+    pub fn load_pandora(&self, rows: u32) {
+        self.admin(&["SET GLOBAL read_only = OFF", "CREATE DATABASE IF NOT EXISTS pandora"]);
+        self.admin_script("pandora", PANDORA_TABLES);
+        if rows > 0 {
+            self.admin_script(
+                "pandora",
+                &format!(
+                    "INSERT INTO tagente_datos (id_agente_modulo, datos, utimestamp) \
+                     SELECT seq % 50, seq * 1.5, UNIX_TIMESTAMP() - 86400 + seq FROM seq_1_to_{rows};\n\
+                     INSERT INTO tevento (id_agente, evento, utimestamp) \
+                     SELECT seq % 50, CONCAT('event ', seq), UNIX_TIMESTAMP() - 86400 + seq FROM seq_1_to_{rows};"
+                ),
+            );
+        }
+        self.admin(&["SET GLOBAL read_only = ON"]);
+    }
+
+    /// Statements of its own in a scratch database: a server that ran something else.
+    pub fn run_scratch(&self, statements: u32) {
+        let mut script =
+            String::from("CREATE DATABASE scratch; CREATE TABLE scratch.notes (id INT PRIMARY KEY, note TEXT);\n");
+        for id in 0..statements.saturating_sub(2) {
+            script.push_str(&format!("INSERT INTO scratch.notes VALUES ({id}, 'note {id}');\n"));
+        }
+        self.admin(&["SET GLOBAL read_only = OFF"]);
+        self.admin_script("", &script);
+        self.admin(&["SET GLOBAL read_only = ON"]);
+    }
+
+    /// Rotates the binary log and purges every earlier one, as `binlog_expire_logs_seconds`
+    /// does on a primary that has run for days.
+    pub fn purge_binlogs(&self) {
+        self.admin(&["FLUSH BINARY LOGS"]);
+        let current = self.query_root("SHOW MASTER STATUS");
+        let file = current.split_whitespace().next().unwrap_or_default().to_string();
+        assert!(!file.is_empty(), "{}: no binary log to purge to", self.name);
+        // MariaDB keeps a log InnoDB may still need for crash recovery (until its checkpoint):
+        // PURGE then skips it with a warning, so it is asked again until the log is gone.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.admin(&[&format!("PURGE BINARY LOGS TO '{file}'")]);
+            if self.query_root("SHOW BINARY LOGS").starts_with(&file) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the logs before {file} were never purged",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The first row of `statement`, tab-separated, as the OS root user (setup only).
+    pub fn query_root(&self, statement: &str) -> String {
+        let printed = self.root_client(&["--batch", "--skip-column-names", "-e", statement], None);
+        printed.lines().next().unwrap_or_default().to_string()
     }
 
     /// SIGKILL: the server dies as in a crash. A server the agent restarted itself (physical

@@ -216,6 +216,9 @@ impl DbCore {
                 "saving this node's binary log and user databases under state_dir, then cloning it from {}",
                 repair.status.winner
             ),
+            _ if repair.status.kind == RepairKind::Clone => {
+                format!("cloning this node from {}", repair.status.winner)
+            }
             _ => format!("rebuilding this node from {}", repair.status.winner),
         };
         self.act(action, reason, out);
@@ -344,11 +347,11 @@ impl DbCore {
             .and_then(|peer| peer.db);
         let their_gtid = display_gtid(theirs.map(|db| db.gtid.as_str()).unwrap_or_default());
         let situation = format!(
-            "{primary} (GTID {their_gtid}; {}) will not take this node (GTID {}; {}) as a replica: the histories are {} (server said: {server_said})",
+            "{primary} (GTID {their_gtid}; {}) will not take this node (GTID {}; {}) as a replica: this node's history is {} (server said: {server_said})",
             describe_databases(theirs.map(|db| db.databases.as_slice()).unwrap_or_default()),
             display_gtid(&probe.gtid),
             describe_databases(&probe.databases),
-            relation.map_or("unknown", Relation::as_str)
+            relation_words(relation, primary)
         );
         let owned: Vec<DatabaseContent> = lacking.into_iter().cloned().collect();
         let (repair, then) = match relation {
@@ -387,5 +390,19 @@ impl DbCore {
             format!("stop replicating from {primary}: it cannot take this node as it is"),
             out,
         );
+    }
+}
+
+/// "behind db1's", "forked from db1's (…)", for reasons.
+fn relation_words(relation: Option<Relation>, primary: &str) -> String {
+    match relation {
+        Some(Relation::Equal) => format!("the same as {primary}'s"),
+        Some(Relation::Behind) => format!("behind {primary}'s"),
+        Some(Relation::Ahead) => format!("ahead of {primary}'s (transactions {primary} lacks)"),
+        Some(Relation::Forked) => {
+            format!("forked from {primary}'s (a common point, then each has transactions the other lacks)")
+        }
+        Some(Relation::Unrelated) => format!("unrelated to {primary}'s (no transaction in common)"),
+        None => format!("of unknown relation to {primary}'s (a GTID set could not be read)"),
     }
 }

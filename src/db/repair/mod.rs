@@ -160,6 +160,21 @@ async fn forget_history(ctx: &RepairContext, conn: &mut Conn) -> Result<(), DbEr
     Ok(())
 }
 
+/// The user databases of the server on `conn` (system schemas left out).
+pub(crate) async fn user_databases(ctx: &RepairContext, conn: &mut Conn, target: &str) -> Result<Vec<String>, DbError> {
+    let names: Vec<String> = run(
+        ctx.statement_timeout,
+        target,
+        "list the user databases",
+        conn.query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME"),
+    )
+    .await?;
+    Ok(names
+        .into_iter()
+        .filter(|name| !crate::db::dialect::SYSTEM_SCHEMAS.contains(&name.as_str()))
+        .collect())
+}
+
 async fn exec_drop(conn: &mut Conn, timeout: Duration, target: &str, sql: &str) -> Result<(), DbError> {
     run(timeout, target, sql, conn.query_drop(sql)).await
 }

@@ -1,7 +1,9 @@
-//! Rebuilding a node from the winner with a logical copy: `mariadb-dump` of the Pandora
-//! database (one consistent snapshot, with the GTID it was taken at) streamed straight into this
-//! node's server, without touching its binary log, then the replica position set to that GTID.
-//! Nothing is staged on disk; the dump never holds credentials on a command line.
+//! Rebuilding a node from the winner with a logical copy: `mariadb-dump` of the winner's user
+//! databases (one consistent snapshot, with the GTID it was taken at) streamed straight into
+//! this node's server, without touching its binary log, then the replica position set to that
+//! GTID. A winner holding no user database yet gives nothing to copy: the position is its binary
+//! log's. Nothing is staged on disk; the dump never holds credentials on a command line. Users
+//! and grants (the `mysql` schema) are not copied: operators create them on every server.
 
 use std::time::Instant;
 
@@ -10,7 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::tools::{self, ClientOptions};
-use super::{copy_progress, exec_drop, forget_history, mib, rate, run, stopped, table_bytes, Progress, RepairContext};
+use super::{
+    copy_progress, exec_drop, forget_history, mib, rate, run, stopped, table_bytes, user_databases, Progress,
+    RepairContext,
+};
 use crate::db::DbError;
 
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -33,16 +38,34 @@ pub async fn resync(
         message: "expected host:port".into(),
     })?;
     let mut remote = ctx.connect_to(winner_addr).await?;
-    let size = table_bytes(ctx, &mut remote, winner_addr, Some(&ctx.database)).await?;
+    let databases = user_databases(ctx, &mut remote, winner_addr).await?;
+    let size = table_bytes(ctx, &mut remote, winner_addr, None).await?;
     let mut local = ctx.connect_local().await?;
     // Read-only stays on: only this admin session writes, and it writes no binary log.
     forget_history(ctx, &mut local).await?;
+    if databases.is_empty() {
+        let position: Option<String> = run(
+            ctx.statement_timeout,
+            winner_addr,
+            "SELECT @@gtid_binlog_pos",
+            remote.query_first("SELECT @@gtid_binlog_pos"),
+        )
+        .await?;
+        let gtid = position.unwrap_or_default();
+        let set_position = format!("SET GLOBAL gtid_slave_pos = {}", crate::db::dialect::quote(&gtid));
+        exec_drop(&mut local, ctx.statement_timeout, &target, &set_position).await?;
+        let _ = remote.disconnect().await;
+        let _ = local.disconnect().await;
+        let line = format!("rebuilt from {winner}: it holds no user database yet; replicating from GTID {gtid}");
+        progress.finish(line.clone());
+        return Ok(line);
+    }
 
     let dir = ctx.state_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|err| tools::tool_error("state directory", err.to_string()))?;
     let remote_options = ClientOptions::write(&dir, "winner", &ctx.local, Some((&host, port)))?;
     let local_options = ClientOptions::write(&dir, "local", &ctx.local, None)?;
-    let dump_args = vec![
+    let mut dump_args = vec![
         remote_options.arg(),
         "--single-transaction".into(),
         "--gtid".into(),
@@ -52,8 +75,8 @@ pub async fn resync(
         "--triggers".into(),
         "--events".into(),
         "--databases".into(),
-        ctx.database.clone(),
     ];
+    dump_args.extend(databases.iter().cloned());
     let load_args = vec![local_options.arg(), "--binary-mode".into()];
     let mut dump = tools::spawn("mariadb-dump", &dump_args, false, true)?;
     let mut load = tools::spawn("mariadb", &load_args, true, false)?;
@@ -109,19 +132,26 @@ pub async fn resync(
     let set_position = format!("SET GLOBAL gtid_slave_pos = {}", crate::db::dialect::quote(&gtid));
     exec_drop(&mut local, ctx.statement_timeout, &target, &set_position).await?;
 
-    let count = "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?";
+    let count = format!(
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA IN ({})",
+        databases
+            .iter()
+            .map(|name| crate::db::dialect::quote(name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let theirs: Option<u64> = run(
         ctx.statement_timeout,
         winner_addr,
         "count tables",
-        remote.exec_first(count, (ctx.database.as_str(),)),
+        remote.query_first(count.as_str()),
     )
     .await?;
     let mine: Option<u64> = run(
         ctx.statement_timeout,
         &target,
         "count tables",
-        local.exec_first(count, (ctx.database.as_str(),)),
+        local.query_first(count.as_str()),
     )
     .await?;
     let _ = remote.disconnect().await;
@@ -131,7 +161,7 @@ pub async fn resync(
             "resync check",
             format!(
                 "{winner} has {theirs:?} tables in {} but this node {mine:?} after the load",
-                ctx.database
+                databases.join(", ")
             ),
         ));
     }

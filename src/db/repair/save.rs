@@ -11,7 +11,6 @@ use mysql_async::Row;
 
 use super::tools::{self, ClientOptions};
 use super::{run, RepairContext};
-use crate::db::dialect::SYSTEM_SCHEMAS;
 use crate::db::DbError;
 
 /// `<state_dir>/<area>/<unix ms>-<label>`, made 0700 (its parents too, where this creates them).
@@ -138,7 +137,7 @@ async fn first_binlog(ctx: &RepairContext) -> Result<Option<String>, DbError> {
 /// A logical dump of every user database into `dir/user-databases.sql` (one consistent
 /// snapshot, replayable with `mariadb < file`).
 pub async fn save_dump(ctx: &RepairContext, dir: &Path) -> Result<String, DbError> {
-    let databases = user_databases(ctx).await?;
+    let databases = local_user_databases(ctx).await?;
     if databases.is_empty() {
         return Ok("no user database to dump".into());
     }
@@ -173,19 +172,9 @@ pub async fn save_dump(ctx: &RepairContext, dir: &Path) -> Result<String, DbErro
     ))
 }
 
-async fn user_databases(ctx: &RepairContext) -> Result<Vec<String>, DbError> {
+async fn local_user_databases(ctx: &RepairContext) -> Result<Vec<String>, DbError> {
     let mut local = ctx.connect_local().await?;
-    let target = ctx.local_target();
-    let names: Vec<String> = run(
-        ctx.statement_timeout,
-        &target,
-        "list the user databases",
-        local.query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME"),
-    )
-    .await?;
+    let names = super::user_databases(ctx, &mut local, &ctx.local_target()).await;
     let _ = local.disconnect().await;
-    Ok(names
-        .into_iter()
-        .filter(|name| !SYSTEM_SCHEMAS.contains(&name.as_str()))
-        .collect())
+    names
 }

@@ -311,3 +311,36 @@ fn a_restarted_agent_that_hears_nobody_remembers_its_cluster_and_stays_isolated(
     assert_eq!(nodes, ["console", "db1", "srv"]);
     assert_eq!(primary.as_deref(), Some("db1"));
 }
+
+#[test]
+fn a_replica_whose_sql_thread_stops_on_its_own_users_is_cloned() {
+    let primary = Peer {
+        gtid: "0-1-235",
+        ..primary_peer("db1", 3, 1)
+    };
+    let collided = Some(ReplicaProbe {
+        sql_running: false,
+        sql_errno: 1396,
+        last_error: Some("Error 'Operation CREATE USER failed for 'gha'@'127.0.0.1''".into()),
+        ..replica_of("127.0.0.1:3303")
+    });
+    let (first, then, _) = after_refusal(holding_local(true, "", "", &[], collided), primary.clone());
+    assert!(needs_resync_reason(&first).contains("CREATE USER"), "{first:?}");
+    assert!(
+        matches!(
+            actions(&then).as_slice(),
+            [DbAction::Resync {
+                save_first: SaveFirst::Nothing,
+                ..
+            }]
+        ),
+        "{then:?}"
+    );
+    // An operator's STOP SLAVE (no error) is left as it is.
+    let stopped = Some(ReplicaProbe {
+        sql_running: false,
+        ..replica_of("127.0.0.1:3303")
+    });
+    let (first, _, _) = after_refusal(holding_local(true, "0-1-200", "", &["pandora"], stopped), primary);
+    assert!(actions(&first).is_empty(), "{first:?}");
+}
