@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::cli;
-use common::db_cluster::{db_of, formed, has_event, replicating_from, show_walkthrough, Cluster, THRESHOLD};
+use common::db_cluster::{
+    db_of, formed, has_event, physical_config, replicating_from, show_walkthrough, Cluster, THRESHOLD,
+};
 use common::mariadb::{scalar, MariaDb, Setup};
 use gossip_ha_proto::api::EventKind;
 use gossip_ha_proto::db::DbRole;
@@ -233,4 +235,34 @@ fn a_new_server_whose_own_users_collide_with_the_primary_s_history_is_cloned() {
         "{}",
         cluster.logs()
     );
+}
+
+#[test]
+fn a_new_server_behind_purged_logs_is_cloned_physically_over_mutual_tls() {
+    // Two hosts in their own namespaces; db1 has run for a while and purged its early logs,
+    // db2 is new. Both agents can stop and start their servers and serve backups.
+    let cluster = Cluster::start_in_lab_prepared(2, false, physical_config, |db| {
+        if db.name == "db1" {
+            db.load_pandora(2_000);
+            db.purge_binlogs();
+        }
+    });
+    cluster.wait("db1 elected primary everywhere", Duration::from_secs(20), |c| {
+        c.all_see_primary(&["db1", "db2"], "db1")
+    });
+    wait_replicating(&cluster, "db2", "db1", Duration::from_secs(120));
+    let db2 = cluster.db("db2");
+    cluster.wait("db2 to hold db1's rows", Duration::from_secs(10), |_| {
+        count(db2, "pandora.tagente_datos") == 2_000
+    });
+    assert!(
+        has_event(cluster.agent("db2"), EventKind::DbAction, "by physical copy"),
+        "{}",
+        cluster.logs()
+    );
+    assert!(has_event(
+        cluster.agent("db2"),
+        EventKind::DbNeedsResync,
+        "no longer has the binary logs"
+    ));
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::db_cluster::{db_of, has_event, replicating_from, show_walkthrough, wait_formed, Cluster};
+use common::db_cluster::{db_of, has_event, physical_config, replicating_from, show_walkthrough, wait_formed, Cluster};
 use common::mariadb::{scalar, sql, MariaDb};
 use gossip_ha_proto::api::EventKind;
 use gossip_ha_proto::db::DbRole;
@@ -285,20 +285,6 @@ fn a_cut_in_the_middle_of_a_merge_fails_it_safely_and_the_retry_copies_nothing_t
     )
     .unwrap();
     assert_eq!(distinct[0][0].as_deref(), Some("20000"));
-}
-
-/// Each DB agent can stop and start its own server and serves backups on port 7947.
-fn physical_config(db: &MariaDb) -> String {
-    let argv = |argv: Vec<String>| {
-        let quoted: Vec<String> = argv.iter().map(|arg| format!("{arg:?}")).collect();
-        format!("[{}]", quoted.join(", "))
-    };
-    format!(
-        "[db]\ndatadir = {:?}\nstop_command = {}\nstart_command = {}\ntransfer_port = 7947\n",
-        db.datadir().display().to_string(),
-        argv(db.stop_command()),
-        argv(db.start_command())
-    )
 }
 
 #[test]

@@ -92,6 +92,17 @@ impl Cluster {
 
     /// As `start_in_lab`, each DB agent also reading `db_toml(its server)` as its configuration.
     pub fn start_in_lab_with(db_count: usize, witness: bool, db_toml: impl Fn(&MariaDb) -> String) -> Cluster {
+        Self::start_in_lab_prepared(db_count, witness, db_toml, |_| {})
+    }
+
+    /// As `start_in_lab_with`, `prepare` running on each server before the agents start (its
+    /// data, its history).
+    pub fn start_in_lab_prepared(
+        db_count: usize,
+        witness: bool,
+        db_toml: impl Fn(&MariaDb) -> String,
+        prepare: impl Fn(&MariaDb),
+    ) -> Cluster {
         let mut hosts: Vec<String> = (1..=db_count).map(|index| format!("db{index}")).collect();
         if witness {
             hosts.push("srv".into());
@@ -113,6 +124,7 @@ impl Cluster {
                 )
             })
             .collect();
+        dbs.iter().for_each(prepare);
         let mut specs = db_specs(&dbs, dir.path(), db_toml);
         if witness {
             specs.push(AgentSpec {
@@ -301,4 +313,18 @@ pub fn show_walkthrough(cluster: &Cluster, name: &str, commands: &[&str]) {
         let output = super::cli(&[command, "--socket", &socket]);
         println!("$ gossip-ha {command}\n{}", String::from_utf8_lossy(&output.stdout));
     }
+}
+
+/// Each DB agent can stop and start its own server and serves backups on port 7947.
+pub fn physical_config(db: &MariaDb) -> String {
+    let argv = |argv: Vec<String>| {
+        let quoted: Vec<String> = argv.iter().map(|arg| format!("{arg:?}")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    format!(
+        "[db]\ndatadir = {:?}\nstop_command = {}\nstart_command = {}\ntransfer_port = 7947\n",
+        db.datadir().display().to_string(),
+        argv(db.stop_command()),
+        argv(db.start_command())
+    )
 }
