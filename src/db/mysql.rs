@@ -25,7 +25,7 @@ pub struct MySqlBackend {
 }
 
 /// How often the user databases are read again.
-const CONTENT_REFRESH: Duration = Duration::from_secs(10);
+const CONTENT_REFRESH: Duration = Duration::from_secs(3);
 
 impl MySqlBackend {
     /// `url` is `mysql://user:password@host:port/` (or `?socket=/path`); it is checked by the
