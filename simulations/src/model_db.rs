@@ -99,9 +99,13 @@ impl ModelCluster {
     }
 
     /// A new server whose users and grants were created with the binary log on: `setup`
-    /// transactions of its own, `0-<server_id>-1…`.
-    pub fn add(&self, host: &str, server_id: u32, setup: u64) {
-        let binlog: Vec<Gtid> = (1..=setup).map(|seq| Gtid { server: server_id, seq }).collect();
+    /// transactions of its own, `0-<server_id>-1…`, then `data` transactions of user data of its
+    /// own (a server that ran something before it joined). Returns the data transactions.
+    pub fn add(&self, host: &str, server_id: u32, setup: u64, data: u64) -> Vec<Gtid> {
+        let own = |seq| Gtid { server: server_id, seq };
+        let setup_gtids: BTreeSet<Gtid> = (1..=setup).map(own).collect();
+        let binlog: Vec<Gtid> = (1..=setup + data).map(own).collect();
+        let data_gtids = binlog[setup as usize..].to_vec();
         self.with(|servers| {
             servers.insert(
                 host.to_string(),
@@ -110,7 +114,7 @@ impl ModelCluster {
                     advertise: format!("{host}:3306"),
                     alive: true,
                     read_only: true,
-                    setup: binlog.iter().copied().collect(),
+                    setup: setup_gtids,
                     binlog,
                     source: None,
                     replicating: false,
@@ -119,6 +123,7 @@ impl ModelCluster {
                 },
             )
         });
+        data_gtids
     }
 
     /// `PURGE BINARY LOGS` up to now: what this server executed stays, its log files do not.
@@ -285,6 +290,20 @@ impl ModelDb {
         });
         let saved = saved.ok_or_else(|| self.down())?;
         self.cluster.saved.lock().expect("model saved set").extend(saved);
+        Ok(())
+    }
+
+    /// The agent's save before a rebuild: every transaction this server holds (its binary log
+    /// and a dump of its databases) is kept for the operator.
+    pub fn save_everything(&mut self) -> Result<(), DbError> {
+        let held = self.cluster.with(|servers| {
+            servers
+                .get(&self.host)
+                .filter(|server| server.alive)
+                .map(|server| server.binlog.clone())
+        });
+        let held = held.ok_or_else(|| self.down())?;
+        self.cluster.saved.lock().expect("model saved set").extend(held);
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use gossip_ha::agent::{describe, facts_from, view_keys};
-use gossip_ha::core::db::{DbAction, DbCore, DbDecision, DbPolicy, LocalDb};
+use gossip_ha::core::db::{DbAction, DbCore, DbDecision, DbPolicy, LocalDb, SaveFirst};
 use gossip_ha::core::settle::Settler;
 use gossip_ha::core::{Core, Decision, MonoMs};
 use gossip_ha::db::{DbBackend, ReplicationSource};
@@ -227,6 +227,11 @@ impl SimAgent {
                     DbAction::StopReplication => db.stop_replication().await,
                     DbAction::Fence { node, .. } => db.fence(node, 3306, std::time::Duration::from_secs(2)).await,
                     DbAction::Merge(plan) => db.merge_into(&plan.winner),
+                    DbAction::Resync {
+                        node,
+                        save_first: SaveFirst::BinlogAndDump,
+                        ..
+                    } => db.save_everything().and_then(|()| db.resync_from(node)),
                     DbAction::Resync { node, .. } => db.resync_from(node),
                     DbAction::ReplicateFrom { node, .. } => {
                         db.replicate_from(&ReplicationSource {

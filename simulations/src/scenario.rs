@@ -85,6 +85,9 @@ pub struct Scenario {
     /// Setup transactions (users and grants logged) each DB server starts with: 0 for the
     /// lab's clean servers, more for servers set up as operators do.
     pub setup_transactions: u64,
+    /// Transactions of user data each DB server (in order) holds of its own at the start: a
+    /// server that ran something else before it joined. Missing entries are 0.
+    pub own_data: Vec<u64>,
 }
 
 fn s(text: &str) -> String {
@@ -98,6 +101,7 @@ pub fn named() -> Vec<Scenario> {
         layout: Layout::STANDARD,
         ops,
         setup_transactions: 0,
+        own_data: Vec::new(),
     };
     vec![
         standard(
@@ -122,6 +126,13 @@ pub fn named() -> Vec<Scenario> {
                 Op::Wait(10_000),
             ],
             setup_transactions: 0,
+            own_data: Vec::new(),
+        },
+        // Two servers that each ran something of their own before: unrelated histories, both
+        // holding data. db1 (first of ha_hosts) is primary; db2 is never wiped: it waits.
+        Scenario {
+            own_data: vec![30, 50],
+            ..standard("unrelated_servers", vec![Op::Wait(10_000)])
         },
         // Servers set up as operators do (users created with the binary log on), and a replica
         // down while the primary purges the logs it would need: it is cloned, twice.
@@ -230,10 +241,18 @@ pub fn random(seed: u64) -> Scenario {
     }
     // Half the runs on servers set up as operators do: users and grants in every binary log.
     let setup_transactions = if rng.gen_bool(0.5) { rng.gen_range(1..6) } else { 0 };
+    // Sometimes the second server ran something of its own before it joined: its data must win
+    // over the empty first server, or be kept.
+    let own_data = if rng.gen_bool(0.1) {
+        vec![0, rng.gen_range(1..40)]
+    } else {
+        Vec::new()
+    };
     Scenario {
         name: format!("random-{seed}"),
         layout,
         ops,
         setup_transactions,
+        own_data,
     }
 }

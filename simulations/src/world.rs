@@ -315,6 +315,7 @@ pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
     let models = ModelCluster::new(network.clone());
     let hosts = scenario.layout.hosts();
     let mut agents = Vec::new();
+    let mut preloaded = Vec::new();
     for (index, host) in hosts.iter().enumerate() {
         let roles: Vec<Role> = match host {
             h if h.starts_with("db") => vec![Role::Db],
@@ -322,7 +323,11 @@ pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
             _ => vec![Role::Console],
         };
         if roles.contains(&Role::Db) {
-            models.add(host, index as u32 + 1, scenario.setup_transactions);
+            let own_data = scenario.own_data.get(index).copied().unwrap_or(0);
+            let held = models.add(host, index as u32 + 1, scenario.setup_transactions, own_data);
+            // What a server held before it joined counts as acknowledged: it must never be
+            // wiped without being kept or saved.
+            preloaded.extend(held.into_iter().map(|gtid| (gtid, host.clone())));
         }
         let priority = (scenario.layout.dbs - index.min(scenario.layout.dbs - 1)) as u8;
         agents.push(SimAgent::new(
@@ -347,7 +352,7 @@ pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
         last_change_ms: 0,
         timeline: Vec::new(),
         violations: Vec::new(),
-        acked: Vec::new(),
+        acked: preloaded,
         promotions_since_change: BTreeMap::new(),
         lost_primary_at: None,
         failovers_ms: Vec::new(),

@@ -15,7 +15,7 @@ fn every_named_scenario_holds_the_invariants() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("9 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("10 passed, 0 failed"), "{stdout}");
 }
 
 #[test]

@@ -286,13 +286,11 @@ impl DbCore {
         }
     }
 
-    /// User databases this node holds that the primary's announcement does not name.
-    fn databases_primary_lacks<'p>(
-        &self,
-        view: &DbView<'_>,
-        primary: &str,
-        probe: &'p DbProbe,
-    ) -> Vec<&'p DatabaseContent> {
+    /// User data of this node's own that a rebuild from the primary would replace: databases
+    /// the primary's announcement does not name, and databases holding rows (of another history
+    /// than the primary's, when the histories are unrelated). Empty databases the primary also
+    /// has (a deploy script's `CREATE DATABASE pandora`) are setup.
+    fn data_at_risk<'p>(&self, view: &DbView<'_>, primary: &str, probe: &'p DbProbe) -> Vec<&'p DatabaseContent> {
         let theirs = view
             .peers
             .iter()
@@ -303,7 +301,7 @@ impl DbCore {
         probe
             .databases
             .iter()
-            .filter(|mine| !theirs.iter().any(|db| db.name == mine.name))
+            .filter(|mine| mine.approx_rows > 0 || !theirs.iter().any(|db| db.name == mine.name))
             .collect()
     }
 
@@ -317,11 +315,11 @@ impl DbCore {
         Some(probe.history().ok()?.relation(&theirs))
     }
 
-    /// This node's history has nothing in common with the primary's and it holds user
-    /// databases the primary lacks: another cluster's data, never replicated over.
+    /// This node's history has nothing in common with the primary's and it holds user data of
+    /// its own: another cluster's data, never replicated over.
     pub(super) fn holds_unrelated_data(&self, view: &DbView<'_>, primary: &str, probe: &DbProbe) -> bool {
         self.relation_to(view, primary, probe) == Some(Relation::Unrelated)
-            && !self.databases_primary_lacks(view, primary, probe).is_empty()
+            && !self.data_at_risk(view, primary, probe).is_empty()
     }
 
     /// The primary refused this replica (or its history is another cluster's): decide by how
@@ -339,7 +337,7 @@ impl DbCore {
         out: &mut Vec<DbDecision>,
     ) {
         let relation = self.relation_to(view, primary, probe);
-        let lacking = self.databases_primary_lacks(view, primary, probe);
+        let lacking = self.data_at_risk(view, primary, probe);
         let theirs = view
             .peers
             .iter()
@@ -361,12 +359,12 @@ impl DbCore {
             ),
             Some(Relation::Unrelated) if owned.is_empty() => (
                 Self::rebuild_plan(primary, primary_addr, RepairKind::Clone, SaveFirst::BinlogAndDump),
-                format!("its own transactions are setup only (no user database {primary} lacks): saving its binary log under state_dir, then cloning it from {primary}"),
+                format!("its own transactions are setup only (users and grants; no user data {primary} lacks): saving its binary log under state_dir, then cloning it from {primary}"),
             ),
             Some(Relation::Unrelated) => (
                 Self::rebuild_plan(primary, primary_addr, RepairKind::Unrelated, SaveFirst::Nothing),
                 format!(
-                    "it holds user databases {primary} lacks: {}; they would be lost, so it stays read-only and is never rebuilt by itself; `gossip-ha resync` on this host saves a full dump of them under state_dir, then rebuilds it from {primary}",
+                    "it holds user data of its own: {}; it would be lost, so it stays read-only and is never rebuilt by itself; `gossip-ha resync` on this host saves its binary log and a full dump under state_dir, then rebuilds it from {primary}",
                     describe_databases(&owned)
                 ),
             ),

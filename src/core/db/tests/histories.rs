@@ -14,7 +14,17 @@ fn holding_local(
     let mut local = probe(read_only, gtid, replica);
     if let Ok(probe) = local.probe.as_mut() {
         probe.gtid_history = history.into();
-        probe.databases = databases.iter().map(|name| holding(name)).collect();
+        // "empty:NAME" is a database without rows (a deploy script's CREATE DATABASE).
+        probe.databases = databases
+            .iter()
+            .map(|name| match name.strip_prefix("empty:") {
+                Some(name) => DatabaseContent {
+                    approx_rows: 0,
+                    ..holding(name)
+                },
+                None => holding(name),
+            })
+            .collect();
     }
     local
 }
@@ -184,10 +194,17 @@ fn a_refused_replica_is_cloned_merged_or_kept_by_how_the_histories_relate() {
         ),
         (
             "0-2-4",
-            &["pandora"],
+            &["empty:pandora"],
             "requested to start from GTID 0-2-4, which is not in the master's binlog",
             Some(clone(SaveFirst::BinlogAndDump)),
             "setup only",
+        ),
+        (
+            "0-2-40",
+            &["pandora"],
+            "requested to start from GTID 0-2-40, which is not in the master's binlog",
+            None,
+            "user data of its own: pandora (4 tables, ~1000 rows)",
         ),
         (
             "0-2-308",
