@@ -777,13 +777,19 @@ impl DbCore {
                 .map(|rival| format!("{} (epoch {}, GTID {})", rival.name, rival.epoch, rival.gtid))
                 .collect();
             let winner = elected.map(|claim| claim.name).unwrap_or("-");
-            out.push(DbDecision::SplitBrain {
-                reason: format!(
-                    "split-brain: this node (epoch {}, GTID {}) and {} both claim primary; {tally}; {winner} stays primary",
-                    self.epoch,
-                    probe.gtid,
-                    names.join(", ")
-                ),
+            let both = format!(
+                "this node (epoch {}, GTID {}) and {} both claim primary; {tally}; {winner} stays primary",
+                self.epoch,
+                display_gtid(&probe.gtid),
+                names.join(", ")
+            );
+            // Two unrelated histories are two clusters' primaries, not one cluster split.
+            out.push(if unrelated_claims(&all) {
+                DbDecision::Note { reason: both }
+            } else {
+                DbDecision::SplitBrain {
+                    reason: format!("split-brain: {both}"),
+                }
             });
         }
         let better = elected.filter(|claim| claim.name != view.me);

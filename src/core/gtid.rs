@@ -43,18 +43,6 @@ pub enum Relation {
     Unrelated,
 }
 
-impl Relation {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Relation::Equal => "equal",
-            Relation::Behind => "behind",
-            Relation::Ahead => "ahead",
-            Relation::Forked => "forked",
-            Relation::Unrelated => "unrelated",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unreadable GTID text `{0}`")]
 pub struct GtidParseError(pub String);

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use gossip_ha_proto::db::DbAnnouncement;
 use gossip_ha_proto::gossip::{Announcement, ClusterRequest, RequestAnswer, Role};
 
-use super::db::{elect_db_primary, peer_claim, split_tally, Claim, DbCore, DbDecision, DbView, LocalDb, PeerDb};
+use super::db::{
+    elect_db_primary, peer_claim, split_tally, unrelated_claims, Claim, DbCore, DbDecision, DbView, LocalDb, PeerDb,
+};
 use super::election::{elect_server_master, Candidate};
 use super::liveness::{down_after_ms, LivenessTracker, Observed};
 use super::{seconds, MonoMs};
@@ -508,6 +510,12 @@ impl Core {
             .chain(own)
             .collect();
         let reason = match after {
+            Some(claim) if Some(claim) == before && claims.len() > 1 && unrelated_claims(&claims) => format!(
+                "{} is primary among {} primary claims: {}",
+                claim.name,
+                claims.len(),
+                split_tally(&claims)
+            ),
             Some(claim) if Some(claim) == before && claims.len() > 1 => format!(
                 "{} wins the split-brain among {} primary claims: {}",
                 claim.name,

@@ -361,3 +361,26 @@ fn a_replica_whose_sql_thread_stops_on_its_own_users_is_cloned() {
     let (first, _, _) = after_refusal(holding_local(true, "0-1-200", "", &["pandora"], stopped), primary);
     assert!(actions(&first).is_empty(), "{first:?}");
 }
+
+#[test]
+fn two_unrelated_primaries_are_no_split_brain_and_the_one_without_data_steps_down() {
+    // x2 (priority 3) runs writable with nothing but its own setup; x1 holds Pandora. Both
+    // claim primary when they first see each other.
+    let x1 = Peer {
+        gtid: "0-1-235",
+        ..primary_peer("x1", 2, 1)
+    };
+    let mut x2 = resumed_primary("x2", 3);
+    let local = holding_local(false, "0-2-4", "", &[], None);
+    let decided = run(&mut x2, 0, 3_000, &[x1], &[], &local);
+    assert!(
+        !decided.iter().any(|d| matches!(d, DbDecision::SplitBrain { .. })),
+        "{decided:?}"
+    );
+    assert!(
+        notes(&decided).contains("unrelated, no split-brain"),
+        "{}",
+        notes(&decided)
+    );
+    assert_eq!(actions(&decided), [DbAction::StepDown], "{decided:?}");
+}
