@@ -212,6 +212,11 @@ fn sigterm_stops_the_agent_cleanly_and_removes_its_socket() {
     let dir = tempfile::tempdir().unwrap();
     let spec = AgentSpec::new("term", 1, 1.0);
     let mut agent = Agent::start(dir.path(), &spec);
+    // Only an agent that answers has its signal handlers in place (on a loaded machine the
+    // socket file can appear first).
+    wait_until("the agent to answer", Duration::from_secs(10), || {
+        agent.try_status().is_some()
+    });
     let status = agent.terminate();
     assert!(status.success(), "exit status {status:?}; log:\n{}", agent.log_text());
     assert!(!agent.socket.exists());

@@ -1,6 +1,8 @@
 //! Real MariaDB servers for tests: `mariadb-install-db` into a temporary directory, own port
 //! and socket on loopback, binary log, unique `server_id`, `gtid_strict_mode`, started
-//! read-only (as DESIGN §2 asks of DB servers). Killed on drop; every wait is bounded.
+//! read-only (as DESIGN §2 asks of DB servers), their users and grants created with the binary
+//! log on, as the manual and deploy scripts do (`Setup::AsOperators`: every server starts with
+//! GTIDs of its own; `Setup::Clean` for an empty history). Killed on drop; every wait is bounded.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -79,11 +81,11 @@ impl MariaDb {
         ip: &str,
         netns: Option<&str>,
     ) -> MariaDb {
-        Self::install_set_up(parent, name, server_id, binlog, ip, netns, Setup::Clean)
+        Self::install_set_up(parent, name, server_id, binlog, ip, netns, Setup::AsOperators)
     }
 
-    /// As operators set a server up (`Setup::AsOperators`): its users and grants are
-    /// transactions of its own in its binary log.
+    /// As operators set a server up (`Setup::AsOperators`, as every `install…` does): its users
+    /// and grants are transactions of its own in its binary log.
     pub fn install_as_operators(parent: &Path, name: &str, server_id: u32) -> MariaDb {
         Self::install_set_up(parent, name, server_id, true, "127.0.0.1", None, Setup::AsOperators)
     }
