@@ -212,7 +212,15 @@ fn rebuilds(
 fn clone_bench(gib: f64) {
     let dir = tempfile::tempdir().unwrap();
     let mut loser = MariaDb::install_set_up(dir.path(), "new", 1, true, "127.0.0.1", None, Setup::Clean);
-    let winner = MariaDb::install_as_operators(dir.path(), "primary", 2);
+    let mut winner = MariaDb::install_as_operators(dir.path(), "primary", 2);
+    // Production-sized buffers, as a primary holding gigabytes runs with.
+    for server in [&mut loser, &mut winner] {
+        server.restart_with(&[
+            "--innodb-buffer-pool-size=2G",
+            "--innodb-log-file-size=1G",
+            "--max-allowed-packet=64M",
+        ]);
+    }
     winner.load_pandora(0);
     winner.admin(&["SET GLOBAL read_only = OFF"]);
     let size_sql = "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'pandora'";

@@ -52,6 +52,8 @@ pub struct MariaDb {
     pub binlog: bool,
     /// The network namespace it runs in (a lab host), if any.
     pub netns: Option<String>,
+    /// Server options added after the lab's own (a benchmark's production-sized buffers).
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -126,6 +128,7 @@ impl MariaDb {
             server_id,
             binlog,
             netns: netns.map(str::to_string),
+            extra_args: Vec::new(),
             child: None,
         };
         server.start();
@@ -195,6 +198,7 @@ impl MariaDb {
             "--performance-schema=OFF".into(),
             "--max-connections=60".into(),
         ];
+        args.extend(self.extra_args.iter().cloned());
         if self.binlog {
             args.extend([
                 format!("--log-bin={}", data.join("binlog").display()),
@@ -371,6 +375,17 @@ impl MariaDb {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             }
         }
+    }
+
+    /// Stops the server and starts it again with `extra` server options (a benchmark's
+    /// production-sized buffers); the data stays.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.admin(&["SHUTDOWN"]);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+        self.extra_args = extra.iter().map(|arg| arg.to_string()).collect();
+        self.start();
     }
 
     pub fn is_running(&self) -> bool {
