@@ -903,7 +903,11 @@ impl DbCore {
             let collided = !replica.sql_running && SETUP_COLLISION_ERRNOS.contains(&replica.sql_errno);
             if diverged || collided {
                 let server_said = replica.last_error.clone().unwrap_or_else(|| "-".into());
-                return self.cannot_follow(view, primary.name, &primary_addr, probe, &server_said, out);
+                let refusal = Refusal {
+                    server_said: &server_said,
+                    collided: collided && !diverged,
+                };
+                return self.cannot_follow(view, primary.name, &primary_addr, probe, refusal, out);
             }
             self.role = LocalRole::Replica;
             return;
@@ -917,14 +921,11 @@ impl DbCore {
         if self.holds_unrelated_data(view, primary.name, probe) {
             // Never replicate on top of another cluster's data: the server might even accept it
             // (another domain), mixing two histories.
-            return self.cannot_follow(
-                view,
-                primary.name,
-                &primary_addr,
-                probe,
-                "not asked: the histories are unrelated",
-                out,
-            );
+            let refusal = Refusal {
+                server_said: "not asked: the histories are unrelated",
+                collided: false,
+            };
+            return self.cannot_follow(view, primary.name, &primary_addr, probe, refusal, out);
         }
         self.last_repoint_at = Some(view.now);
         self.role = LocalRole::Replica;
@@ -1139,5 +1140,5 @@ mod repair;
 mod tests;
 
 use handover::Handover;
-use repair::Repair;
 pub use repair::MAX_REPAIR_ATTEMPTS;
+use repair::{Refusal, Repair};

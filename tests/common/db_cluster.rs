@@ -275,10 +275,22 @@ pub fn wait_formed(cluster: Cluster) -> Cluster {
         c.all_see_primary(&observers, "db1")
     });
     let db1 = cluster.db("db1");
-    cluster.wait("the others to replicate from db1", Duration::from_secs(20), |c| {
+    let settled = |c: &Cluster| {
         let report = c.agent("db1").status();
-        c.dbs.iter().skip(1).all(|db| replicating_from(&report, &db.name, db1))
-    });
+        c.dbs.iter().skip(1).all(|db| {
+            replicating_from(&report, &db.name, db1) && db_of(&report, &db.name).is_some_and(|db| db.repair.is_none())
+        })
+    };
+    cluster.wait("the others to replicate from db1", Duration::from_secs(20), settled);
+    // A replica's IO thread may connect for a moment before db1 refuses its own setup
+    // transactions; it is then cloned. Formed means replicating for good: asked again once the
+    // refusal has surely come, and waited for while a clone runs.
+    std::thread::sleep(Duration::from_secs(1));
+    cluster.wait(
+        "the others to replicate from db1 (after any clone)",
+        Duration::from_secs(30),
+        settled,
+    );
     cluster
 }
 

@@ -333,9 +333,10 @@ impl DbCore {
         primary: &str,
         primary_addr: &str,
         probe: &DbProbe,
-        server_said: &str,
+        refusal: Refusal<'_>,
         out: &mut Vec<DbDecision>,
     ) {
+        let server_said = refusal.server_said;
         let relation = self.relation_to(view, primary, probe);
         let lacking = self.data_at_risk(view, primary, probe);
         let theirs = view
@@ -353,6 +354,12 @@ impl DbCore {
         );
         let owned: Vec<DatabaseContent> = lacking.into_iter().cloned().collect();
         let (repair, then) = match relation {
+            // Its SQL thread stopped on rows or objects its GTIDs do not show (written with the
+            // binary log off): whatever it holds is saved before the clone.
+            Some(Relation::Equal | Relation::Behind) if refusal.collided && !probe.databases.is_empty() => (
+                Self::rebuild_plan(primary, primary_addr, RepairKind::Clone, SaveFirst::BinlogAndDump),
+                format!("its GTIDs hold nothing {primary} lacks, but {primary}'s history collides with what it holds: saving its binary log and user databases under state_dir, then cloning it from {primary}"),
+            ),
             Some(Relation::Equal | Relation::Behind) => (
                 Self::rebuild_plan(primary, primary_addr, RepairKind::Clone, SaveFirst::Nothing),
                 format!("it holds nothing {primary} lacks (an empty server, or {primary} no longer has the binary logs it needs): cloning it from {primary}, then it replicates"),
@@ -389,6 +396,15 @@ impl DbCore {
             out,
         );
     }
+}
+
+/// Why this node cannot follow the primary, as its replica threads say.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Refusal<'a> {
+    pub(super) server_said: &'a str,
+    /// The SQL thread stopped on a collision with what this server holds (not the IO thread
+    /// refused by the primary).
+    pub(super) collided: bool,
 }
 
 /// "behind db1's", "forked from db1's (…)", for reasons.

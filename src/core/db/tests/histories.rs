@@ -353,6 +353,28 @@ fn a_replica_whose_sql_thread_stops_on_its_own_users_is_cloned() {
         ),
         "{then:?}"
     );
+    // One holding data its GTIDs do not show (rows written with the binary log off) saves it
+    // all before the clone.
+    let collided_with_rows = Some(ReplicaProbe {
+        sql_running: false,
+        sql_errno: 1062,
+        last_error: Some("Duplicate entry '7' for key 'PRIMARY'".into()),
+        ..replica_of("127.0.0.1:3303")
+    });
+    let (_, then, _) = after_refusal(
+        holding_local(true, "0-1-200", "", &["pandora"], collided_with_rows),
+        primary.clone(),
+    );
+    assert!(
+        matches!(
+            actions(&then).as_slice(),
+            [DbAction::Resync {
+                save_first: SaveFirst::BinlogAndDump,
+                ..
+            }]
+        ),
+        "{then:?}"
+    );
     // An operator's STOP SLAVE (no error) is left as it is.
     let stopped = Some(ReplicaProbe {
         sql_running: false,
