@@ -88,15 +88,18 @@ impl DbProbe {
 /// A peer's history as it announced it (a primary's with the point it promoted at); an
 /// unreadable one counts as unknown.
 pub fn announced_history(db: &DbAnnouncement) -> Option<GtidSet> {
-    let fork = db
-        .promoted_from_gtid
-        .as_deref()
-        .filter(|fork| db.claims_primary && !fork.is_empty());
-    let waypoints = match fork {
-        Some(fork) => format!("{},{fork}", db.gtid_history),
-        None => db.gtid_history.clone(),
+    let fork = db.promoted_from_gtid.as_deref().filter(|_| db.claims_primary);
+    history_with_fork(&db.gtid, &db.gtid_history, fork)
+}
+
+/// A node's position and waypoints, with the point it promoted at (it had executed that much
+/// then, whatever its binary log shows now).
+fn history_with_fork(position: &str, waypoints: &str, fork: Option<&str>) -> Option<GtidSet> {
+    let waypoints = match fork.filter(|fork| !fork.is_empty()) {
+        Some(fork) => format!("{waypoints},{fork}"),
+        None => waypoints.to_string(),
     };
-    GtidSet::of_node(&db.gtid, waypoints.trim_start_matches(',')).ok()
+    GtidSet::of_node(position, waypoints.trim_start_matches(',')).ok()
 }
 
 /// The local database as the shell last saw it.
@@ -237,14 +240,9 @@ pub struct Claim<'a> {
 }
 
 impl Claim<'_> {
-    /// The claimant's history: its position, its waypoints, and where it promoted (it had
-    /// executed that much then, whatever its binary log shows now).
+    /// The claimant's history: its position, its waypoints, and where it promoted.
     pub fn history_set(&self) -> Option<GtidSet> {
-        let waypoints = match self.fork_gtid {
-            Some(fork) if !fork.is_empty() => format!("{},{fork}", self.history),
-            _ => self.history.to_string(),
-        };
-        GtidSet::of_node(self.gtid, waypoints.trim_start_matches(',')).ok()
+        history_with_fork(self.gtid, self.history, self.fork_gtid)
     }
 }
 
@@ -918,7 +916,7 @@ impl DbCore {
         if recently {
             return;
         }
-        if self.holds_unrelated_data(view, primary.name, probe) {
+        if Self::holds_unrelated_data(view, primary.name, probe) {
             // Never replicate on top of another cluster's data: the server might even accept it
             // (another domain), mixing two histories.
             let refusal = Refusal {

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use gossip_ha::core::db::announced_history;
+use gossip_ha::core::gtid::Relation;
 use gossip_ha_proto::api::{EventKind, StatusReport};
 use gossip_ha_proto::db::{DbAnnouncement, DbRole};
 
@@ -275,22 +277,20 @@ pub fn wait_formed(cluster: Cluster) -> Cluster {
         c.all_see_primary(&observers, "db1")
     });
     let db1 = cluster.db("db1");
-    let settled = |c: &Cluster| {
-        let report = c.agent("db1").status();
-        c.dbs.iter().skip(1).all(|db| {
-            replicating_from(&report, &db.name, db1) && db_of(&report, &db.name).is_some_and(|db| db.repair.is_none())
-        })
-    };
-    cluster.wait("the others to replicate from db1", Duration::from_secs(20), settled);
     // A replica's IO thread may connect for a moment before db1 refuses its own setup
-    // transactions; it is then cloned. Formed means replicating for good: asked again once the
-    // refusal has surely come, and waited for while a clone runs.
-    std::thread::sleep(Duration::from_secs(1));
-    cluster.wait(
-        "the others to replicate from db1 (after any clone)",
-        Duration::from_secs(30),
-        settled,
-    );
+    // transactions (it is then cloned): formed means replicating with a history inside db1's.
+    cluster.wait("the others to replicate from db1", Duration::from_secs(30), |c| {
+        let report = c.agent("db1").status();
+        let primary = db_of(&report, "db1").and_then(|db| announced_history(&db));
+        c.dbs.iter().skip(1).all(|db| {
+            let replica = db_of(&report, &db.name);
+            let inside = match (replica.as_ref().and_then(announced_history), &primary) {
+                (Some(mine), Some(theirs)) => matches!(mine.relation(theirs), Relation::Behind | Relation::Equal),
+                _ => false,
+            };
+            inside && replicating_from(&report, &db.name, db1) && replica.is_some_and(|db| db.repair.is_none())
+        })
+    });
     cluster
 }
 

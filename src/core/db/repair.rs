@@ -290,14 +290,8 @@ impl DbCore {
     /// the primary's announcement does not name, and databases holding rows (of another history
     /// than the primary's, when the histories are unrelated). Empty databases the primary also
     /// has (a deploy script's `CREATE DATABASE pandora`) are setup.
-    fn data_at_risk<'p>(&self, view: &DbView<'_>, primary: &str, probe: &'p DbProbe) -> Vec<&'p DatabaseContent> {
-        let theirs = view
-            .peers
-            .iter()
-            .find(|peer| peer.name == primary)
-            .and_then(|peer| peer.db)
-            .map(|db| db.databases.as_slice())
-            .unwrap_or_default();
+    fn data_at_risk<'p>(primary: Option<&DbAnnouncement>, probe: &'p DbProbe) -> Vec<&'p DatabaseContent> {
+        let theirs = primary.map(|db| db.databases.as_slice()).unwrap_or_default();
         probe
             .databases
             .iter()
@@ -305,21 +299,16 @@ impl DbCore {
             .collect()
     }
 
-    fn relation_to(&self, view: &DbView<'_>, primary: &str, probe: &DbProbe) -> Option<Relation> {
-        let theirs = view
-            .peers
-            .iter()
-            .find(|peer| peer.name == primary)
-            .and_then(|peer| peer.db)
-            .and_then(announced_history)?;
+    fn relation_to(primary: Option<&DbAnnouncement>, probe: &DbProbe) -> Option<Relation> {
+        let theirs = announced_history(primary?)?;
         Some(probe.history().ok()?.relation(&theirs))
     }
 
     /// This node's history has nothing in common with the primary's and it holds user data of
     /// its own: another cluster's data, never replicated over.
-    pub(super) fn holds_unrelated_data(&self, view: &DbView<'_>, primary: &str, probe: &DbProbe) -> bool {
-        self.relation_to(view, primary, probe) == Some(Relation::Unrelated)
-            && !self.data_at_risk(view, primary, probe).is_empty()
+    pub(super) fn holds_unrelated_data(view: &DbView<'_>, primary: &str, probe: &DbProbe) -> bool {
+        let theirs = peer_db(view, primary);
+        Self::relation_to(theirs, probe) == Some(Relation::Unrelated) && !Self::data_at_risk(theirs, probe).is_empty()
     }
 
     /// The primary refused this replica (or its history is another cluster's): decide by how
@@ -337,13 +326,9 @@ impl DbCore {
         out: &mut Vec<DbDecision>,
     ) {
         let server_said = refusal.server_said;
-        let relation = self.relation_to(view, primary, probe);
-        let lacking = self.data_at_risk(view, primary, probe);
-        let theirs = view
-            .peers
-            .iter()
-            .find(|peer| peer.name == primary)
-            .and_then(|peer| peer.db);
+        let theirs = peer_db(view, primary);
+        let relation = Self::relation_to(theirs, probe);
+        let lacking = Self::data_at_risk(theirs, probe);
         let their_gtid = display_gtid(theirs.map(|db| db.gtid.as_str()).unwrap_or_default());
         let situation = format!(
             "{primary} (GTID {their_gtid}; {}) will not take this node (GTID {}; {}) as a replica: this node's history is {} (server said: {server_said})",
@@ -396,6 +381,14 @@ impl DbCore {
             out,
         );
     }
+}
+
+/// What `name` announces of its database, as this agent last heard it.
+fn peer_db<'a>(view: &DbView<'a>, name: &str) -> Option<&'a DbAnnouncement> {
+    view.peers
+        .iter()
+        .find(|peer| peer.name == name)
+        .and_then(|peer| peer.db)
 }
 
 /// Why this node cannot follow the primary, as its replica threads say.

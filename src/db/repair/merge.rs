@@ -16,6 +16,9 @@ use crate::config::MergeTable;
 use crate::core::db::MergePlan;
 use crate::db::DbError;
 
+/// Where a split-brain loser's transactions are saved, whatever could be read of its log.
+const DIVERGENT_FILE: &str = "divergent-transactions.sql";
+
 /// Keeps each insert well under MariaDB's default `max_allowed_packet` (16 MiB).
 const MAX_STATEMENT_BYTES: usize = 4 * 1024 * 1024;
 
@@ -77,15 +80,15 @@ fn write_report(dir: &Path, summary: &str) -> Result<(), DbError> {
 /// forever at its save step.
 async fn save_divergent(ctx: &RepairContext, plan: &MergePlan, dir: &Path) -> Result<String, DbError> {
     if plan.fork_gtid.is_empty() {
-        let all = save::save_binlog(ctx, dir, "").await?;
+        let all = save::save_binlog(ctx, dir, "", DIVERGENT_FILE).await?;
         return Ok(format!("{all} (the fork is unknown)"));
     }
-    let from_fork = save::save_binlog(ctx, dir, &plan.fork_gtid).await;
+    let from_fork = save::save_binlog(ctx, dir, &plan.fork_gtid, DIVERGENT_FILE).await;
     let Err(err) = from_fork else {
         return from_fork;
     };
-    let _ = std::fs::remove_file(dir.join("divergent-transactions.sql"));
-    let everything = save::save_everything(ctx, dir).await?;
+    // The same file holds all of the log then, the divergent part included.
+    let everything = save::save_log_and_dump(ctx, dir, DIVERGENT_FILE).await?;
     Ok(format!(
         "the binary log could not be read from the fork at GTID {} ({err}), so instead {everything}",
         plan.fork_gtid

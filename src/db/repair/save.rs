@@ -78,24 +78,22 @@ pub fn local_error(path: &Path, what: &str, err: std::io::Error) -> DbError {
 /// Saves everything of this node into `dir`: its whole binary log and a dump of every user
 /// database. Returns a line naming what was saved where.
 pub async fn save_everything(ctx: &RepairContext, dir: &Path) -> Result<String, DbError> {
-    let mut parts = Vec::new();
-    parts.push(save_binlog(ctx, dir, "").await?);
-    parts.push(save_dump(ctx, dir).await?);
-    Ok(parts.join("; "))
+    save_log_and_dump(ctx, dir, "binary-log.sql").await
 }
 
-/// This node's binary log after `from_gtid` (all of it when empty) into
-/// `dir/divergent-transactions.sql` or `dir/binary-log.sql`.
-pub async fn save_binlog(ctx: &RepairContext, dir: &Path, from_gtid: &str) -> Result<String, DbError> {
+/// The whole binary log into `dir/<log_file>`, and a dump of every user database beside it.
+pub async fn save_log_and_dump(ctx: &RepairContext, dir: &Path, log_file: &str) -> Result<String, DbError> {
+    let log = save_binlog(ctx, dir, "", log_file).await?;
+    let dump = save_dump(ctx, dir).await?;
+    Ok(format!("{log}; {dump}"))
+}
+
+/// This node's binary log after `from_gtid` (all of it when empty) into `dir/<file>`.
+pub async fn save_binlog(ctx: &RepairContext, dir: &Path, from_gtid: &str, file: &str) -> Result<String, DbError> {
     let Some(first) = first_binlog(ctx).await? else {
         return Ok("no binary log on this node".into());
     };
-    let name = if from_gtid.is_empty() {
-        "binary-log.sql"
-    } else {
-        "divergent-transactions.sql"
-    };
-    let path = dir.join(name);
+    let path = dir.join(file);
     private_file(&path)?;
     let bytes = tools::export_binlog(ctx, dir, &first, from_gtid, &path).await?;
     let from = if from_gtid.is_empty() {
