@@ -22,6 +22,7 @@ use gossip_ha::config::MergeTable;
 use gossip_ha::core::db::{MergePlan, SaveFirst};
 use gossip_ha::db::repair::{self, PhysicalSetup, Progress, RepairContext};
 use gossip_ha::tls::identity::{TlsFiles, TlsIdentity};
+use gossip_ha_proto::gossip::Role;
 
 const WINDOW_START_S: u64 = 1_800_000_000;
 
@@ -81,17 +82,22 @@ fn client_args(db: &MariaDb) -> String {
 }
 
 fn identity(dir: &std::path::Path, name: &str) -> TlsIdentity {
-    use gossip_ha::tls::certs::{issue, HostRequest};
+    use gossip_ha::core::authority::Grants;
+    use gossip_ha::tls::certs::{issue, HostKey, HostRequest};
     let ca = dir.join("ca");
     let out = dir.join(format!("certs-{name}"));
-    let request = HostRequest::valid_for_days(name, vec!["127.0.0.1".parse().unwrap()], vec![], 1);
-    issue(&ca, &request, &out, false).unwrap();
+    let grants = Grants {
+        roles: [Role::Db].into_iter().collect(),
+        admin: false,
+    };
+    let request = HostRequest::valid_for_days(name, vec!["127.0.0.1".parse().unwrap()], vec![], 1).with_grants(grants);
+    issue(&ca, &request, &out, HostKey::Generate, false).unwrap();
     let files = TlsFiles {
         ca: out.join("ca.pem"),
         cert: out.join("cert.pem"),
         key: out.join("key.pem"),
     };
-    TlsIdentity::load(&files, name).unwrap()
+    TlsIdentity::load(&files, name, &[Role::Db].into_iter().collect()).unwrap()
 }
 
 fn mib(bytes: f64) -> f64 {
@@ -144,6 +150,7 @@ fn rebuilds(
         work_dir: dir.join("transfer"),
         timeout: Duration::from_secs(3_600),
         cluster_id: "bench".into(),
+        ha_hosts: Vec::new(),
     });
     let (stop_serving, serving) = tokio::sync::watch::channel(false);
     let service = runtime.spawn(gossip_ha::transfer::serve(

@@ -86,8 +86,17 @@ pub enum CertsCommand {
         /// More DNS names.
         #[arg(long)]
         dns: Vec<String>,
+        /// What the host may do, once per role: `db`, `server`, `console` (the roles in its
+        /// config), and `admin` (may ask other nodes for a switchover or maintenance). Peers
+        /// believe nothing else the host gossips.
+        #[arg(long = "role", required = true, value_name = "ROLE")]
+        roles: Vec<String>,
         #[arg(long)]
         out: PathBuf,
+        /// Keep OUT/key.pem and replace OUT/cert.pem and OUT/ca.pem atomically: a renewal (new
+        /// expiry, roles or CA bundle) that a running agent picks up on SIGHUP.
+        #[arg(long, conflicts_with = "force")]
+        renew: bool,
         /// Validity in days.
         #[arg(long, default_value_t = 825)]
         days: i64,

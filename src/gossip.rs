@@ -3,19 +3,21 @@
 //! the core or the driver.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use gossip_ha_proto::db::DbAnnouncement;
 use gossip_ha_proto::gossip::{
-    Announcement, AnnouncementError, ClusterRequest, RequestAnswer, KEY_ANSWERS, KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH,
-    KEY_REQUEST,
+    Announcement, AnnouncementError, ClusterRequest, RequestAnswer, KEY_ANSWERS, KEY_CERT, KEY_DB, KEY_DB_PRIMARY,
+    KEY_DB_REACH, KEY_REQUEST,
 };
 
 use crate::config::Settings;
+use crate::core::authority::{self, AuthorityPolicy, PeerIdentity};
 use crate::core::Observation;
-use crate::tls::identity::TlsIdentity;
+use crate::tls::identity::{PeerCertificates, TlsIdentity};
 use crate::tls::transport::{RefusalSink, TlsTransport};
 
 /// How long a lock on chitchat's state may be waited for before a tick is skipped.
@@ -41,20 +43,59 @@ pub fn gossip_interval(threshold_ms: u64) -> Duration {
     Duration::from_millis((threshold_ms / 10).clamp(50, 1_000))
 }
 
-/// Mutual TLS when `[tls]` is set; plain UDP otherwise, which the configuration allows only
-/// on loopback. `refusals` hears of every peer the TLS transport turns away.
-pub fn transport_for(settings: &Settings, refusals: RefusalSink) -> Result<Box<dyn Transport>, GossipError> {
+/// Loads the TLS identity when `[tls]` is set, exactly as `run` needs it (`check-config` too).
+pub fn load_identity(settings: &Settings) -> Result<Option<Arc<TlsIdentity>>, GossipError> {
     let Some(files) = &settings.tls else {
-        return Ok(Box::new(UdpTransport));
+        return Ok(None);
     };
-    let identity = TlsIdentity::load(files, &settings.node_name).map_err(|err| GossipError::Tls(err.to_string()))?;
-    Ok(Box::new(TlsTransport::new(
-        identity,
-        &settings.cluster_id,
-        &settings.node_name,
-        settings.advertise,
-        refusals,
-    )))
+    TlsIdentity::load(files, &settings.node_name, &settings.roles)
+        .map(|identity| Some(Arc::new(identity)))
+        .map_err(|err| GossipError::Tls(err.to_string()))
+}
+
+/// Mutual TLS with `identity`; plain UDP without, which the configuration allows only on
+/// loopback. `refusals` hears of every peer the TLS transport turns away.
+pub fn transport_for(
+    settings: &Settings,
+    identity: Option<&Arc<TlsIdentity>>,
+    refusals: RefusalSink,
+) -> Box<dyn Transport> {
+    match identity {
+        None => Box::new(UdpTransport),
+        Some(identity) => Box::new(TlsTransport::new(
+            identity.clone(),
+            &settings.cluster_id,
+            &settings.node_name,
+            settings.advertise,
+            refusals,
+        )),
+    }
+}
+
+/// Whose gossip is believed how far: certificates checked against the cluster CA over TLS,
+/// gossip taken as said on plain loopback; `ha_hosts` limits DB claims either way.
+#[derive(Clone, Default)]
+pub struct Authority {
+    pub certificates: Option<Arc<PeerCertificates>>,
+    pub policy: AuthorityPolicy,
+}
+
+impl Authority {
+    pub fn for_settings(settings: &Settings, identity: Option<&Arc<TlsIdentity>>) -> Self {
+        Authority {
+            certificates: identity.map(|identity| identity.peers.clone()),
+            policy: AuthorityPolicy {
+                ha_hosts: settings.db.ha_hosts.clone(),
+            },
+        }
+    }
+}
+
+/// A claim in a peer's gossip that its certificate does not allow, ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedClaim {
+    pub name: String,
+    pub reason: String,
 }
 
 /// A peer whose gossip keys this agent cannot use (another protocol version, invalid values).
@@ -67,6 +108,15 @@ pub struct IgnoredPeer {
 
 pub struct Gossip {
     handle: ChitchatHandle,
+    authority: Authority,
+}
+
+/// What gossip shows of the peers this tick.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub observations: Vec<Observation>,
+    pub ignored: Vec<IgnoredPeer>,
+    pub refused: Vec<RefusedClaim>,
 }
 
 /// What a chitchat node needs: from the settings in the agent, made up in the simulations.
@@ -79,6 +129,8 @@ pub struct GossipParams {
     pub seeds: Vec<String>,
     pub threshold_ms: u64,
     pub generation: u64,
+    /// This agent's certificate (base64 DER) for the `cert` key, over TLS.
+    pub certificate: Option<String>,
 }
 
 impl GossipParams {
@@ -91,6 +143,7 @@ impl GossipParams {
             seeds: settings.seeds.clone(),
             threshold_ms: settings.threshold_ms(),
             generation,
+            certificate: None,
         }
     }
 }
@@ -100,6 +153,7 @@ impl Gossip {
         params: &GossipParams,
         announcement: &Announcement,
         transport: &dyn Transport,
+        authority: Authority,
     ) -> Result<Gossip, GossipError> {
         let interval = gossip_interval(params.threshold_ms);
         let config = ChitchatConfig {
@@ -121,18 +175,39 @@ impl Gossip {
             catchup_callback: None,
             extra_liveness_predicate: None,
         };
-        let handle = spawn_chitchat(config, announcement.to_key_values(), transport)
+        // The certificate goes first: chitchat ships keys in version order, so a peer never
+        // holds this node's announcement without the certificate that says what it may claim.
+        let mut keys: Vec<(String, String)> = params
+            .certificate
+            .iter()
+            .map(|cert| (KEY_CERT.to_string(), cert.clone()))
+            .collect();
+        keys.extend(announcement.to_key_values());
+        let handle = spawn_chitchat(config, keys, transport)
             .await
             .map_err(|err| GossipError::Start {
                 listen: params.listen.to_string(),
                 message: format!("{err:#}"),
             })?;
-        Ok(Gossip { handle })
+        Ok(Gossip { handle, authority })
     }
 
-    /// What gossip shows of every peer: for each name, its newest generation with usable keys.
-    /// Peers whose keys have not arrived yet are left out silently; unusable ones are returned.
-    pub async fn observations(&self) -> Result<(Vec<Observation>, Vec<IgnoredPeer>), GossipError> {
+    /// How far the node whose state this is may be believed, or why it is not heard at all.
+    fn identity_of(&self, name: &str, cert: Option<&str>) -> Result<authority::Grants, String> {
+        match (&self.authority.certificates, cert) {
+            (None, _) => Ok(authority::Grants::default()),
+            (Some(certificates), Some(cert)) => certificates.grants(name, cert),
+            (Some(_), None) => Err(
+                "its gossip carries no certificate (an agent of a release before role certificates, or forged state)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// What gossip shows of every peer: for each name, its newest generation with usable keys,
+    /// stripped of what its certificate does not allow. Peers whose keys have not arrived yet
+    /// are left out silently; unusable ones and refused claims are returned.
+    pub async fn observations(&self) -> Result<Seen, GossipError> {
         let chitchat = self.handle.chitchat();
         let guard = tokio::time::timeout(STATE_LOCK_TIMEOUT, chitchat.lock())
             .await
@@ -140,6 +215,7 @@ impl Gossip {
         let self_id = guard.self_chitchat_id().clone();
         let mut newest: BTreeMap<String, Observation> = BTreeMap::new();
         let mut ignored = Vec::new();
+        let mut refused = Vec::new();
         for (id, state) in guard.node_states() {
             if id.node_id == self_id.node_id {
                 continue;
@@ -152,6 +228,17 @@ impl Gossip {
                         name: id.node_id.to_string(),
                         generation: id.generation_id,
                         error,
+                    });
+                    continue;
+                }
+            };
+            let name = id.node_id.to_string();
+            let grants = match self.identity_of(&name, state.get(KEY_CERT)) {
+                Ok(grants) => grants,
+                Err(reason) => {
+                    refused.push(RefusedClaim {
+                        name,
+                        reason: format!("not heard at all: {reason}"),
                     });
                     continue;
                 }
@@ -189,6 +276,15 @@ impl Gossip {
                     .and_then(|json| serde_json::from_str::<Vec<RequestAnswer>>(json).ok())
                     .unwrap_or_default(),
             };
+            let identity = match self.authority.certificates {
+                None => PeerIdentity::Unchecked,
+                Some(_) => PeerIdentity::Certified(&grants),
+            };
+            let (observation, reasons) = authority::screen(observation, identity, &self.authority.policy);
+            refused.extend(reasons.into_iter().map(|reason| RefusedClaim {
+                name: observation.name.clone(),
+                reason,
+            }));
             match newest.get(&*id.node_id) {
                 Some(kept) if kept.generation >= observation.generation => {}
                 _ => {
@@ -196,7 +292,11 @@ impl Gossip {
                 }
             }
         }
-        Ok((newest.into_values().collect(), ignored))
+        Ok(Seen {
+            observations: newest.into_values().collect(),
+            ignored,
+            refused,
+        })
     }
 
     /// Sets this node's own keys; peers receive them with the next gossip rounds.

@@ -54,12 +54,14 @@ async fn dispatch(command: CliCommand) -> ExitCode {
             }
         }
         CliCommand::CheckConfig(args) => match Settings::load(args.config.as_deref(), &args.overrides()) {
-            Ok(settings) => match toml::to_string(&settings) {
-                Ok(text) => {
+            // The TLS identity is loaded exactly as `run` loads it: what passes here starts.
+            Ok(settings) => match gossip_ha::gossip::load_identity(&settings).map(|_| toml::to_string(&settings)) {
+                Err(err) => fail(EXIT_CONFIG, err),
+                Ok(Ok(text)) => {
                     print!("# effective configuration of gossip-ha (passwords masked)\n{text}");
                     ExitCode::SUCCESS
                 }
-                Err(err) => fail(EXIT_RUNTIME, format!("cannot print the configuration: {err}")),
+                Ok(Err(err)) => fail(EXIT_RUNTIME, format!("cannot print the configuration: {err}")),
             },
             Err(err) => fail(EXIT_CONFIG, err),
         },
@@ -76,7 +78,8 @@ async fn dispatch(command: CliCommand) -> ExitCode {
 }
 
 fn certs(command: CertsCommand) -> ExitCode {
-    use gossip_ha::tls::certs::{init_ca, issue, HostRequest};
+    use gossip_ha::core::authority::{Grants, GRANT_URI_PREFIX};
+    use gossip_ha::tls::certs::{init_ca, issue, HostKey, HostRequest};
     let written = match command {
         CertsCommand::InitCa { dir, cluster, force } => init_ca(&dir, &cluster, force),
         CertsCommand::Issue {
@@ -84,19 +87,30 @@ fn certs(command: CertsCommand) -> ExitCode {
             name,
             ips,
             dns,
+            roles,
             out,
+            renew,
             days,
             force,
         } => {
             if days < 1 {
                 return fail(EXIT_CONFIG, "--days: expected at least 1");
             }
-            issue(
-                &ca_dir,
-                &HostRequest::valid_for_days(&name, ips, dns, days),
-                &out,
-                force,
-            )
+            let uris = roles
+                .iter()
+                .map(|role| format!("{GRANT_URI_PREFIX}{}", role.trim().to_ascii_lowercase()));
+            let grants = match Grants::from_uris(uris.collect::<Vec<_>>().iter().map(String::as_str)) {
+                Ok(grants) => grants,
+                Err(err) => {
+                    return fail(
+                        EXIT_CONFIG,
+                        format!("--role: {err} (expected db, server, console or admin)"),
+                    )
+                }
+            };
+            let key = if renew { HostKey::Keep } else { HostKey::Generate };
+            let request = HostRequest::valid_for_days(&name, ips, dns, days).with_grants(grants);
+            issue(&ca_dir, &request, &out, key, force)
         }
     };
     match written {

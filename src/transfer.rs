@@ -8,17 +8,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gossip_ha_proto::gossip::Role;
 use gossip_ha_proto::wire::{self, TransferFrame, TransferRequest};
 use mysql_async::Opts;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::core::authority::AuthorityPolicy;
 use crate::db::repair::tools::{self, ClientOptions};
 use crate::tls::frame::{read_frame, write_frame};
-use crate::tls::identity::TlsIdentity;
+use crate::tls::identity::{certificate_names, grants_of, TlsIdentity};
 
 const CHUNK_BYTES: usize = 64 * 1024;
 /// A peer that sends nothing for this long (request or data) is dropped.
@@ -36,6 +38,57 @@ pub struct BackupSource {
     /// Bounds one whole backup.
     pub timeout: Duration,
     pub cluster_id: String,
+    /// Pandora's `ha_hosts`: only these hosts may ask (empty: not known here, any DB node may).
+    pub ha_hosts: Vec<String>,
+}
+
+/// Who asks for a backup, as far as the connection proves it.
+enum Requester {
+    /// Plain TCP on loopback: no identity (tests and demos on one machine).
+    Loopback,
+    /// Mutual TLS: the client certificate and the address the connection came from.
+    Certified {
+        certificate: CertificateDer<'static>,
+        ip: std::net::IpAddr,
+    },
+}
+
+impl Requester {
+    /// A backup holds every row and the users' password hashes: it goes only to a `db`
+    /// certificate that names the node the request says it is from, of a host in `ha_hosts`.
+    fn authorize(&self, request: &TransferRequest, ha_hosts: &[String]) -> Result<(), String> {
+        let Requester::Certified { certificate, ip } = self else {
+            return Ok(());
+        };
+        let grants = grants_of(certificate)?;
+        if !grants.roles.contains(&Role::Db) {
+            return Err(format!(
+                "`{}` asked for a backup, but its certificate grants {grants}, not db",
+                request.node_name
+            ));
+        }
+        if !certificate_names(certificate, &request.node_name) {
+            return Err(format!(
+                "the request says it is from `{}`, but the certificate is for another node",
+                request.node_name
+            ));
+        }
+        let policy = AuthorityPolicy {
+            ha_hosts: ha_hosts.to_vec(),
+        };
+        if !policy.lists_database(&request.node_name, &SocketAddr::new(*ip, 0).to_string()) {
+            return Err(format!(
+                "`{}` ({ip}) asked for a backup, but neither is in ha_hosts ({})",
+                request.node_name,
+                ha_hosts.join(",")
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn client_certificate<S>(stream: &tokio_rustls::server::TlsStream<S>) -> Option<CertificateDer<'static>> {
+    stream.get_ref().1.peer_certificates()?.first().cloned()
 }
 
 /// Serves backups until `stop`.
@@ -65,10 +118,19 @@ pub async fn serve(
         tasks.spawn(async move {
             let outcome = match tls {
                 Some(identity) => match TlsAcceptor::from(identity.server.clone()).accept(stream).await {
-                    Ok(stream) => send_backup(stream, &source, &busy).await,
+                    Ok(stream) => match client_certificate(&stream) {
+                        Some(certificate) => {
+                            let requester = Requester::Certified {
+                                certificate,
+                                ip: peer.ip(),
+                            };
+                            send_backup(stream, &source, &busy, requester).await
+                        }
+                        None => Err("no client certificate".into()),
+                    },
                     Err(err) => Err(format!("TLS handshake failed: {err}")),
                 },
-                None if peer.ip().is_loopback() => send_backup(stream, &source, &busy).await,
+                None if peer.ip().is_loopback() => send_backup(stream, &source, &busy, Requester::Loopback).await,
                 None => Err("plain transfer refused off loopback (configure [tls])".into()),
             };
             match outcome {
@@ -89,6 +151,7 @@ async fn send_backup<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     source: &BackupSource,
     busy: &Semaphore,
+    requester: Requester,
 ) -> Result<String, String> {
     let request = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream))
         .await
@@ -101,6 +164,10 @@ async fn send_backup<S: AsyncRead + AsyncWrite + Unpin>(
             "cluster `{}` asked, this is `{}`",
             request.cluster_id, source.cluster_id
         );
+        let _ = write_frame(&mut stream, &wire::encode(&refuse(why.clone()))).await;
+        return Err(why);
+    }
+    if let Err(why) = requester.authorize(&request, &source.ha_hosts) {
         let _ = write_frame(&mut stream, &wire::encode(&refuse(why.clone()))).await;
         return Err(why);
     }
@@ -195,6 +262,18 @@ pub async fn fetch_backup<W: AsyncWrite + Unpin>(
                 .connect(name, tcp)
                 .await
                 .map_err(|err| format!("{addr}: TLS handshake failed: {err}"))?;
+            let grants = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(grants_of);
+            match grants {
+                Some(Ok(grants)) if grants.roles.contains(&Role::Db) => {}
+                Some(Ok(grants)) => return Err(format!("{addr}: its certificate grants {grants}, not db")),
+                Some(Err(err)) => return Err(format!("{addr}: {err}")),
+                None => return Err(format!("{addr}: no server certificate")),
+            }
             receive(stream, request, sink, &mut progress, stop).await
         }
         None if addr.ip().is_loopback() => receive(tcp, request, sink, &mut progress, stop).await,

@@ -3,13 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DbRole {
     Primary,
     Replica,
     NeedsResync,
     Unreachable,
+    #[default]
     Unknown,
 }
 
@@ -25,7 +26,7 @@ impl DbRole {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DbAnnouncement {
     pub role: DbRole,
     /// The agent holds its database to be the primary (it may be briefly unreachable).

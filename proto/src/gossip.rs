@@ -29,6 +29,10 @@ pub const KEY_ANSWERS: &str = "answers";
 /// on the database's address, accepted or refused), comma separated: lets a candidate tell "the
 /// old primary is gone" from "only I am cut off from it".
 pub const KEY_DB_REACH: &str = "db_reach";
+/// Over mutual TLS: the agent's certificate (base64 DER). Peers believe its roles, DB claims
+/// and requests only as far as this certificate, issued by the cluster CA for its node name,
+/// grants them.
+pub const KEY_CERT: &str = "cert";
 
 /// A state-changing command given on one node's socket (checked there) for another node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

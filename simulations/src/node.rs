@@ -10,7 +10,7 @@ use gossip_ha::core::db::{DbAction, DbCore, DbDecision, DbPolicy, LocalDb, SaveF
 use gossip_ha::core::settle::Settler;
 use gossip_ha::core::{Core, Decision, MonoMs};
 use gossip_ha::db::{DbBackend, ReplicationSource};
-use gossip_ha::gossip::{Gossip, GossipParams};
+use gossip_ha::gossip::{Authority, Gossip, GossipParams, Seen};
 use gossip_ha_proto::db::DbRole;
 use gossip_ha_proto::gossip::{Announcement, Role};
 
@@ -126,8 +126,11 @@ impl SimAgent {
                 .collect(),
             threshold_ms: THRESHOLD_MS,
             generation: self.generation,
+            certificate: None,
         };
-        let gossip = Gossip::start(&params, &announcement, &network.transport(&self.name))
+        // Simulated nodes have no certificates: gossip is believed, as on plain loopback.
+        let authority = Authority::default();
+        let gossip = Gossip::start(&params, &announcement, &network.transport(&self.name), authority)
             .await
             .expect("simulated gossip starts");
         let mut core = Core::new(&self.name, &self.addr.to_string(), self.generation, announcement);
@@ -172,7 +175,7 @@ impl SimAgent {
             return Vec::new();
         };
         let now = MonoMs(self.started_at.elapsed().as_millis() as u64);
-        let Ok((observations, _)) = gossip.observations().await else {
+        let Ok(Seen { observations, .. }) = gossip.observations().await else {
             return Vec::new();
         };
         let local = match self.db.as_mut() {

@@ -110,6 +110,10 @@ impl Driver {
         timeout: Duration,
         uid: u32,
     ) {
+        if let Some(refused) = &self.relay_refused {
+            let _ = reply.send(Err(refused.clone()));
+            return;
+        }
         if self.request.is_some() {
             let _ = reply.send(Err("another request from this node is still pending; try again".into()));
             return;

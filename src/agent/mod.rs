@@ -101,6 +101,9 @@ struct Driver {
     pending: Vec<admin::Pending>,
     /// This agent's pending request for another node, as gossiped (`KEY_REQUEST`).
     request: Option<String>,
+    /// Why other nodes would ignore this agent's requests (its certificate grants no admin
+    /// role), so the asking operator hears it at once; `None` when they would obey.
+    relay_refused: Option<String>,
     /// `None` only while shutting down.
     reach: Option<reach::ReachProber>,
 }
@@ -120,7 +123,11 @@ fn db_policy(db: &DbAgentSettings) -> DbPolicy {
     }
 }
 
-fn repair_context(settings: &Settings, db: &DbAgentSettings) -> Option<RepairContext> {
+fn repair_context(
+    settings: &Settings,
+    identity: Option<Arc<TlsIdentity>>,
+    db: &DbAgentSettings,
+) -> Option<RepairContext> {
     let local = mysql_async::Opts::from_url(db.url.expose()).ok()?;
     Some(RepairContext {
         local,
@@ -134,22 +141,17 @@ fn repair_context(settings: &Settings, db: &DbAgentSettings) -> Option<RepairCon
             datadir: physical.datadir.clone(),
             stop_command: physical.stop_command.clone(),
             start_command: physical.start_command.clone(),
-            tls: tls_identity(settings),
+            tls: identity,
             cluster_id: settings.cluster_id.clone(),
             node_name: settings.node_name.clone(),
         }),
     })
 }
 
-/// The agent's TLS identity again, for the transfer channel (checked at start-up already).
-fn tls_identity(settings: &Settings) -> Option<Arc<TlsIdentity>> {
-    let files = settings.tls.as_ref()?;
-    TlsIdentity::load(files, &settings.node_name).ok().map(Arc::new)
-}
-
 /// Starts the transfer service when `db.transfer_port` is set; returns its advertised address.
 async fn start_transfer(
     settings: &Settings,
+    identity: Option<Arc<TlsIdentity>>,
     db: &DbAgentSettings,
     events: &Arc<Mutex<EventLog>>,
     stop: watch::Receiver<bool>,
@@ -167,6 +169,7 @@ async fn start_transfer(
         work_dir: settings.state_dir.join("transfer"),
         timeout: Duration::from_millis(db.resync_timeout_ms),
         cluster_id: settings.cluster_id.clone(),
+        ha_hosts: settings.db.ha_hosts.clone(),
     });
     let report: crate::transfer::Report = {
         let events = events.clone();
@@ -177,13 +180,7 @@ async fn start_transfer(
             }
         })
     };
-    let task = tokio::spawn(crate::transfer::serve(
-        listener,
-        tls_identity(settings),
-        source,
-        report,
-        stop,
-    ));
+    let task = tokio::spawn(crate::transfer::serve(listener, identity, source, report, stop));
     Ok(Some((format!("{}:{port}", settings.advertise.ip()), task)))
 }
 
@@ -208,11 +205,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         })
     };
     // Checked before anything binds: a bad certificate or key is a start-up error.
-    let transport = gossip::transport_for(&settings, refusals)?;
+    let identity = gossip::load_identity(&settings)?;
+    let transport = gossip::transport_for(&settings, identity.as_ref(), refusals);
     let socket_group = settings.socket_group.as_deref().and_then(crate::config::group_id);
     let listener = socket::bind(&settings.socket, socket_group)?;
-    let params = gossip::GossipParams::from_settings(&settings, generation);
-    let gossip = match Gossip::start(&params, &announcement, transport.as_ref()).await {
+    let params = gossip::GossipParams {
+        certificate: identity.as_ref().map(|identity| identity.gossiped_certificate()),
+        ..gossip::GossipParams::from_settings(&settings, generation)
+    };
+    let authority = gossip::Authority::for_settings(&settings, identity.as_ref());
+    let gossip = match Gossip::start(&params, &announcement, transport.as_ref(), authority).await {
         Ok(gossip) => gossip,
         Err(err) => {
             let _ = std::fs::remove_file(&settings.socket);
@@ -240,9 +242,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 Err(err) => Err(err.into()),
             };
             let started = match started {
-                Ok((persisted, backend)) => start_transfer(&settings, db_settings, &events, stop_rx.clone())
-                    .await
-                    .map(|transfer| (persisted, backend, transfer)),
+                Ok((persisted, backend)) => {
+                    start_transfer(&settings, identity.clone(), db_settings, &events, stop_rx.clone())
+                        .await
+                        .map(|transfer| (persisted, backend, transfer))
+                }
                 Err(err) => Err(err),
             };
             let (persisted, backend, transfer) = match started {
@@ -271,7 +275,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                     user: db_settings.replication_user.clone(),
                     password: db_settings.replication_password.clone(),
                 },
-                repair: repair_context(&settings, db_settings),
+                repair: repair_context(&settings, identity.clone(), db_settings),
             };
             let worker = DbWorker::spawn(backend, setup, stop_rx.clone());
             Some(DbRuntime {
@@ -323,6 +327,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         settler: Settler::new(settings.rewrite_settle_ms),
         pending: Vec::new(),
         request: None,
+        relay_refused: identity.as_ref().filter(|identity| !identity.grants.admin).map(|identity| {
+            format!(
+                "this host's certificate grants {}, not admin: other nodes ignore its requests; reissue it with `gossip-ha certs issue … --role admin --renew` to allow them",
+                identity.grants
+            )
+        }),
         reach: Some(reach::ReachProber::spawn(
             gossip::gossip_interval(settings.threshold_ms()) * 5,
             gossip::gossip_interval(settings.threshold_ms()) * 5,
@@ -412,16 +422,20 @@ impl Driver {
     }
 
     async fn tick(&mut self, gossip: &Gossip) {
-        let (observations, ignored) = match gossip.observations().await {
+        let seen = match gossip.observations().await {
             Ok(seen) => seen,
             Err(err) => {
                 tracing::warn!("skipping a tick: {err}");
                 return;
             }
         };
-        for peer in ignored {
+        for peer in seen.ignored {
             self.report_ignored(peer);
         }
+        for claim in seen.refused {
+            self.report_refused(claim);
+        }
+        let observations = seen.observations;
         self.collect_db_outcomes();
         if let Some(reach) = &self.reach {
             let targets = self
@@ -656,13 +670,9 @@ impl Driver {
 
     fn report_ignored(&mut self, peer: IgnoredPeer) {
         let key = (peer.name.clone(), peer.generation, peer.error.to_string());
-        if self.ignored_seen.contains(&key) {
+        if !self.remember_ignored(key) {
             return;
         }
-        if self.ignored_seen.len() >= MAX_REMEMBERED_IGNORED {
-            self.ignored_seen.clear();
-        }
-        self.ignored_seen.insert(key);
         self.record(
             EventKind::PeerIgnored,
             Some(peer.name.clone()),
@@ -671,6 +681,30 @@ impl Driver {
                 peer.name, peer.generation, peer.error
             ),
         );
+    }
+
+    /// One event per (peer, reason): the claim is refused on every tick it is still gossiped.
+    fn report_refused(&mut self, claim: gossip::RefusedClaim) {
+        let key = (claim.name.clone(), 0, claim.reason.clone());
+        if !self.remember_ignored(key) {
+            return;
+        }
+        self.record(
+            EventKind::PeerIgnored,
+            Some(claim.name.clone()),
+            format!("ignoring what {} claims: {}", claim.name, claim.reason),
+        );
+    }
+
+    /// Whether `key` is reported for the first time (then it is remembered, bounded).
+    fn remember_ignored(&mut self, key: (String, u64, String)) -> bool {
+        if self.ignored_seen.contains(&key) {
+            return false;
+        }
+        if self.ignored_seen.len() >= MAX_REMEMBERED_IGNORED {
+            self.ignored_seen.clear();
+        }
+        self.ignored_seen.insert(key)
     }
 
     fn record(&self, kind: EventKind, node: Option<String>, reason: String) {

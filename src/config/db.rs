@@ -205,29 +205,26 @@ pub(super) fn resolve_db_agent(
         .clone()
         .or_else(|| db.password.clone())
         .unwrap_or_else(|| Secret::new(""));
-    let priority = match db.priority {
-        Some(priority) => priority,
-        None if db.ha_hosts.is_empty() => 1,
-        None => {
-            let advertise_host = advertise.rsplit_once(':').map(|(host, _)| host).unwrap_or(&advertise);
-            let position = db.ha_hosts.iter().position(|entry| {
-                let entry = entry.trim();
-                entry == advertise || entry == advertise_host || entry == node_name
-            });
-            match position {
-                // The first host of ha_hosts has preference: it gets the highest priority.
-                Some(index) => u8::try_from(db.ha_hosts.len() - index).unwrap_or(u8::MAX),
-                None => {
-                    return Err(invalid(
-                        "db.priority",
-                        format!(
-                            "not set, and neither this node ({node_name}) nor its db.advertise ({advertise}) is in ha_hosts ({})",
-                            db.ha_hosts.join(",")
-                        ),
-                    ))
-                }
-            }
-        }
+    let advertise_host = advertise.rsplit_once(':').map(|(host, _)| host).unwrap_or(&advertise);
+    let position = db.ha_hosts.iter().position(|entry| {
+        let entry = entry.trim();
+        entry == advertise || entry == advertise_host || entry == node_name
+    });
+    if position.is_none() && !db.ha_hosts.is_empty() {
+        // Peers believe DB claims only for databases listed in ha_hosts (core::authority).
+        return Err(invalid(
+            "db.ha_hosts",
+            format!(
+                "neither this node ({node_name}) nor its db.advertise ({advertise}) is in ha_hosts ({}): peers would ignore its database",
+                db.ha_hosts.join(",")
+            ),
+        ));
+    }
+    let priority = match (db.priority, position) {
+        (Some(priority), _) => priority,
+        // The first host of ha_hosts has preference: it gets the highest priority.
+        (None, Some(index)) => u8::try_from(db.ha_hosts.len() - index).unwrap_or(u8::MAX),
+        (None, None) => 1,
     };
     let merge_tables = db.merge_tables.clone().unwrap_or_else(MergeTable::pandora_defaults);
     for (index, table) in merge_tables.iter().enumerate() {

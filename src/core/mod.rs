@@ -2,6 +2,7 @@
 //! feeds it what gossip shows and the time on the agent's own monotonic clock; it answers with
 //! decisions, each carrying its reason. The simulations drive the very same code.
 
+pub mod authority;
 pub mod db;
 pub mod election;
 pub mod gtid;

@@ -1,15 +1,29 @@
 //! Loads this agent's TLS identity: the cluster CA, its certificate and key, checked before the
-//! agent starts so a mistake is an error naming the file, not a failed handshake later.
+//! agent starts so a mistake is an error naming the file, not a failed handshake later. Also
+//! reads what a certificate grants (`urn:gossip-ha:role:…` URI names) and checks the
+//! certificates peers gossip.
 
-use std::os::unix::fs::PermissionsExt;
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use gossip_ha_proto::gossip::Role;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use serde::Serialize;
+
+use crate::core::authority::Grants;
+
+/// A CA bundle, certificate or key is a few KiB; anything larger is not one (or is a device).
+const MAX_PEM_BYTES: u64 = 1024 * 1024;
+/// Peer certificates whose verdict is kept; beyond, the cache starts again.
+const MAX_CACHED_PEERS: usize = 4096;
+/// A peer certificate's verdict is reused this long, then checked again (it may have expired).
+const PEER_RECHECK_SECS: u64 = 60;
 
 /// `[tls]`: paths of the cluster CA, this host's certificate and its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,17 +46,15 @@ pub enum TlsError {
 pub struct TlsIdentity {
     pub server: Arc<ServerConfig>,
     pub client: Arc<ClientConfig>,
+    /// This agent's own certificate, gossiped so that every peer can read its grants.
+    pub leaf: CertificateDer<'static>,
+    pub grants: Grants,
+    /// Checks the certificates peers gossip, against the same CA.
+    pub peers: Arc<PeerCertificates>,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn read_error(path: &Path) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError + '_ {
-    move |err| TlsError::Read {
-        path: path.to_path_buf(),
-        message: err.to_string(),
-    }
 }
 
 /// Whether `cert` names `name` (as a DNS name or an IP address).
@@ -56,63 +68,189 @@ pub fn certificate_names(cert: &CertificateDer<'_>, name: &str) -> bool {
     }
 }
 
-impl TlsIdentity {
-    pub fn load(files: &TlsFiles, node_name: &str) -> Result<TlsIdentity, TlsError> {
-        let mode = std::fs::metadata(&files.key)
-            .map_err(|err| TlsError::Read {
-                path: files.key.clone(),
-                message: err.to_string(),
-            })?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(TlsError::KeyExposed {
-                path: files.key.clone(),
-                mode: mode & 0o777,
-            });
-        }
-        let invalid = |path: &Path, message: String| TlsError::Invalid {
+/// What `cert` grants its holder, read from its `urn:gossip-ha:role:` URI names.
+pub fn grants_of(cert: &CertificateDer<'_>) -> Result<Grants, String> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert).map_err(|err| format!("unreadable certificate: {err}"))?;
+    let names = parsed
+        .subject_alternative_name()
+        .map_err(|err| format!("unreadable subject alternative names: {err}"))?;
+    let uris = names.into_iter().flat_map(|names| {
+        names.value.general_names.iter().filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => Some(*uri),
+            _ => None,
+        })
+    });
+    Grants::from_uris(uris)
+}
+
+/// Reads a PEM file at start: a regular file of at most 1 MiB, opened without blocking, so a
+/// FIFO or a device (`/dev/zero`) is an error at once instead of a hang.
+fn read_pem_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    let error = |message: String| TlsError::Read {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(|err| error(err.to_string()))?;
+    let metadata = file.metadata().map_err(|err| error(err.to_string()))?;
+    if !metadata.is_file() {
+        return Err(error("not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| error(err.to_string()))?;
+    if bytes.len() as u64 > MAX_PEM_BYTES {
+        return Err(error(format!("larger than {MAX_PEM_BYTES} bytes: not a PEM file")));
+    }
+    Ok(bytes)
+}
+
+fn pem_error(path: &Path) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError + '_ {
+    move |err| TlsError::Read {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    }
+}
+
+fn invalid(path: &Path, message: String) -> TlsError {
+    TlsError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+/// The key must be private to the agent: mode 0600 or stricter, owned by root or the agent's
+/// own user (another user who owns it could swap it).
+fn check_key_file(path: &Path) -> Result<(), TlsError> {
+    let metadata = std::fs::metadata(path).map_err(|err| TlsError::Read {
+        path: path.to_path_buf(),
+        message: err.to_string(),
+    })?;
+    let mode = metadata.mode();
+    if mode & 0o077 != 0 {
+        return Err(TlsError::KeyExposed {
             path: path.to_path_buf(),
-            message,
-        };
-        let mut roots = RootCertStore::empty();
-        for ca in CertificateDer::pem_file_iter(&files.ca).map_err(read_error(&files.ca))? {
-            roots
-                .add(ca.map_err(read_error(&files.ca))?)
-                .map_err(|err| invalid(&files.ca, format!("not a usable CA certificate: {err}")))?;
+            mode: mode & 0o777,
+        });
+    }
+    let agent_uid = nix::unistd::geteuid().as_raw();
+    if metadata.uid() != 0 && metadata.uid() != agent_uid {
+        return Err(invalid(
+            path,
+            format!(
+                "owned by uid {}, neither root nor this agent's user (uid {agent_uid}); run `chown {agent_uid} {}`",
+                metadata.uid(),
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let bytes = read_pem_file(path)?;
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&bytes) {
+        roots
+            .add(ca.map_err(pem_error(path))?)
+            .map_err(|err| invalid(path, format!("not a usable CA certificate: {err}")))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid(path, "holds no certificate".into()));
+    }
+    Ok(roots)
+}
+
+/// Verifies `leaf` under `roots` now, for client and server use alike.
+fn verify_under(roots: &RootCertStore, leaf: &CertificateDer<'_>) -> Result<(), String> {
+    let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|err| err.to_string())?;
+    let algorithms = provider().signature_verification_algorithms;
+    end_entity
+        .verify_for_usage(
+            algorithms.all,
+            &roots.roots,
+            &[],
+            UnixTime::now(),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map(|_| ())
+        .map_err(|err| stable_reason(&err))
+}
+
+/// A verification failure in words that do not change from one attempt to the next (webpki's
+/// own text carries the current time), so a refusal is one event, not one per attempt.
+pub fn stable_reason(err: &webpki::Error) -> String {
+    let date = |time: &UnixTime| {
+        time::OffsetDateTime::from_unix_timestamp(time.as_secs() as i64)
+            .map(|moment| moment.date().to_string())
+            .unwrap_or_else(|_| format!("{} (Unix seconds)", time.as_secs()))
+    };
+    match err {
+        webpki::Error::CertExpired { not_after, .. } => format!("the certificate expired on {}", date(not_after)),
+        webpki::Error::CertNotValidYet { not_before, .. } => {
+            format!("the certificate is not valid before {}", date(not_before))
         }
-        if roots.is_empty() {
-            return Err(invalid(&files.ca, "holds no certificate".into()));
-        }
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-            .map_err(read_error(&files.cert))?
+        other => other.to_string(),
+    }
+}
+
+/// The grants of this agent's own certificate must cover the roles its configuration gives it:
+/// peers would ignore the rest, so starting would only hide the mistake.
+fn check_own_grants(path: &Path, grants: &Grants, node_name: &str, roles: &BTreeSet<Role>) -> Result<(), TlsError> {
+    let missing: Vec<&str> = roles
+        .iter()
+        .filter(|role| !grants.roles.contains(role))
+        .map(|role| role.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let wanted: Vec<String> = roles.iter().map(|role| format!("--role {role}")).collect();
+    let what = if grants.is_empty() {
+        "grants no role (it was issued without roles)".to_string()
+    } else {
+        format!("grants {grants}, not {}", missing.join(", "))
+    };
+    Err(invalid(
+        path,
+        format!(
+            "the certificate {what}, and peers believe only what it grants; reissue it with `gossip-ha certs issue --name {node_name} {} [--role admin] --renew …`",
+            wanted.join(" ")
+        ),
+    ))
+}
+
+impl TlsIdentity {
+    /// Loads and checks everything; `roles` are this agent's configured roles.
+    pub fn load(files: &TlsFiles, node_name: &str, roles: &BTreeSet<Role>) -> Result<TlsIdentity, TlsError> {
+        check_key_file(&files.key)?;
+        let roots = load_roots(&files.ca)?;
+        let cert_bytes = read_pem_file(&files.cert)?;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_bytes)
             .collect::<Result<_, _>>()
-            .map_err(read_error(&files.cert))?;
+            .map_err(pem_error(&files.cert))?;
         let leaf = chain
             .first()
+            .cloned()
             .ok_or_else(|| invalid(&files.cert, "holds no certificate".into()))?;
-        if !certificate_names(leaf, node_name) {
+        if !certificate_names(&leaf, node_name) {
             return Err(invalid(
                 &files.cert,
                 format!("the certificate is not for `{node_name}`, this agent's node_name; issue one with `gossip-ha certs issue --name {node_name}`"),
             ));
         }
-        let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|err| invalid(&files.cert, err.to_string()))?;
-        let algorithms = provider().signature_verification_algorithms;
-        let now = UnixTime::now();
-        let trust: Vec<_> = roots.roots.clone();
-        end_entity
-            .verify_for_usage(
-                algorithms.all,
-                &trust,
-                &[],
-                now,
-                webpki::KeyUsage::client_auth(),
-                None,
-                None,
-            )
+        verify_under(&roots, &leaf)
             .map_err(|err| invalid(&files.cert, format!("not valid under {}: {err}", files.ca.display())))?;
-        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(read_error(&files.key))?;
+        let grants = grants_of(&leaf).map_err(|err| invalid(&files.cert, err))?;
+        check_own_grants(&files.cert, &grants, node_name, roles)?;
+        let key = PrivateKeyDer::from_pem_slice(&read_pem_file(&files.key)?).map_err(pem_error(&files.key))?;
 
         let roots = Arc::new(roots);
         let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
@@ -127,12 +265,77 @@ impl TlsIdentity {
         let client = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|err| invalid(&files.cert, err.to_string()))?
-            .with_root_certificates(roots)
+            .with_root_certificates(roots.clone())
             .with_client_auth_cert(chain, key)
             .map_err(|err| invalid(&files.key, format!("does not match the certificate: {err}")))?;
         Ok(TlsIdentity {
             server: Arc::new(server),
             client: Arc::new(client),
+            leaf,
+            grants,
+            peers: Arc::new(PeerCertificates::new(roots)),
         })
+    }
+
+    /// This agent's certificate as it is gossiped (`cert` key).
+    pub fn gossiped_certificate(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(self.leaf.as_ref())
+    }
+}
+
+/// When a (node, certificate) pair was checked, and what it grants or why nothing.
+type Verdict = (std::time::Instant, Result<Grants, String>);
+
+/// Checks the certificates peers gossip (base64 DER in their `cert` key): issued by the cluster
+/// CA, valid now, naming the node whose state carries it. Verdicts are cached per certificate.
+pub struct PeerCertificates {
+    roots: Arc<RootCertStore>,
+    verdicts: Mutex<HashMap<(String, String), Verdict>>,
+}
+
+impl PeerCertificates {
+    fn new(roots: Arc<RootCertStore>) -> Self {
+        PeerCertificates {
+            roots,
+            verdicts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What the certificate `gossiped` grants `node`, or why it grants nothing.
+    pub fn grants(&self, node: &str, gossiped: &str) -> Result<Grants, String> {
+        let key = (node.to_string(), gossiped.to_string());
+        if let Ok(verdicts) = self.verdicts.lock() {
+            if let Some((checked, verdict)) = verdicts.get(&key) {
+                if checked.elapsed().as_secs() < PEER_RECHECK_SECS {
+                    return verdict.clone();
+                }
+            }
+        }
+        let verdict = self.check(node, gossiped);
+        if let Ok(mut verdicts) = self.verdicts.lock() {
+            if verdicts.len() >= MAX_CACHED_PEERS {
+                verdicts.clear();
+            }
+            verdicts.insert(key, (std::time::Instant::now(), verdict.clone()));
+        }
+        verdict
+    }
+
+    fn check(&self, node: &str, gossiped: &str) -> Result<Grants, String> {
+        use base64::Engine;
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(gossiped)
+            .map_err(|_| "its gossiped certificate is not base64".to_string())?;
+        let cert = CertificateDer::from(der);
+        verify_under(&self.roots, &cert).map_err(|err| format!("its gossiped certificate is not valid: {err}"))?;
+        if !certificate_names(&cert, node) {
+            return Err(format!("its gossiped certificate is not for `{node}`"));
+        }
+        let grants = grants_of(&cert).map_err(|err| format!("its gossiped certificate: {err}"))?;
+        if grants.is_empty() {
+            return Err("its certificate grants no role; reissue it with `gossip-ha certs issue --role …`".into());
+        }
+        Ok(grants)
     }
 }

@@ -59,14 +59,14 @@ pub struct TlsTransport {
 
 impl TlsTransport {
     pub fn new(
-        identity: TlsIdentity,
+        identity: Arc<TlsIdentity>,
         cluster_id: &str,
         node_name: &str,
         advertise: SocketAddr,
         refusals: RefusalSink,
     ) -> Self {
         TlsTransport {
-            identity: Arc::new(identity),
+            identity,
             hello: Hello {
                 version: PROTOCOL_VERSION,
                 cluster_id: cluster_id.to_string(),

@@ -41,6 +41,29 @@ fn db_specs(dbs: &[MariaDb], dir: &std::path::Path, db_toml: impl Fn(&MariaDb) -
         .collect()
 }
 
+/// Starts the agents of `specs` (every one but the first seeding from the first), with
+/// certificates of `ca` when given.
+fn launch(
+    dir: tempfile::TempDir,
+    dbs: Vec<MariaDb>,
+    mut specs: Vec<AgentSpec>,
+    ca: Option<&std::path::Path>,
+    lab: Option<Lab>,
+) -> Cluster {
+    seed_from_first(&mut specs);
+    if let Some(ca) = ca {
+        specs = specs.into_iter().map(|spec| spec.with_tls(dir.path(), ca)).collect();
+    }
+    let agents = specs.iter().map(|spec| Agent::start(dir.path(), spec)).collect();
+    Cluster {
+        agents,
+        specs,
+        dbs,
+        dir,
+        lab,
+    }
+}
+
 /// Every agent but the first seeds from the first.
 fn seed_from_first(specs: &mut [AgentSpec]) {
     let first = format!("{}:{}", specs[0].ip, specs[0].port);
@@ -71,19 +94,33 @@ impl Cluster {
         witness: bool,
         db_toml: impl Fn(&MariaDb) -> String,
     ) -> Cluster {
+        Self::start_on_loopback(dir, dbs, witness, db_toml, None)
+    }
+
+    fn start_on_loopback(
+        dir: tempfile::TempDir,
+        dbs: Vec<MariaDb>,
+        witness: bool,
+        db_toml: impl Fn(&MariaDb) -> String,
+        ca: Option<&std::path::Path>,
+    ) -> Cluster {
         let mut specs = db_specs(&dbs, dir.path(), db_toml);
         if witness {
             specs.push(AgentSpec::new("srv", 1, THRESHOLD));
         }
-        seed_from_first(&mut specs);
-        let agents = specs.iter().map(|spec| Agent::start(dir.path(), spec)).collect();
-        Cluster {
-            agents,
-            specs,
-            dbs,
-            dir,
-            lab: None,
-        }
+        launch(dir, dbs, specs, ca, None)
+    }
+
+    /// As `start_with`, every agent gossiping over mutual TLS on loopback with a certificate of
+    /// the CA in `dir/ca` granting its roles and admin (a test issues more from that CA).
+    pub fn start_tls(db_count: usize, witness: bool, db_toml: impl Fn(&MariaDb) -> String) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca");
+        gossip_ha::tls::certs::init_ca(&ca, "gossip-ha-test", false).unwrap();
+        let dbs: Vec<MariaDb> = (0..db_count)
+            .map(|index| MariaDb::install(dir.path(), &format!("db{}", index + 1), index as u32 + 1))
+            .collect();
+        Self::start_on_loopback(dir, dbs, witness, db_toml, Some(&ca))
     }
 
     /// As `start`, but each host in its own network namespace (DB hosts `db1`…, then `srv`),
@@ -135,16 +172,7 @@ impl Cluster {
                 ..AgentSpec::new("srv", 1, THRESHOLD)
             });
         }
-        seed_from_first(&mut specs);
-        let specs: Vec<AgentSpec> = specs.into_iter().map(|spec| spec.with_tls(dir.path(), &ca)).collect();
-        let agents = specs.iter().map(|spec| Agent::start(dir.path(), spec)).collect();
-        Cluster {
-            agents,
-            specs,
-            dbs,
-            dir,
-            lab: Some(lab),
-        }
+        launch(dir, dbs, specs, Some(&ca), Some(lab))
     }
 
     pub fn lab(&self) -> &Lab {

@@ -75,12 +75,19 @@ impl AgentSpec {
     }
 
     /// Issues this agent a certificate from the CA in `ca` (for its name and 127.0.0.1, into
-    /// `dir/certs-NAME`) and adds the `--tls-*` flags.
-    pub fn with_tls(mut self, dir: &Path, ca: &Path) -> Self {
-        use gossip_ha::tls::certs::{issue, HostRequest};
+    /// `dir/certs-NAME`), granting its roles and admin, and adds the `--tls-*` flags.
+    pub fn with_tls(self, dir: &Path, ca: &Path) -> Self {
+        let roles = self.roles.split(',').map(|role| role.trim().parse().unwrap()).collect();
+        self.with_tls_grants(dir, ca, gossip_ha::core::authority::Grants { roles, admin: true })
+    }
+
+    /// `with_tls` with a certificate granting exactly `grants`, whatever the agent's roles.
+    pub fn with_tls_grants(mut self, dir: &Path, ca: &Path, grants: gossip_ha::core::authority::Grants) -> Self {
+        use gossip_ha::tls::certs::{issue, HostKey, HostRequest};
         let out = dir.join(format!("certs-{}", self.name));
-        let request = HostRequest::valid_for_days(&self.name, vec![self.ip.parse().unwrap()], vec![], 30);
-        issue(ca, &request, &out, false).unwrap();
+        let request =
+            HostRequest::valid_for_days(&self.name, vec![self.ip.parse().unwrap()], vec![], 30).with_grants(grants);
+        issue(ca, &request, &out, HostKey::Generate, true).unwrap();
         for (flag, file) in [
             ("--tls-ca", "ca.pem"),
             ("--tls-cert", "cert.pem"),

@@ -1,0 +1,318 @@
+//! A certificate is an identity, not a permission: a peer holding only a console host's
+//! certificate, gossiping whatever it likes, changes nothing in a real cluster (real agents,
+//! real MariaDB, mutual TLS) and is named in events; it cannot fetch a backup either.
+//!
+//! The liar is not the shipped binary (which refuses to start with roles its certificate does
+//! not grant): it is this test process running the product's own gossip code with forged keys,
+//! as an attacker who broke into the console host and patched the agent would.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::db_cluster::*;
+use common::mariadb::MariaDb;
+use common::*;
+use gossip_ha::core::authority::Grants;
+use gossip_ha::gossip::{Authority, Gossip, GossipParams};
+use gossip_ha::tls::identity::{TlsFiles, TlsIdentity};
+use gossip_ha::tls::transport::{RefusalSink, TlsTransport};
+use gossip_ha_proto::api::{EventKind, NodeLiveness};
+use gossip_ha_proto::db::{DbAnnouncement, DbRole};
+use gossip_ha_proto::gossip::{Announcement, ClusterRequest, ClusterRequestKind, Role, KEY_DB, KEY_REQUEST};
+use gossip_ha_proto::wire::TransferRequest;
+
+const LIAR: &str = "console1";
+
+fn grants(roles: &[Role], admin: bool) -> Grants {
+    Grants {
+        roles: roles.iter().copied().collect(),
+        admin,
+    }
+}
+
+/// Issues `name` a certificate granting `grants` from the cluster's CA and loads it.
+fn identity(cluster: &Cluster, name: &str, grants: Grants) -> Arc<TlsIdentity> {
+    let dir = cluster.dir.path();
+    let spec = AgentSpec::new(name, 0, THRESHOLD).with_tls_grants(dir, &dir.join("ca"), grants);
+    let out = dir.join(format!("certs-{}", spec.name));
+    let files = TlsFiles {
+        ca: out.join("ca.pem"),
+        cert: out.join("cert.pem"),
+        key: out.join("key.pem"),
+    };
+    let roles: BTreeSet<Role> = [Role::Console].into_iter().collect();
+    Arc::new(TlsIdentity::load(&files, name, &roles).expect("the liar's own certificate loads"))
+}
+
+/// The forged primary claim: writable, a huge epoch, the best priority.
+fn forged_primary_claim() -> String {
+    serde_json::to_string(&DbAnnouncement {
+        role: DbRole::Primary,
+        claims_primary: true,
+        reachable: true,
+        read_only: Some(false),
+        gtid: "0-99-100000".into(),
+        gtid_history: "0-99-100000".into(),
+        epoch: 1_000_000,
+        priority: 255,
+        promotable: true,
+        advertise: format!("127.0.0.1:{}", free_port()),
+        ..DbAnnouncement::default()
+    })
+    .unwrap()
+}
+
+fn forged_request(kind: ClusterRequestKind) -> String {
+    serde_json::to_string(&ClusterRequest {
+        id: gossip_ha::agent::unix_ms(),
+        kind,
+    })
+    .unwrap()
+}
+
+/// Gossips as `LIAR` with `identity`: the roles db and server, master 7, a primary claim.
+async fn start_liar(identity: Arc<TlsIdentity>, seed: &AgentSpec) -> Gossip {
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let params = GossipParams {
+        node_name: LIAR.into(),
+        cluster_id: "test".into(),
+        listen: addr,
+        advertise: addr,
+        seeds: vec![format!("127.0.0.1:{}", seed.port)],
+        threshold_ms: 1_000,
+        generation: gossip_ha::agent::unix_ms(),
+        certificate: Some(identity.gossiped_certificate()),
+    };
+    let announcement = Announcement {
+        roles: [Role::Db, Role::Server, Role::Console].into_iter().collect(),
+        master: 7,
+        threshold_ms: 1_000,
+        started_unix_ms: 0,
+    };
+    let refusals: RefusalSink = Arc::new(|_, _| {});
+    let transport = TlsTransport::new(identity, "test", LIAR, addr, refusals);
+    let gossip = Gossip::start(&params, &announcement, &transport, Authority::default())
+        .await
+        .expect("the liar's gossip starts");
+    gossip
+        .set_keys(&[
+            (KEY_DB, forged_primary_claim()),
+            (
+                KEY_REQUEST,
+                forged_request(ClusterRequestKind::Maintenance {
+                    node: "db2".into(),
+                    on: true,
+                }),
+            ),
+        ])
+        .await
+        .unwrap();
+    gossip
+}
+
+fn heard_liar(cluster: &Cluster, observer: &str) -> bool {
+    cluster
+        .agent(observer)
+        .try_status()
+        .is_some_and(|report| state_of(&report, LIAR) == Some(NodeLiveness::Alive))
+}
+
+fn assert_unmoved(cluster: &Cluster) {
+    for observer in ["db1", "db2", "srv"] {
+        let report = cluster.agent(observer).status();
+        assert_eq!(report.db_primary.as_deref(), Some("db1"), "{observer}: {report:?}");
+        assert_eq!(report.server_master.as_deref(), Some("srv"), "{observer}: {report:?}");
+        let liar = report.nodes.iter().find(|node| node.name == LIAR).unwrap();
+        assert_eq!(liar.roles, [Role::Console], "{observer} believes only the certificate");
+        assert_eq!((liar.master, liar.db.is_some()), (0, false), "{observer}");
+    }
+    let report = cluster.agent("db1").status();
+    let db1 = db_of(&report, "db1").unwrap();
+    assert_eq!((db1.role, db1.read_only), (DbRole::Primary, Some(false)));
+    let db2 = db_of(&report, "db2").unwrap();
+    assert!(!db2.maintenance, "the liar put db2 in maintenance: {db2:?}");
+    assert!(replicating_from(&report, "db2", cluster.db("db1")), "{report:?}");
+}
+
+#[test]
+fn a_console_certificate_claiming_db_primary_master_and_admin_changes_nothing() {
+    let cluster = wait_formed(Cluster::start_tls(2, true, |_| String::new()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let liar_identity = identity(&cluster, LIAR, grants(&[Role::Console], false));
+    let liar = runtime.block_on(start_liar(liar_identity.clone(), &cluster.specs[0]));
+    cluster.wait("everyone to hear the liar", Duration::from_secs(15), |c| {
+        ["db1", "db2", "srv"].iter().all(|name| heard_liar(c, name))
+    });
+    // Several gossip rounds and DOWN windows for the forged claim to have done its work.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_unmoved(&cluster);
+
+    runtime
+        .block_on(liar.set_keys(&[(
+            KEY_REQUEST,
+            forged_request(ClusterRequestKind::Switchover { to: "db2".into() }),
+        )]))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_unmoved(&cluster);
+    for (observer, claim) in [
+        (
+            "db1",
+            "gossips the db role, which its certificate does not grant (it grants console)",
+        ),
+        (
+            "srv",
+            "gossips the server role, which its certificate does not grant (it grants console)",
+        ),
+        ("db1", "asks for Maintenance"),
+        ("db1", "asks for Switchover"),
+    ] {
+        assert!(
+            has_event(cluster.agent(observer), EventKind::PeerIgnored, claim),
+            "{observer} names `{claim}`: {:?}",
+            cluster.agent(observer).events()
+        );
+    }
+    let named: Vec<_> = cluster
+        .agent("db1")
+        .events()
+        .into_iter()
+        .filter(|event| event.kind == EventKind::PeerIgnored && event.reason.contains("gossips the db role"))
+        .collect();
+    assert_eq!(named.len(), 1, "one event per (peer, reason): {named:?}");
+    runtime.block_on(liar.shutdown());
+}
+
+/// Asks `db`'s transfer service for a backup as `node_name`, with `identity`.
+fn fetch(runtime: &tokio::runtime::Runtime, port: u16, identity: &TlsIdentity, node_name: &str) -> Result<u64, String> {
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let request = TransferRequest {
+        version: gossip_ha_proto::PROTOCOL_VERSION,
+        cluster_id: "test".into(),
+        node_name: node_name.into(),
+    };
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut sink = tokio::io::sink();
+    runtime.block_on(gossip_ha::transfer::fetch_backup(
+        addr,
+        Some(identity),
+        &request,
+        &mut sink,
+        |_| {},
+        &stop,
+    ))
+}
+
+#[test]
+fn a_backup_goes_only_to_a_db_certificate_that_names_the_asking_node() {
+    let port = free_port();
+    let config = move |db: &MariaDb| {
+        if db.name == "db1" {
+            format!("[db]\ntransfer_port = {port}\n")
+        } else {
+            String::new()
+        }
+    };
+    let cluster = wait_formed(Cluster::start_tls(2, false, config));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    let console = identity(&cluster, LIAR, grants(&[Role::Console], true));
+    let refused = fetch(&runtime, port, &console, LIAR).unwrap_err();
+    assert!(refused.contains("grants console, admin, not db"), "{refused}");
+    // The name in the request is checked against the certificate: no borrowing db2's.
+    let refused = fetch(&runtime, port, &console, "db2").unwrap_err();
+    assert!(refused.contains("not db"), "{refused}");
+
+    let db3 = identity(&cluster, "db3", grants(&[Role::Db, Role::Console], false));
+    let refused = fetch(&runtime, port, &db3, "db2").unwrap_err();
+    assert!(refused.contains("the certificate is for another node"), "{refused}");
+    let refusals: Vec<_> = cluster
+        .agent("db1")
+        .events()
+        .into_iter()
+        .filter(|event| event.reason.contains("backup for") && event.reason.contains("not sent"))
+        .collect();
+    assert_eq!(refusals.len(), 3, "{refusals:?}");
+}
+
+/// `check-config` and `run` with the TLS files of `spec`, on loopback; returns (exit code,
+/// stderr) of each and how long `run` took to give up.
+fn start_up(spec: &AgentSpec) -> Vec<(String, i32, String, Duration)> {
+    ["check-config", "run"]
+        .into_iter()
+        .map(|command| {
+            let mut args: Vec<String> = [command, "--node-name", &spec.name, "--roles", &spec.roles]
+                .iter()
+                .map(|arg| arg.to_string())
+                .collect();
+            args.extend(["--listen".into(), format!("127.0.0.1:{}", free_port())]);
+            args.extend(spec.extra.iter().cloned());
+            let started = std::time::Instant::now();
+            let arguments: Vec<&str> = args.iter().map(String::as_str).collect();
+            let output = cli(&arguments);
+            let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+            (
+                command.to_string(),
+                output.status.code().unwrap_or(-1),
+                stderr,
+                started.elapsed(),
+            )
+        })
+        .collect()
+}
+
+fn set_flag(spec: &mut AgentSpec, flag: &str, value: &str) {
+    let at = spec.extra.iter().position(|arg| arg == flag).unwrap();
+    spec.extra[at + 1] = value.to_string();
+}
+
+#[test]
+fn check_config_refuses_what_run_refuses_naming_the_file_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    gossip_ha::tls::certs::init_ca(&ca, "test", false).unwrap();
+    let server_spec = |name: &str| AgentSpec::new(name, 1, 1.0);
+
+    // A certificate that grants console, for an agent configured as a Pandora server.
+    let console = server_spec("srv1").with_tls_grants(dir.path(), &ca, grants(&[Role::Console], true));
+    // A CA path that never ends: refused at once, not read forever.
+    let mut endless_ca = server_spec("srv2").with_tls(dir.path(), &ca);
+    set_flag(&mut endless_ca, "--tls-ca", "/dev/zero");
+    // A key readable by others.
+    let exposed = server_spec("srv3").with_tls(dir.path(), &ca);
+    let key = exposed.extra[exposed.extra.iter().position(|arg| arg == "--tls-key").unwrap() + 1].clone();
+    let cases: [(&AgentSpec, &[&str]); 2] = [
+        (
+            &console,
+            &[
+                "cert.pem",
+                "grants console, admin, not server",
+                "--role server",
+                "--renew",
+            ],
+        ),
+        (&endless_ca, &["/dev/zero", "not a regular file"]),
+    ];
+    for (spec, expected) in cases {
+        for (command, code, stderr, took) in start_up(spec) {
+            assert_eq!(code, 2, "{command}: {stderr}");
+            for fragment in expected {
+                assert!(stderr.contains(fragment), "{command}: `{fragment}` in {stderr}");
+            }
+            assert!(took < Duration::from_secs(5), "{command} took {took:?}");
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for (command, code, stderr, _) in start_up(&exposed) {
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert!(
+            stderr.contains("readable by others") && stderr.contains("chmod 600"),
+            "{command}: {stderr}"
+        );
+    }
+}
