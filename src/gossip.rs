@@ -54,6 +54,7 @@ pub fn transport_for(settings: &Settings, refusals: RefusalSink) -> Result<Box<d
         &settings.node_name,
         settings.advertise,
         refusals,
+        &settings.seeds,
     )))
 }
 
