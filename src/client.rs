@@ -22,7 +22,15 @@ pub enum ClientError {
     Malformed { path: PathBuf, message: String },
     #[error("the agent refused: {0}")]
     Refused(String),
+    /// The agent turned the connection away (its socket's caps) and said why.
+    #[error("the agent is busy: {0}")]
+    Busy(String),
+    #[error("the agent on {path} is busy or closed the connection before answering; try again")]
+    Closed { path: PathBuf },
 }
+
+/// What the agent says when it turns a connection away (`socket.rs`).
+const BUSY_PREFIX: &str = "busy: ";
 
 pub async fn request(path: &Path, command: Command, timeout: Duration) -> Result<Response, ClientError> {
     let exchange = async {
@@ -41,19 +49,31 @@ pub async fn request(path: &Path, command: Command, timeout: Duration) -> Result
         })
         .expect("requests always serialise");
         line.push(b'\n');
-        writer.write_all(&line).await.map_err(io)?;
+        // An agent that turned us away may have written its reason and closed before our
+        // request went out: the write fails (EPIPE, ECONNRESET), the reason is still there to read.
+        let written = writer.write_all(&line).await;
         let mut answer = Vec::new();
-        BufReader::new(reader)
+        let read = BufReader::new(reader)
             .take(MAX_RESPONSE_BYTES)
             .read_until(b'\n', &mut answer)
-            .await
-            .map_err(io)?;
+            .await;
+        if answer.is_empty() {
+            return Err(match (written, read) {
+                (Err(err), _) | (Ok(()), Err(err)) if !closed_by_agent(&err) => io(err),
+                _ => ClientError::Closed {
+                    path: path.to_path_buf(),
+                },
+            });
+        }
         let response: Response = serde_json::from_slice(&answer).map_err(|err| ClientError::Malformed {
             path: path.to_path_buf(),
             message: err.to_string(),
         })?;
         match (response.ok, &response.error) {
-            (false, Some(message)) => Err(ClientError::Refused(message.clone())),
+            (false, Some(message)) => Err(match message.strip_prefix(BUSY_PREFIX) {
+                Some(why) => ClientError::Busy(why.to_string()),
+                None => ClientError::Refused(message.clone()),
+            }),
             _ => Ok(response),
         }
     };
@@ -63,4 +83,13 @@ pub async fn request(path: &Path, command: Command, timeout: Duration) -> Result
             path: path.to_path_buf(),
             timeout,
         })?
+}
+
+/// The errors a write or read sees when the agent closed its end first.
+fn closed_by_agent(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        err.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+    )
 }

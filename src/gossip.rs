@@ -68,6 +68,7 @@ pub fn transport_for(
             &settings.node_name,
             settings.advertise,
             refusals,
+            &settings.seeds,
         )),
     }
 }

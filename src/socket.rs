@@ -1,5 +1,7 @@
 //! The local status socket: a Unix stream socket speaking JSON lines (proto/PROTOCOL.md).
-//! Bounded everywhere: request length, connections at once, idle time per connection.
+//! Bounded everywhere: request length, connections at once and per uid (some kept for admins),
+//! time to the first request and idle time per connection. A connection refused is told why
+//! in one JSON line ("busy: …") and closed, with no task started for it.
 
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -11,12 +13,20 @@ use gossip_ha_proto::api::{Command, Request, Response, StatusReport, MAX_REQUEST
 use gossip_ha_proto::PROTOCOL_VERSION;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::events::EventLog;
+use crate::tls::refusals::{Counts, Held, Place};
 
 pub const MAX_CONNECTIONS: usize = 64;
+/// Places only admins may take: users who may merely read hold at most the rest together.
+const RESERVED_FOR_ADMINS: usize = 16;
+/// Connections one non-admin uid may hold; the CLI uses one per command.
+const MAX_CONNECTIONS_PER_UID: usize = 8;
+/// The CLI writes its request as soon as it connects; an idle connector is closed soon.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Between requests on a connection kept open.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const SOCKET_MODE: u32 = 0o660;
@@ -164,26 +174,26 @@ impl ApiState {
 
 /// Serves until `stop` turns true; then every connection task is ended too.
 pub async fn serve(listener: UnixListener, state: ApiState, mut stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let counts = Counts::<u32>::default();
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => {
-                        let state = state.clone();
-                        connections.spawn(async move {
-                            serve_connection(stream, state).await;
-                            drop(slot);
-                        });
+                Ok((stream, _)) => {
+                    let caller = stream.peer_cred().ok().map(|cred| (cred.uid(), cred.gid()));
+                    match admit(&counts, caller, &state.policy) {
+                        Ok(place) => {
+                            let state = state.clone();
+                            connections.spawn(async move {
+                                serve_connection(stream, caller, state).await;
+                                drop(place);
+                            });
+                        }
+                        Err(busy) => refuse(&stream, &busy),
                     }
-                    Err(_) => {
-                        let mut stream = stream;
-                        let _ = tokio::time::timeout(WRITE_TIMEOUT, write_response(&mut stream, &Response::error("too many connections; try again"))).await;
-                    }
-                },
+                }
                 Err(err) => {
                     tracing::warn!("status socket accept failed: {err}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -192,6 +202,49 @@ pub async fn serve(listener: UnixListener, state: ApiState, mut stop: watch::Rec
         }
     }
     connections.abort_all();
+}
+
+/// A place for the caller, or the "busy" answer saying why not. Admins (looked up only when
+/// the cheap check fails) may take the reserved places and are not capped per uid.
+fn admit(counts: &Counts<u32>, caller: Option<(u32, u32)>, policy: &AdminPolicy) -> Result<Place<u32>, String> {
+    // Without credentials the caller is nobody in particular: a non-admin of its own.
+    let (uid, gid) = caller.unwrap_or((u32::MAX, u32::MAX));
+    match counts.take(uid, |held| within_non_admin_share(held, uid)) {
+        Ok(place) => Ok(place),
+        Err(busy) if policy.allows(uid, gid) => counts.take(uid, within_all).map_err(|_| busy),
+        Err(busy) => Err(busy),
+    }
+}
+
+fn within_all(held: Held) -> Result<(), String> {
+    match held.total < MAX_CONNECTIONS {
+        true => Ok(()),
+        false => Err(format!("busy: {MAX_CONNECTIONS} connections already open; try again")),
+    }
+}
+
+fn within_non_admin_share(held: Held, uid: u32) -> Result<(), String> {
+    within_all(held)?;
+    if held.from_source >= MAX_CONNECTIONS_PER_UID {
+        return Err(format!(
+            "busy: {} connections from uid {uid} already open; try again",
+            held.from_source
+        ));
+    }
+    if held.total >= MAX_CONNECTIONS - RESERVED_FOR_ADMINS {
+        return Err(format!(
+            "busy: {} connections already open, the other {RESERVED_FOR_ADMINS} are kept for admins; try again",
+            held.total
+        ));
+    }
+    Ok(())
+}
+
+/// Tells a refused caller why, without waiting: a fresh socket's buffer takes one line.
+fn refuse(stream: &UnixStream, busy: &str) {
+    let mut line = serde_json::to_vec(&Response::error(busy)).unwrap_or_default();
+    line.push(b'\n');
+    let _ = stream.try_write(&line);
 }
 
 /// Waits for the stop flag; the guard `wait_for` returns must not live across an await.
@@ -205,15 +258,15 @@ async fn write_response(stream: &mut (impl AsyncWriteExt + Unpin), response: &Re
     stream.write_all(&line).await
 }
 
-async fn serve_connection(stream: UnixStream, state: ApiState) {
-    let caller = stream.peer_cred().ok().map(|cred| (cred.uid(), cred.gid()));
+async fn serve_connection(stream: UnixStream, caller: Option<(u32, u32)>, state: ApiState) {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
     let mut line = Vec::with_capacity(256);
+    let mut wait = FIRST_REQUEST_TIMEOUT;
     loop {
         line.clear();
         let limited = (&mut reader).take(MAX_REQUEST_BYTES as u64 + 1);
-        let read = match tokio::time::timeout(IDLE_TIMEOUT, read_line(limited, &mut line)).await {
+        let read = match tokio::time::timeout(wait, read_line(limited, &mut line)).await {
             Ok(Ok(read)) => read,
             Ok(Err(_)) | Err(_) => return,
         };
@@ -234,6 +287,7 @@ async fn serve_connection(stream: UnixStream, state: ApiState) {
         if !matches!(written, Ok(Ok(()))) || !keep_open {
             return;
         }
+        wait = IDLE_TIMEOUT;
     }
 }
 

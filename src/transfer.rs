@@ -1,9 +1,11 @@
 //! The agent-to-agent transfer channel for physical resyncs (DESIGN §2): a DB agent serves a
 //! streamed `mariabackup` of its own database to another cluster member, over mutual TLS (plain
 //! TCP only on loopback), in length-prefixed postcard frames. No SSH, no rsync, no copy staged
-//! on the sender's disk. One transfer at a time; every read and write is bounded.
+//! on the sender's disk. One transfer at a time; every read and write is bounded. Connections
+//! are capped in all and per source address, excess ones closed at accept, and a peer has a
+//! few seconds for its handshake and request; refusals are reported once per (address, reason).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,10 +23,19 @@ use crate::core::authority::AuthorityPolicy;
 use crate::db::repair::tools::{self, ClientOptions};
 use crate::tls::frame::{read_frame, write_frame};
 use crate::tls::identity::{certificate_names, grants_of, TlsIdentity};
+use crate::tls::refusals::{Counts, Held, Refusals};
 
 const CHUNK_BYTES: usize = 64 * 1024;
-/// A peer that sends nothing for this long (request or data) is dropped.
+/// A peer that stops reading or sending for this long during a transfer is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A fetching peer completes its handshake and sends its request at once.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections being handled at once: one backup is sent at a time, the others are answered
+/// "busy" or refused; this many keeps a retrying peer from finding the port closed.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Connections one address may hold at once: a peer fetches one backup.
+const MAX_CONNECTIONS_PER_SOURCE: usize = 2;
 
 /// Told what the service did, for the agent's events.
 pub type Report = Arc<dyn Fn(String) + Send + Sync>;
@@ -100,6 +111,8 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let busy = Arc::new(Semaphore::new(1));
+    let counts = Counts::<IpAddr>::default();
+    let refusals = Arc::new(refusals_reported_to(report.clone()));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -114,32 +127,76 @@ pub async fn serve(
                 }
             },
         };
-        let (tls, source, report, busy) = (tls.clone(), source.clone(), report.clone(), busy.clone());
-        tasks.spawn(async move {
-            let outcome = match tls {
-                Some(identity) => match TlsAcceptor::from(identity.server.clone()).accept(stream).await {
-                    Ok(stream) => match client_certificate(&stream) {
-                        Some(certificate) => {
-                            let requester = Requester::Certified {
-                                certificate,
-                                ip: peer.ip(),
-                            };
-                            send_backup(stream, &source, &busy, requester).await
-                        }
-                        None => Err("no client certificate".into()),
-                    },
-                    Err(err) => Err(format!("TLS handshake failed: {err}")),
-                },
-                None if peer.ip().is_loopback() => send_backup(stream, &source, &busy, Requester::Loopback).await,
-                None => Err("plain transfer refused off loopback (configure [tls])".into()),
-            };
-            match outcome {
-                Ok(line) => report(format!("{line} to {peer}")),
-                Err(err) => report(format!("backup for {peer} not sent: {err}")),
+        // Refused at once, before any task: the stream closes here.
+        let place = match counts.take(peer.ip(), admit) {
+            Ok(place) => place,
+            Err(reason) => {
+                refusals.refuse(peer.ip(), reason);
+                continue;
             }
+        };
+        let (tls, source, report, busy, refusals) = (
+            tls.clone(),
+            source.clone(),
+            report.clone(),
+            busy.clone(),
+            refusals.clone(),
+        );
+        tasks.spawn(async move {
+            match serve_connection(stream, peer, tls, &source, &busy).await {
+                Ok(line) => report(format!("{line} to {}", peer.ip())),
+                Err(err) => refusals.refuse(peer.ip(), err),
+            }
+            drop(place);
         });
     }
     tasks.shutdown().await;
+}
+
+/// The cap on connections in all and from one address.
+fn admit(held: Held) -> Result<(), String> {
+    if held.total >= MAX_CONNECTIONS {
+        return Err(format!("{MAX_CONNECTIONS} transfer connections already open"));
+    }
+    if held.from_source >= MAX_CONNECTIONS_PER_SOURCE {
+        return Err(format!(
+            "{MAX_CONNECTIONS_PER_SOURCE} transfer connections from it already open"
+        ));
+    }
+    Ok(())
+}
+
+/// Failed transfers become one report per (address, reason), without the peer's port.
+fn refusals_reported_to(report: Report) -> Refusals {
+    Refusals::new(Arc::new(move |peer, reason| {
+        report(format!("backup for {peer} not sent: {reason}"))
+    }))
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<TlsIdentity>>,
+    source: &BackupSource,
+    busy: &Semaphore,
+) -> Result<String, String> {
+    match tls {
+        Some(identity) => {
+            let acceptor = TlsAcceptor::from(identity.server.clone());
+            let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                .await
+                .map_err(|_| format!("no TLS handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()))?
+                .map_err(|err| format!("TLS handshake failed: {err}"))?;
+            let certificate = client_certificate(&stream).ok_or("no client certificate")?;
+            let requester = Requester::Certified {
+                certificate,
+                ip: peer.ip(),
+            };
+            send_backup(stream, source, busy, requester).await
+        }
+        None if peer.ip().is_loopback() => send_backup(stream, source, busy, Requester::Loopback).await,
+        None => Err("plain transfer refused off loopback (configure [tls])".into()),
+    }
 }
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -153,9 +210,9 @@ async fn send_backup<S: AsyncRead + AsyncWrite + Unpin>(
     busy: &Semaphore,
     requester: Requester,
 ) -> Result<String, String> {
-    let request = tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut stream))
+    let request = tokio::time::timeout(FIRST_REQUEST_TIMEOUT, read_frame(&mut stream))
         .await
-        .map_err(|_| "no request within 60 s".to_string())?
+        .map_err(|_| format!("no request within {} s", FIRST_REQUEST_TIMEOUT.as_secs()))?
         .map_err(|err| err.to_string())?;
     let request: TransferRequest = wire::decode(&request)?;
     let refuse = |message: String| TransferFrame::End { ok: false, message };

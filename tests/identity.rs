@@ -94,7 +94,7 @@ async fn start_liar(identity: Arc<TlsIdentity>, seed: &AgentSpec) -> Gossip {
         started_unix_ms: 0,
     };
     let refusals: RefusalSink = Arc::new(|_, _| {});
-    let transport = TlsTransport::new(identity, "test", LIAR, addr, refusals);
+    let transport = TlsTransport::new(identity, "test", LIAR, addr, refusals, &params.seeds);
     let gossip = Gossip::start(&params, &announcement, &transport, Authority::default())
         .await
         .expect("the liar's gossip starts");

@@ -54,6 +54,8 @@ pub enum AgentError {
     State(#[from] StateError),
     #[error("database: {0}")]
     Db(String),
+    #[error(transparent)]
+    Limits(#[from] crate::limits::LimitError),
 }
 
 impl AgentError {
@@ -186,6 +188,7 @@ async fn start_transfer(
 
 /// Runs the agent until `shutdown` resolves (SIGTERM/SIGINT in the binary).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    crate::limits::raise_open_files()?;
     let started = Instant::now();
     // A restarted agent must be a new generation for its peers; the start time provides that.
     let generation = unix_ms();

@@ -184,20 +184,37 @@ fn verify_under(roots: &RootCertStore, leaf: &CertificateDer<'_>) -> Result<(), 
         .map_err(|err| stable_reason(&err))
 }
 
+/// The day of `time`, for reasons that must read the same on every attempt.
+fn date(time: &UnixTime) -> String {
+    time::OffsetDateTime::from_unix_timestamp(time.as_secs() as i64)
+        .map(|moment| moment.date().to_string())
+        .unwrap_or_else(|_| format!("{} (Unix seconds)", time.as_secs()))
+}
+
 /// A verification failure in words that do not change from one attempt to the next (webpki's
 /// own text carries the current time), so a refusal is one event, not one per attempt.
 pub fn stable_reason(err: &webpki::Error) -> String {
-    let date = |time: &UnixTime| {
-        time::OffsetDateTime::from_unix_timestamp(time.as_secs() as i64)
-            .map(|moment| moment.date().to_string())
-            .unwrap_or_else(|_| format!("{} (Unix seconds)", time.as_secs()))
-    };
     match err {
         webpki::Error::CertExpired { not_after, .. } => format!("the certificate expired on {}", date(not_after)),
         webpki::Error::CertNotValidYet { not_before, .. } => {
             format!("the certificate is not valid before {}", date(not_before))
         }
         other => other.to_string(),
+    }
+}
+
+/// A failed TLS handshake in stable words: an expired or not-yet-valid peer certificate is
+/// named with its date, not rustls's text that carries the current time.
+pub fn handshake_reason(err: &std::io::Error) -> String {
+    use rustls::CertificateError;
+    match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { not_after, .. })) => {
+            format!("its certificate expired on {}", date(not_after))
+        }
+        Some(rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext { not_before, .. })) => {
+            format!("its certificate is not valid before {}", date(not_before))
+        }
+        _ => err.to_string(),
     }
 }
 

@@ -4,4 +4,5 @@
 pub mod certs;
 pub mod frame;
 pub mod identity;
+pub mod refusals;
 pub mod transport;

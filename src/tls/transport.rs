@@ -1,6 +1,9 @@
 //! A chitchat `Transport` over TCP with mutual TLS. Inbound: each connection must complete a
 //! TLS handshake with a certificate of the cluster CA, then send a `Hello` whose node name the
 //! certificate is valid for; anything else is refused (logged once per peer and reason).
+//! Strangers cannot starve the configured peers: an address may hold only a few connections that
+//! have not finished the handshake, and part of the slots is kept for the seeds and for addresses
+//! that once sent a valid `Hello`.
 //! Outbound: one connection per peer address, bound to this agent's advertise address, fed by a
 //! bounded queue, so a slow or dead peer costs dropped gossip to it, never a stall for others.
 
@@ -16,27 +19,43 @@ use gossip_ha_proto::wire::Hello;
 use gossip_ha_proto::PROTOCOL_VERSION;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::frame::{read_frame, write_frame};
-use super::identity::{certificate_names, TlsIdentity};
+use super::identity::{certificate_names, handshake_reason, TlsIdentity};
+pub use super::refusals::RefusalSink;
+use super::refusals::{Counts, Place, Refusals};
 
+/// From accept to a checked `Hello`: a peer does both in a few round trips.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A dialler sends its ClientHello right after connecting; one that sends nothing this long is
+/// not a peer (a reachability check closes at once, without a byte).
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An inbound connection silent this long is closed (peers gossip several times a second).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A peer link with nothing to send this long ends; the next message starts a new one.
 const LINK_IDLE: Duration = Duration::from_secs(600);
-const MAX_INBOUND_CONNECTIONS: usize = 256;
+pub const MAX_INBOUND_CONNECTIONS: usize = 256;
+/// Inbound slots only the seeds and known peers may use: a flood from elsewhere fills at most
+/// `MAX_INBOUND_CONNECTIONS - RESERVED_FOR_PEERS`.
+const RESERVED_FOR_PEERS: usize = 64;
+/// Connections one address other than a known peer's may hold before its handshake and
+/// `Hello` are done; a peer needs one.
+const MAX_PENDING_PER_SOURCE: usize = 4;
+/// Addresses remembered as peers (a valid `Hello` came from there); beyond, no more are learnt.
+const MAX_KNOWN_PEERS: usize = 1024;
 /// Messages received but not yet taken by chitchat; beyond, new ones are dropped (gossip
 /// tolerates loss, memory must not grow).
 const INBOUND_QUEUE: usize = 1024;
 /// Messages waiting for one peer's connection; beyond, new ones to that peer are dropped.
 const PEER_QUEUE: usize = 64;
-const MAX_PEER_LINKS: usize = 4096;
+/// Outbound links at once, one per peer address: far above any Pandora cluster, and low enough
+/// that the open-file need (`limits.rs`) stays honest.
+pub const MAX_PEER_LINKS: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Short: a link back after a cut is the moment liveness and split-brain detection wait for.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -45,16 +64,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// and after the cut heals the peer is heard again only at the next retransmission — many
 /// seconds later, minutes after a long cut.
 const UNACKNOWLEDGED_TIMEOUT: Duration = Duration::from_secs(3);
-/// Distinct (peer, reason) refusals remembered so each is reported once.
-const MAX_REMEMBERED_REFUSALS: usize = 1024;
-
-/// Told about each refused peer once per reason: `(peer address, reason)`.
-pub type RefusalSink = Arc<dyn Fn(IpAddr, String) + Send + Sync>;
-
 pub struct TlsTransport {
     identity: Arc<TlsIdentity>,
     hello: Hello,
     refusals: RefusalSink,
+    /// The configured seeds (`ip:port`), whose addresses get the reserved slots.
+    seeds: Vec<String>,
 }
 
 impl TlsTransport {
@@ -64,6 +79,7 @@ impl TlsTransport {
         node_name: &str,
         advertise: SocketAddr,
         refusals: RefusalSink,
+        seeds: &[String],
     ) -> Self {
         TlsTransport {
             identity,
@@ -74,30 +90,72 @@ impl TlsTransport {
                 advertise,
             },
             refusals,
+            seeds: seeds.to_vec(),
         }
     }
 }
 
-/// Reports each (peer, reason) once; later repeats only reach the debug log.
-struct Refusals {
-    seen: Mutex<HashSet<(IpAddr, String)>>,
-    sink: RefusalSink,
+/// Addresses whose connections may use the reserved slots and skip the per-source cap.
+#[derive(Default)]
+struct KnownPeers(Mutex<HashSet<IpAddr>>);
+
+impl KnownPeers {
+    /// The seeds' addresses (settings hold them as `ip:port`, `localhost` already resolved) and
+    /// this host's own: its reachability checks and any agent sharing the address come from there.
+    fn new(seeds: &[String], own: IpAddr) -> Self {
+        let seeds = seeds.iter().filter_map(|seed| seed.parse::<SocketAddr>().ok());
+        KnownPeers(Mutex::new(seeds.map(|seed| seed.ip()).chain([own]).collect()))
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.0.lock().is_ok_and(|known| known.contains(&ip))
+    }
+
+    fn learn(&self, ip: IpAddr) {
+        if let Ok(mut known) = self.0.lock() {
+            if known.len() < MAX_KNOWN_PEERS {
+                known.insert(ip);
+            }
+        }
+    }
 }
 
-impl Refusals {
-    fn refuse(&self, peer: IpAddr, reason: String) {
-        let first = self.seen.lock().map_or(true, |mut seen| {
-            if seen.len() >= MAX_REMEMBERED_REFUSALS {
-                seen.clear();
-            }
-            seen.insert((peer, reason.clone()))
-        });
-        if first {
-            tracing::warn!(%peer, "refused: {reason}");
-            (self.sink)(peer, reason);
+/// Who may take an inbound slot: counts of connections held and of those still unauthenticated.
+#[derive(Default)]
+struct Admission {
+    slots: Counts<IpAddr>,
+    pending: Counts<IpAddr>,
+    known: KnownPeers,
+}
+
+impl Admission {
+    /// A slot (held for the connection's life) and a pending place (given back after `Hello`),
+    /// or why not.
+    fn admit(&self, ip: IpAddr) -> Result<(Place<IpAddr>, Place<IpAddr>), String> {
+        let known = self.known.contains(ip);
+        let limit = if known {
+            MAX_INBOUND_CONNECTIONS
         } else {
-            tracing::debug!(%peer, "refused again: {reason}");
-        }
+            MAX_INBOUND_CONNECTIONS - RESERVED_FOR_PEERS
+        };
+        let slot = self.slots.take(ip, |held| match held.total < limit {
+            true => Ok(()),
+            false if known => Err(format!(
+                "more than {MAX_INBOUND_CONNECTIONS} gossip connections at once"
+            )),
+            false => Err(format!(
+                "{limit} gossip connections open, the other {RESERVED_FOR_PEERS} are kept for known peers"
+            )),
+        })?;
+        let pending = self
+            .pending
+            .take(ip, |held| match known || held.from_source < MAX_PENDING_PER_SOURCE {
+                true => Ok(()),
+                false => Err(format!(
+                    "more than {MAX_PENDING_PER_SOURCE} connections from it without a finished handshake"
+                )),
+            })?;
+        Ok((slot, pending))
     }
 }
 
@@ -106,15 +164,19 @@ impl Transport for TlsTransport {
     async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
         let listener = TcpListener::bind(listen_addr).await?;
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
-        let refusals = Arc::new(Refusals {
-            seen: Mutex::new(HashSet::new()),
-            sink: self.refusals.clone(),
+        let refusals = Arc::new(Refusals::new(self.refusals.clone()));
+        let admission = Arc::new(Admission {
+            known: KnownPeers::new(&self.seeds, self.hello.advertise.ip()),
+            ..Admission::default()
         });
         let accept_task = tokio::spawn(accept_loop(
             listener,
-            TlsAcceptor::from(self.identity.server.clone()),
-            self.hello.cluster_id.clone(),
-            inbound_tx,
+            Inbound {
+                acceptor: TlsAcceptor::from(self.identity.server.clone()),
+                cluster_id: self.hello.cluster_id.clone(),
+                queue: inbound_tx,
+                admission,
+            },
             refusals,
         ));
         Ok(Box::new(TlsSocket {
@@ -128,14 +190,16 @@ impl Transport for TlsTransport {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What every inbound connection task needs.
+#[derive(Clone)]
+struct Inbound {
     acceptor: TlsAcceptor,
     cluster_id: String,
-    inbound: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
-    refusals: Arc<Refusals>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    queue: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
+    admission: Arc<Admission>,
+}
+
+async fn accept_loop(listener: TcpListener, inbound: Inbound, refusals: Arc<Refusals>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -145,17 +209,17 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refusals.refuse(
-                peer.ip(),
-                format!("more than {MAX_INBOUND_CONNECTIONS} gossip connections at once"),
-            );
-            continue;
+        // Refused at once, before any task or buffer: the stream closes here.
+        let (slot, pending) = match inbound.admission.admit(peer.ip()) {
+            Ok(places) => places,
+            Err(reason) => {
+                refusals.refuse(peer.ip(), reason);
+                continue;
+            }
         };
-        let (acceptor, cluster_id, inbound, refusals) =
-            (acceptor.clone(), cluster_id.clone(), inbound.clone(), refusals.clone());
+        let (inbound, refusals) = (inbound.clone(), refusals.clone());
         tokio::spawn(async move {
-            if let Err(reason) = serve_inbound(stream, &acceptor, &cluster_id, &inbound).await {
+            if let Err(reason) = serve_inbound(stream, peer.ip(), &inbound, pending).await {
                 refusals.refuse(peer.ip(), reason);
             }
             drop(slot);
@@ -164,36 +228,40 @@ async fn accept_loop(
 }
 
 /// Returns the reason when the peer is refused; a connection that simply ends is `Ok`.
-async fn serve_inbound(
-    stream: TcpStream,
-    acceptor: &TlsAcceptor,
-    cluster_id: &str,
-    inbound: &mpsc::Sender<(SocketAddr, ChitchatMessage)>,
-) -> Result<(), String> {
+async fn serve_inbound(stream: TcpStream, ip: IpAddr, inbound: &Inbound, pending: Place<IpAddr>) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
     // Other agents' reachability checks (`agent/reach.rs`) connect and close without a byte.
     let mut first_byte = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first_byte)).await {
-        Err(_) => return Err("no TLS handshake within 5 s".into()),
+    match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first_byte)).await {
+        Err(_) => return Err(format!("no TLS handshake within {} s", FIRST_BYTE_TIMEOUT.as_secs())),
         Ok(Ok(0)) => return Ok(()),
         Ok(_) => {}
     }
-    let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+    let (mut tls, hello) = tokio::time::timeout_at(deadline, handshake(stream, inbound))
         .await
-        .map_err(|_| "no TLS handshake within 5 s".to_string())?
-        .map_err(|err| {
-            let hint = match err.to_string() {
-                // The peer hung up on our certificate: it trusts another CA.
-                text if text.contains("DecryptError")
-                    || text.contains("UnknownCA")
-                    || text.contains("BadCertificate") =>
-                {
-                    " (its certificate, or ours to it, is not from this cluster's CA)"
-                }
-                _ => "",
-            };
-            format!("TLS handshake failed: {err}{hint}")
-        })?;
+        .map_err(|_| format!("no TLS handshake and hello within {} s", HANDSHAKE_TIMEOUT.as_secs()))??;
+    drop(pending);
+    inbound.admission.known.learn(ip);
+    relay(&mut tls, &hello, &inbound.queue).await
+}
+
+/// The TLS handshake and the `Hello`, checked against the client certificate.
+async fn handshake(
+    stream: TcpStream,
+    inbound: &Inbound,
+) -> Result<(tokio_rustls::server::TlsStream<TcpStream>, Hello), String> {
+    let cluster_id = inbound.cluster_id.as_str();
+    let mut tls = inbound.acceptor.accept(stream).await.map_err(|err| {
+        let hint = match err.to_string() {
+            // The peer hung up on our certificate: it trusts another CA.
+            text if text.contains("DecryptError") || text.contains("UnknownCA") || text.contains("BadCertificate") => {
+                " (its certificate, or ours to it, is not from this cluster's CA)"
+            }
+            _ => "",
+        };
+        format!("TLS handshake failed: {}{hint}", handshake_reason(&err))
+    })?;
     let certificate = tls
         .get_ref()
         .1
@@ -201,10 +269,7 @@ async fn serve_inbound(
         .and_then(|chain| chain.first())
         .cloned()
         .ok_or("no client certificate")?;
-    let hello_frame = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(&mut tls))
-        .await
-        .map_err(|_| "no hello within 5 s".to_string())?
-        .map_err(|err| format!("no hello: {err}"))?;
+    let hello_frame = read_frame(&mut tls).await.map_err(|err| format!("no hello: {err}"))?;
     let hello = Hello::decode(&hello_frame)?;
     if hello.version != PROTOCOL_VERSION {
         return Err(format!(
@@ -224,8 +289,17 @@ async fn serve_inbound(
             hello.node_name
         ));
     }
+    Ok((tls, hello))
+}
+
+/// Hands the peer's gossip messages to chitchat until it goes silent or misbehaves.
+async fn relay(
+    tls: &mut tokio_rustls::server::TlsStream<TcpStream>,
+    hello: &Hello,
+    inbound: &mpsc::Sender<(SocketAddr, ChitchatMessage)>,
+) -> Result<(), String> {
     loop {
-        let frame = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(&mut tls)).await {
+        let frame = match tokio::time::timeout(IDLE_TIMEOUT, read_frame(tls)).await {
             Ok(Ok(frame)) => frame,
             Ok(Err(super::frame::FrameError::TooLarge(length))) => {
                 return Err(format!("{} sent a {length}-byte frame", hello.node_name))
@@ -266,6 +340,10 @@ impl Socket for TlsSocket {
         if !alive {
             if self.links.len() >= MAX_PEER_LINKS {
                 self.links.retain(|_, (queue, _)| !queue.is_closed());
+            }
+            if self.links.len() >= MAX_PEER_LINKS && !self.links.contains_key(&to) {
+                tracing::debug!(peer = %to, "{MAX_PEER_LINKS} peer links open; message dropped");
+                return Ok(());
             }
             let (queue, frames) = mpsc::channel(PEER_QUEUE);
             let task = tokio::spawn(peer_link(
