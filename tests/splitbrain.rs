@@ -93,11 +93,27 @@ fn wait_until_db1_rebuilt(cluster: &Cluster, observer: &str, timeout: Duration) 
     });
 }
 
+/// The loser's saved transactions; they hold the application's rows, so every step of the path
+/// from the state directory down is private to the agent (checked on the way).
 fn saved_transactions(cluster: &Cluster, name: &str) -> String {
-    let dir = cluster.dir.path().join(format!("state-{name}")).join("splitbrain");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let state_dir = cluster.dir.path().join(format!("state-{name}"));
+    let dir = state_dir.join("splitbrain");
     let mut text = String::new();
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        text.push_str(&std::fs::read_to_string(entry.path().join("divergent-transactions.sql")).unwrap_or_default());
+        let file = entry.path().join("divergent-transactions.sql");
+        if file.exists() {
+            for (path, private) in [
+                (&state_dir, 0o700),
+                (&dir, 0o700),
+                (&entry.path(), 0o700),
+                (&file, 0o600),
+            ] {
+                assert_eq!(mode(path), private, "{}", path.display());
+            }
+        }
+        text.push_str(&std::fs::read_to_string(file).unwrap_or_default());
     }
     text
 }

@@ -238,11 +238,18 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         None => None,
         Some(db_settings) => {
             let state = StateFile::in_dir(&settings.state_dir);
-            let started = match state.load() {
+            // Saved transactions, dumps and backups land here: nothing in it is for other users.
+            let private = crate::fsutil::private_directory(&settings.state_dir).map_err(|err| {
+                AgentError::Db(format!(
+                    "state_dir {}: cannot make it private (0700): {err}",
+                    settings.state_dir.display()
+                ))
+            });
+            let started = match private.and_then(|()| state.load().map_err(AgentError::from)) {
                 Ok(persisted) => MySqlBackend::new(db_settings.url.expose(), DB_CONNECT_TIMEOUT, DB_QUERY_TIMEOUT)
                     .map(|backend| (persisted, backend))
                     .map_err(|message| AgentError::Db(format!("db.url: {message}"))),
-                Err(err) => Err(err.into()),
+                Err(err) => Err(err),
             };
             let started = match started {
                 Ok((persisted, backend)) => {

@@ -42,6 +42,51 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Load(String),
+    #[error("{path} holds a password and is readable by every user (mode {mode:o}); run `chmod o-r {path}` (`chmod 600` or `640` with the agent's group)", path = path.display())]
+    Exposed { path: PathBuf, mode: u32 },
+}
+
+/// A configuration file is a few KiB; a larger one is a mistake (or a device).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads a configuration file at start, bounded in size and never blocking.
+pub(crate) fn read_config_file(path: &Path) -> Result<String, ConfigError> {
+    let read_error = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let bytes = crate::fsutil::read_regular_file(path, MAX_CONFIG_BYTES).map_err(read_error)?;
+    String::from_utf8(bytes)
+        .map_err(|_| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))
+}
+
+/// The `[db]` keys whose values are secrets.
+const SECRET_DB_KEYS: [&str; 4] = ["password", "admin_password", "replication_password", "url"];
+
+/// Whether the TOML `text` sets a password (a `[db]` secret with a value).
+fn holds_password(text: &str) -> bool {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else {
+        return false;
+    };
+    let db = table.get("db").and_then(toml::Value::as_table);
+    SECRET_DB_KEYS.iter().any(|key| {
+        db.and_then(|db| db.get(*key))
+            .and_then(toml::Value::as_str)
+            .is_some_and(|value| !value.is_empty())
+    })
+}
+
+/// A file holding a password must not be readable by every user of the host.
+fn refuse_if_exposed(path: &Path, holds_password: bool) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    if holds_password && crate::fsutil::readable_by_others(path) {
+        let mode = std::fs::metadata(path).map_or(0, |metadata| metadata.mode() & 0o777);
+        return Err(ConfigError::Exposed {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// The effective configuration of one agent, validated.
@@ -211,10 +256,11 @@ impl Settings {
         environment: config::Map<String, String>,
     ) -> Result<Settings, ConfigError> {
         let file_text = match config_file {
-            Some(path) => Some(std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?),
+            Some(path) => {
+                let text = read_config_file(path)?;
+                refuse_if_exposed(path, holds_password(&text))?;
+                Some(text)
+            }
             None => None,
         };
         let locator = Locator::new(config_file, file_text.as_deref(), overrides);
@@ -252,7 +298,11 @@ impl Settings {
             .map_err(|err| locator.load_error(err))
             .ok();
         let merged = match &pandora_path {
-            Some(path) => layered(Some(PandoraServerConf::read(path)?))?,
+            Some(path) => {
+                let pandora = PandoraServerConf::read(path)?;
+                refuse_if_exposed(path, pandora.holds_password())?;
+                layered(Some(pandora))?
+            }
             None => without_import,
         };
         locator.refuse_unknown_keys(&merged, TOP_LEVEL_KEYS, DB_KEYS)?;

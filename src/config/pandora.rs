@@ -36,11 +36,15 @@ pub struct PandoraServerConf {
 
 impl PandoraServerConf {
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = super::read_config_file(path)?;
         Ok(Self::parse(&path.display().to_string(), &text))
+    }
+
+    /// Whether the file sets `dbpass` (Pandora's database password).
+    pub fn holds_password(&self) -> bool {
+        self.values
+            .iter()
+            .any(|(key, (value, _))| key.ends_with("password") && !value.is_empty())
     }
 
     pub fn parse(path: &str, text: &str) -> Self {

@@ -2,9 +2,15 @@ use std::io::Write;
 
 use super::*;
 
+/// Writes a configuration file as an operator should: 0640, not readable by every user.
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.path().join(name);
-    std::fs::File::create(&path)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(&path)
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
@@ -172,6 +178,37 @@ fn printed_configuration_masks_passwords() {
     assert!(!printed.contains("hunter2"), "{printed}");
     assert!(printed.contains(MASK), "{printed}");
     assert!(!format!("{settings:?}").contains("hunter2"));
+}
+
+#[test]
+fn a_world_readable_file_holding_a_password_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let world_readable = |path: &Path| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let toml = write(&dir, "agent.toml", "[db]\nadmin_password = \"hunter2\"\n");
+    let pandora = write(&dir, "pandora_server.conf", "dbpass hunter2\n");
+    let plain = write(&dir, "plain.toml", "master = 2\n[db]\nuser = \"pandora\"\n");
+    for path in [&toml, &pandora, &plain] {
+        world_readable(path);
+    }
+    let err = error_text(Settings::load_with_env(Some(&toml), &[], env(&[])));
+    assert!(
+        err.contains("agent.toml holds a password") && err.contains("mode 644"),
+        "{err}"
+    );
+    assert!(err.contains("chmod o-r"), "{err}");
+    let importing = flag(
+        "pandora_server_conf",
+        "--pandora-server-conf",
+        pandora.display().to_string(),
+    );
+    let err = error_text(Settings::load_with_env(None, &[importing], env(&[])));
+    assert!(err.contains("pandora_server.conf holds a password"), "{err}");
+    // Readable by all is fine when there is no secret in it.
+    assert_eq!(Settings::load_with_env(Some(&plain), &[], env(&[])).unwrap().master, 2);
+    // A device is refused at once instead of being read forever.
+    let err = error_text(Settings::load_with_env(Some(Path::new("/dev/zero")), &[], env(&[])));
+    assert!(err.contains("/dev/zero") && err.contains("not a regular file"), "{err}");
 }
 
 #[test]

@@ -4,8 +4,7 @@
 //! certificates peers gossip.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -84,30 +83,12 @@ pub fn grants_of(cert: &CertificateDer<'_>) -> Result<Grants, String> {
     Grants::from_uris(uris)
 }
 
-/// Reads a PEM file at start: a regular file of at most 1 MiB, opened without blocking, so a
-/// FIFO or a device (`/dev/zero`) is an error at once instead of a hang.
+/// Reads a PEM file at start, bounded (`fsutil::read_regular_file`).
 fn read_pem_file(path: &Path) -> Result<Vec<u8>, TlsError> {
-    let error = |message: String| TlsError::Read {
+    crate::fsutil::read_regular_file(path, MAX_PEM_BYTES).map_err(|err| TlsError::Read {
         path: path.to_path_buf(),
-        message,
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(path)
-        .map_err(|err| error(err.to_string()))?;
-    let metadata = file.metadata().map_err(|err| error(err.to_string()))?;
-    if !metadata.is_file() {
-        return Err(error("not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_PEM_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|err| error(err.to_string()))?;
-    if bytes.len() as u64 > MAX_PEM_BYTES {
-        return Err(error(format!("larger than {MAX_PEM_BYTES} bytes: not a PEM file")));
-    }
-    Ok(bytes)
+        message: err.to_string(),
+    })
 }
 
 fn pem_error(path: &Path) -> impl FnOnce(rustls::pki_types::pem::Error) -> TlsError + '_ {
