@@ -21,7 +21,7 @@ use common::mariadb::{scalar, sql, MariaDb, Setup};
 use gossip_ha::config::MergeTable;
 use gossip_ha::core::db::{MergePlan, SaveFirst};
 use gossip_ha::db::repair::{self, PhysicalSetup, Progress, RepairContext};
-use gossip_ha::tls::identity::{TlsFiles, TlsIdentity};
+use gossip_ha::tls::identity::{IdentityHandle, TlsFiles, TlsIdentity};
 use gossip_ha_proto::gossip::Role;
 
 const WINDOW_START_S: u64 = 1_800_000_000;
@@ -141,8 +141,8 @@ fn rebuilds(
     );
 
     gossip_ha::tls::certs::init_ca(&dir.join("ca"), "bench", false).unwrap();
-    let server = Arc::new(identity(dir, "winner"));
-    let client = Arc::new(identity(dir, "loser"));
+    let server = IdentityHandle::new(identity(dir, "winner"));
+    let client = IdentityHandle::new(identity(dir, "loser"));
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let transfer_addr = listener.local_addr().unwrap().to_string();
     let source = Arc::new(gossip_ha::transfer::BackupSource {

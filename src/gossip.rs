@@ -3,7 +3,6 @@
 //! the core or the driver.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat::transport::{Transport, UdpTransport};
@@ -17,7 +16,7 @@ use gossip_ha_proto::gossip::{
 use crate::config::Settings;
 use crate::core::authority::{self, AuthorityPolicy, PeerIdentity};
 use crate::core::Observation;
-use crate::tls::identity::{PeerCertificates, TlsIdentity};
+use crate::tls::identity::{IdentityHandle, TlsIdentity};
 use crate::tls::transport::{RefusalSink, TlsTransport};
 
 /// How long a lock on chitchat's state may be waited for before a tick is skipped.
@@ -44,12 +43,12 @@ pub fn gossip_interval(threshold_ms: u64) -> Duration {
 }
 
 /// Loads the TLS identity when `[tls]` is set, exactly as `run` needs it (`check-config` too).
-pub fn load_identity(settings: &Settings) -> Result<Option<Arc<TlsIdentity>>, GossipError> {
+pub fn load_identity(settings: &Settings) -> Result<Option<TlsIdentity>, GossipError> {
     let Some(files) = &settings.tls else {
         return Ok(None);
     };
     TlsIdentity::load(files, &settings.node_name, &settings.roles)
-        .map(|identity| Some(Arc::new(identity)))
+        .map(Some)
         .map_err(|err| GossipError::Tls(err.to_string()))
 }
 
@@ -57,7 +56,7 @@ pub fn load_identity(settings: &Settings) -> Result<Option<Arc<TlsIdentity>>, Go
 /// loopback. `refusals` hears of every peer the TLS transport turns away.
 pub fn transport_for(
     settings: &Settings,
-    identity: Option<&Arc<TlsIdentity>>,
+    identity: Option<&IdentityHandle>,
     refusals: RefusalSink,
 ) -> Box<dyn Transport> {
     match identity {
@@ -77,14 +76,15 @@ pub fn transport_for(
 /// gossip taken as said on plain loopback; `ha_hosts` limits DB claims either way.
 #[derive(Clone, Default)]
 pub struct Authority {
-    pub certificates: Option<Arc<PeerCertificates>>,
+    /// Whose CA checks the certificates peers gossip (the agent's current identity's).
+    pub certificates: Option<IdentityHandle>,
     pub policy: AuthorityPolicy,
 }
 
 impl Authority {
-    pub fn for_settings(settings: &Settings, identity: Option<&Arc<TlsIdentity>>) -> Self {
+    pub fn for_settings(settings: &Settings, identity: Option<&IdentityHandle>) -> Self {
         Authority {
-            certificates: identity.map(|identity| identity.peers.clone()),
+            certificates: identity.cloned(),
             policy: AuthorityPolicy {
                 ha_hosts: settings.db.ha_hosts.clone(),
             },
@@ -197,7 +197,7 @@ impl Gossip {
     fn identity_of(&self, name: &str, cert: Option<&str>) -> Result<authority::Grants, String> {
         match (&self.authority.certificates, cert) {
             (None, _) => Ok(authority::Grants::default()),
-            (Some(certificates), Some(cert)) => certificates.grants(name, cert),
+            (Some(identity), Some(cert)) => identity.current().peers.grants(name, cert),
             (Some(_), None) => Err(
                 "its gossip carries no certificate (an agent of a release before role certificates, or forged state)"
                     .into(),

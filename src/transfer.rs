@@ -22,7 +22,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::core::authority::AuthorityPolicy;
 use crate::db::repair::tools::{self, ClientOptions};
 use crate::tls::frame::{read_frame, write_frame};
-use crate::tls::identity::{certificate_names, grants_of, TlsIdentity};
+use crate::tls::identity::{certificate_names, grants_of, IdentityHandle, TlsIdentity};
 use crate::tls::refusals::{Counts, Held, Refusals};
 
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -105,7 +105,7 @@ fn client_certificate<S>(stream: &tokio_rustls::server::TlsStream<S>) -> Option<
 /// Serves backups until `stop`.
 pub async fn serve(
     listener: TcpListener,
-    tls: Option<Arc<TlsIdentity>>,
+    tls: Option<IdentityHandle>,
     source: Arc<BackupSource>,
     report: Report,
     mut stop: watch::Receiver<bool>,
@@ -176,13 +176,13 @@ fn refusals_reported_to(report: Report) -> Refusals {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<Arc<TlsIdentity>>,
+    tls: Option<IdentityHandle>,
     source: &BackupSource,
     busy: &Semaphore,
 ) -> Result<String, String> {
     match tls {
         Some(identity) => {
-            let acceptor = TlsAcceptor::from(identity.server.clone());
+            let acceptor = TlsAcceptor::from(identity.current().server.clone());
             let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                 .await
                 .map_err(|_| format!("no TLS handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()))?

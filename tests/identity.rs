@@ -17,7 +17,7 @@ use common::mariadb::MariaDb;
 use common::*;
 use gossip_ha::core::authority::Grants;
 use gossip_ha::gossip::{Authority, Gossip, GossipParams};
-use gossip_ha::tls::identity::{TlsFiles, TlsIdentity};
+use gossip_ha::tls::identity::{IdentityHandle, TlsFiles, TlsIdentity};
 use gossip_ha::tls::transport::{RefusalSink, TlsTransport};
 use gossip_ha_proto::api::{EventKind, NodeLiveness};
 use gossip_ha_proto::db::{DbAnnouncement, DbRole};
@@ -34,7 +34,7 @@ fn grants(roles: &[Role], admin: bool) -> Grants {
 }
 
 /// Issues `name` a certificate granting `grants` from the cluster's CA and loads it.
-fn identity(cluster: &Cluster, name: &str, grants: Grants) -> Arc<TlsIdentity> {
+fn identity(cluster: &Cluster, name: &str, grants: Grants) -> TlsIdentity {
     let dir = cluster.dir.path();
     let spec = AgentSpec::new(name, 0, THRESHOLD).with_tls_grants(dir, &dir.join("ca"), grants);
     let out = dir.join(format!("certs-{}", spec.name));
@@ -44,7 +44,7 @@ fn identity(cluster: &Cluster, name: &str, grants: Grants) -> Arc<TlsIdentity> {
         key: out.join("key.pem"),
     };
     let roles: BTreeSet<Role> = [Role::Console].into_iter().collect();
-    Arc::new(TlsIdentity::load(&files, name, &roles).expect("the liar's own certificate loads"))
+    TlsIdentity::load(&files, name, &roles).expect("the liar's own certificate loads")
 }
 
 /// The forged primary claim: writable, a huge epoch, the best priority.
@@ -74,7 +74,7 @@ fn forged_request(kind: ClusterRequestKind) -> String {
 }
 
 /// Gossips as `LIAR` with `identity`: the roles db and server, master 7, a primary claim.
-async fn start_liar(identity: Arc<TlsIdentity>, seed: &AgentSpec) -> Gossip {
+async fn start_liar(identity: TlsIdentity, seed: &AgentSpec) -> Gossip {
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let params = GossipParams {
@@ -94,7 +94,14 @@ async fn start_liar(identity: Arc<TlsIdentity>, seed: &AgentSpec) -> Gossip {
         started_unix_ms: 0,
     };
     let refusals: RefusalSink = Arc::new(|_, _| {});
-    let transport = TlsTransport::new(identity, "test", LIAR, addr, refusals, &params.seeds);
+    let transport = TlsTransport::new(
+        IdentityHandle::new(identity),
+        "test",
+        LIAR,
+        addr,
+        refusals,
+        &params.seeds,
+    );
     let gossip = Gossip::start(&params, &announcement, &transport, Authority::default())
         .await
         .expect("the liar's gossip starts");
@@ -143,7 +150,7 @@ fn a_console_certificate_claiming_db_primary_master_and_admin_changes_nothing() 
     let cluster = wait_formed(Cluster::start_tls(2, true, |_| String::new()));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let liar_identity = identity(&cluster, LIAR, grants(&[Role::Console], false));
-    let liar = runtime.block_on(start_liar(liar_identity.clone(), &cluster.specs[0]));
+    let liar = runtime.block_on(start_liar(liar_identity, &cluster.specs[0]));
     cluster.wait("everyone to hear the liar", Duration::from_secs(15), |c| {
         ["db1", "db2", "srv"].iter().all(|name| heard_liar(c, name))
     });
@@ -313,6 +320,93 @@ fn check_config_refuses_what_run_refuses_naming_the_file_and_the_fix() {
         assert!(
             stderr.contains("readable by others") && stderr.contains("chmod 600"),
             "{command}: {stderr}"
+        );
+    }
+}
+
+fn alive_in(agent: &Agent, name: &str) -> bool {
+    agent
+        .try_status()
+        .is_some_and(|report| state_of(&report, name) == Some(NodeLiveness::Alive))
+}
+
+fn hang_up(agent: &Agent) {
+    let pid = nix::unistd::Pid::from_raw(agent.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+}
+
+#[test]
+fn a_new_ca_and_a_renewed_certificate_are_taken_on_sighup_without_losing_a_peer() {
+    use gossip_ha::tls::certs::{init_ca, issue, HostKey, HostRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (dir.path().join("ca"), dir.path().join("ca-new"));
+    init_ca(&old_ca, "test", false).unwrap();
+    init_ca(&new_ca, "test", false).unwrap();
+    let n1 = AgentSpec::new("n1", 2, 1.0).with_tls(dir.path(), &old_ca);
+    let mut n2 = AgentSpec::new("n2", 1, 1.0).with_tls(dir.path(), &old_ca);
+    n2.seeds = vec![n1.port];
+    let agents = [Agent::start(dir.path(), &n1), Agent::start(dir.path(), &n2)];
+    wait_until("n1 and n2 to see each other", Duration::from_secs(10), || {
+        alive_in(&agents[0], "n2") && alive_in(&agents[1], "n1")
+    });
+
+    // Rotation, step 1: every host trusts both CAs; a host with a certificate of the new CA
+    // joins. Until the agents reload, they refuse it.
+    let bundle = [&old_ca, &new_ca]
+        .map(|ca| std::fs::read_to_string(ca.join("ca.pem")).unwrap())
+        .concat();
+    let trust_both = |name: &str| {
+        gossip_ha::fsutil::write_atomic(&dir.path().join(format!("certs-{name}/ca.pem")), bundle.as_bytes()).unwrap()
+    };
+    let mut n3 = AgentSpec::new("n3", 0, 1.0).with_tls(dir.path(), &new_ca);
+    n3.seeds = vec![n1.port];
+    ["n1", "n2", "n3"].into_iter().for_each(trust_both);
+    let joined = Agent::start(dir.path(), &n3);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!alive_in(&agents[0], "n3"), "n1 trusted the new CA before it reloaded");
+    agents.iter().for_each(hang_up);
+    wait_until("n1 and n2 to hear n3", Duration::from_secs(10), || {
+        alive_in(&agents[0], "n3") && alive_in(&agents[1], "n3")
+    });
+
+    // Step 2: n1's certificate renewed by the new CA with the same key, picked up on SIGHUP.
+    let request =
+        HostRequest::valid_for_days("n1", vec!["127.0.0.1".parse().unwrap()], vec![], 7).with_grants(Grants {
+            roles: [Role::Server].into_iter().collect(),
+            admin: true,
+        });
+    issue(&new_ca, &request, &dir.path().join("certs-n1"), HostKey::Keep, false).unwrap();
+    trust_both("n1");
+    hang_up(&agents[0]);
+    wait_until("n1 to reload its renewed certificate", Duration::from_secs(5), || {
+        agents[0]
+            .events()
+            .iter()
+            .filter(|event| event.kind == EventKind::IdentityReloaded)
+            .count()
+            == 2
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    for (agent, peers) in [
+        (&agents[0], ["n2", "n3"]),
+        (&agents[1], ["n1", "n3"]),
+        (&joined, ["n1", "n2"]),
+    ] {
+        for peer in peers {
+            assert!(
+                alive_in(agent, peer),
+                "{} lost {peer}:\n{}",
+                agent.name,
+                agent.log_text()
+            );
+        }
+        let events = agent.events();
+        assert!(
+            events
+                .iter()
+                .all(|event| !matches!(event.kind, EventKind::NodeDown | EventKind::NodeRestarted)),
+            "{}: a rotation is no failover: {events:#?}",
+            agent.name
         );
     }
 }

@@ -163,6 +163,9 @@ pub enum EventKind {
     ServerMasterChanged,
     PeerIgnored,
     PeerRefused,
+    /// The agent reloaded its certificate, key and CA bundle (SIGHUP), or kept the old ones.
+    IdentityReloaded,
+    IdentityReloadFailed,
     AdminCommand,
     DbPrimaryChanged,
     DbAction,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gossip_ha_proto::api::{EventKind, StatusReport};
-use gossip_ha_proto::gossip::{Announcement, KEY_REQUEST};
+use gossip_ha_proto::gossip::{Announcement, KEY_CERT, KEY_REQUEST};
 use tokio::sync::watch;
 
 use crate::config::{DbAgentSettings, Settings};
@@ -24,7 +24,7 @@ use crate::hooks::{Hook, Hooks};
 use crate::rewrite::{fact_environment, Facts, Rewriter};
 use crate::socket::{self, AdminPolicy, AdminRequest, ApiState, SocketError};
 use crate::state_file::{PersistentState, StateError, StateFile};
-use crate::tls::identity::TlsIdentity;
+use crate::tls::identity::{IdentityHandle, TlsIdentity};
 
 mod admin;
 mod reach;
@@ -106,6 +106,8 @@ struct Driver {
     /// Why other nodes would ignore this agent's requests (its certificate grants no admin
     /// role), so the asking operator hears it at once; `None` when they would obey.
     relay_refused: Option<String>,
+    /// The TLS identity, reloaded on SIGHUP; `None` on plain loopback.
+    identity: Option<IdentityHandle>,
     /// `None` only while shutting down.
     reach: Option<reach::ReachProber>,
 }
@@ -127,7 +129,7 @@ fn db_policy(db: &DbAgentSettings) -> DbPolicy {
 
 fn repair_context(
     settings: &Settings,
-    identity: Option<Arc<TlsIdentity>>,
+    identity: Option<IdentityHandle>,
     db: &DbAgentSettings,
 ) -> Option<RepairContext> {
     let local = mysql_async::Opts::from_url(db.url.expose()).ok()?;
@@ -150,10 +152,20 @@ fn repair_context(
     })
 }
 
+/// Why other nodes would ignore this agent's requests, when its certificate grants no admin.
+fn relay_refusal(identity: &TlsIdentity) -> Option<String> {
+    (!identity.grants.admin).then(|| {
+        format!(
+            "this host's certificate grants {}, not admin: other nodes ignore its requests; reissue it with `gossip-ha certs issue … --role admin --renew` to allow them",
+            identity.grants
+        )
+    })
+}
+
 /// Starts the transfer service when `db.transfer_port` is set; returns its advertised address.
 async fn start_transfer(
     settings: &Settings,
-    identity: Option<Arc<TlsIdentity>>,
+    identity: Option<IdentityHandle>,
     db: &DbAgentSettings,
     events: &Arc<Mutex<EventLog>>,
     stop: watch::Receiver<bool>,
@@ -208,12 +220,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         })
     };
     // Checked before anything binds: a bad certificate or key is a start-up error.
-    let identity = gossip::load_identity(&settings)?;
+    let identity = gossip::load_identity(&settings)?.map(IdentityHandle::new);
     let transport = gossip::transport_for(&settings, identity.as_ref(), refusals);
     let socket_group = settings.socket_group.as_deref().and_then(crate::config::group_id);
     let listener = socket::bind(&settings.socket, socket_group)?;
     let params = gossip::GossipParams {
-        certificate: identity.as_ref().map(|identity| identity.gossiped_certificate()),
+        certificate: identity
+            .as_ref()
+            .map(|identity| identity.current().gossiped_certificate()),
         ..gossip::GossipParams::from_settings(&settings, generation)
     };
     let authority = gossip::Authority::for_settings(&settings, identity.as_ref());
@@ -337,12 +351,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         settler: Settler::new(settings.rewrite_settle_ms),
         pending: Vec::new(),
         request: None,
-        relay_refused: identity.as_ref().filter(|identity| !identity.grants.admin).map(|identity| {
-            format!(
-                "this host's certificate grants {}, not admin: other nodes ignore its requests; reissue it with `gossip-ha certs issue … --role admin --renew` to allow them",
-                identity.grants
-            )
-        }),
+        relay_refused: identity
+            .as_ref()
+            .and_then(|identity| relay_refusal(&identity.current())),
+        identity: identity.clone(),
         reach: Some(reach::ReachProber::spawn(
             gossip::gossip_interval(settings.threshold_ms()) * 5,
             gossip::gossip_interval(settings.threshold_ms()) * 5,
@@ -411,9 +423,13 @@ impl Driver {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let gossip_ended = gossip.termination();
         tokio::pin!(shutdown, gossip_ended);
+        let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|err| tracing::warn!("no SIGHUP reload: {err}"))
+            .ok();
         loop {
             tokio::select! {
                 _ = &mut shutdown => return Ok(()),
+                Some(()) = async { hangups.as_mut()?.recv().await } => self.reload_identity(gossip).await,
                 ended = &mut gossip_ended => {
                     let reason = match ended {
                         Ok(()) => "the gossip task ended".to_string(),
@@ -429,6 +445,45 @@ impl Driver {
 
     fn now(&self) -> MonoMs {
         MonoMs(self.started.elapsed().as_millis() as u64)
+    }
+
+    /// SIGHUP: loads the certificate, key and CA bundle again, checked as at start; on success
+    /// new connections use them and peers are given the new certificate, established links keep
+    /// their session (no peer is dropped, so a renewal is no failover). On failure the current
+    /// identity stays.
+    async fn reload_identity(&mut self, gossip: &Gossip) {
+        let (Some(handle), Some(files)) = (&self.identity, &self.settings.tls) else {
+            self.record(
+                EventKind::IdentityReloadFailed,
+                None,
+                "SIGHUP: no [tls] to reload".into(),
+            );
+            return;
+        };
+        let me = Some(self.settings.node_name.clone());
+        match TlsIdentity::load(files, &self.settings.node_name, &self.settings.roles) {
+            Ok(identity) => {
+                let certificate = identity.gossiped_certificate();
+                let text = format!(
+                    "SIGHUP: reloaded {} (grants {}, valid until {}) and the CA bundle {}",
+                    files.cert.display(),
+                    identity.grants,
+                    identity.not_after,
+                    files.ca.display()
+                );
+                self.relay_refused = relay_refusal(&identity);
+                handle.replace(identity);
+                if let Err(err) = gossip.set_keys(&[(KEY_CERT, certificate)]).await {
+                    tracing::warn!("the new certificate is not gossiped yet: {err}");
+                }
+                self.record(EventKind::IdentityReloaded, me, text);
+            }
+            Err(err) => self.record(
+                EventKind::IdentityReloadFailed,
+                me,
+                format!("SIGHUP: kept the current certificate: {err}"),
+            ),
+        }
     }
 
     async fn tick(&mut self, gossip: &Gossip) {

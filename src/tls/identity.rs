@@ -48,6 +48,8 @@ pub struct TlsIdentity {
     /// This agent's own certificate, gossiped so that every peer can read its grants.
     pub leaf: CertificateDer<'static>,
     pub grants: Grants,
+    /// The certificate's expiry, as a date (for events and status).
+    pub not_after: String,
     /// Checks the certificates peers gossip, against the same CA.
     pub peers: Arc<PeerCertificates>,
 }
@@ -81,6 +83,16 @@ pub fn grants_of(cert: &CertificateDer<'_>) -> Result<Grants, String> {
         })
     });
     Grants::from_uris(uris)
+}
+
+/// The day `cert` expires, or why it cannot be read.
+pub fn expiry_of(cert: &CertificateDer<'_>) -> String {
+    match x509_parser::parse_x509_certificate(cert) {
+        Ok((_, parsed)) => date(&UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            parsed.validity().not_after.timestamp().max(0) as u64,
+        ))),
+        Err(err) => format!("unknown ({err})"),
+    }
 }
 
 /// Reads a PEM file at start, bounded (`fsutil::read_regular_file`).
@@ -269,6 +281,7 @@ impl TlsIdentity {
         Ok(TlsIdentity {
             server: Arc::new(server),
             client: Arc::new(client),
+            not_after: expiry_of(&leaf),
             leaf,
             grants,
             peers: Arc::new(PeerCertificates::new(roots)),
@@ -279,6 +292,32 @@ impl TlsIdentity {
     pub fn gossiped_certificate(&self) -> String {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(self.leaf.as_ref())
+    }
+}
+
+/// The agent's current identity, replaced whole when it reloads its certificate (SIGHUP): new
+/// connections use the new one, established ones keep the session they have.
+#[derive(Clone)]
+pub struct IdentityHandle(Arc<std::sync::RwLock<Arc<TlsIdentity>>>);
+
+impl IdentityHandle {
+    pub fn new(identity: TlsIdentity) -> Self {
+        IdentityHandle(Arc::new(std::sync::RwLock::new(Arc::new(identity))))
+    }
+
+    pub fn current(&self) -> Arc<TlsIdentity> {
+        match self.0.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, identity: TlsIdentity) {
+        let mut current = match self.0.write() {
+            Ok(current) => current,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *current = Arc::new(identity);
     }
 }
 

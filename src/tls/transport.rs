@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::frame::{read_frame, write_frame};
-use super::identity::{certificate_names, handshake_reason, TlsIdentity};
+use super::identity::{certificate_names, handshake_reason, IdentityHandle};
 pub use super::refusals::RefusalSink;
 use super::refusals::{Counts, Place, Refusals};
 
@@ -65,7 +65,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// seconds later, minutes after a long cut.
 const UNACKNOWLEDGED_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct TlsTransport {
-    identity: Arc<TlsIdentity>,
+    identity: IdentityHandle,
     hello: Hello,
     refusals: RefusalSink,
     /// The configured seeds (`ip:port`), whose addresses get the reserved slots.
@@ -74,7 +74,7 @@ pub struct TlsTransport {
 
 impl TlsTransport {
     pub fn new(
-        identity: Arc<TlsIdentity>,
+        identity: IdentityHandle,
         cluster_id: &str,
         node_name: &str,
         advertise: SocketAddr,
@@ -172,7 +172,7 @@ impl Transport for TlsTransport {
         let accept_task = tokio::spawn(accept_loop(
             listener,
             Inbound {
-                acceptor: TlsAcceptor::from(self.identity.server.clone()),
+                identity: self.identity.clone(),
                 cluster_id: self.hello.cluster_id.clone(),
                 queue: inbound_tx,
                 admission,
@@ -180,7 +180,7 @@ impl Transport for TlsTransport {
             refusals,
         ));
         Ok(Box::new(TlsSocket {
-            connector: TlsConnector::from(self.identity.client.clone()),
+            identity: self.identity.clone(),
             hello: Arc::new(self.hello.encode()),
             local_ip: self.hello.advertise.ip(),
             inbound: inbound_rx,
@@ -193,7 +193,7 @@ impl Transport for TlsTransport {
 /// What every inbound connection task needs.
 #[derive(Clone)]
 struct Inbound {
-    acceptor: TlsAcceptor,
+    identity: IdentityHandle,
     cluster_id: String,
     queue: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
     admission: Arc<Admission>,
@@ -252,7 +252,8 @@ async fn handshake(
     inbound: &Inbound,
 ) -> Result<(tokio_rustls::server::TlsStream<TcpStream>, Hello), String> {
     let cluster_id = inbound.cluster_id.as_str();
-    let mut tls = inbound.acceptor.accept(stream).await.map_err(|err| {
+    let acceptor = TlsAcceptor::from(inbound.identity.current().server.clone());
+    let mut tls = acceptor.accept(stream).await.map_err(|err| {
         let hint = match err.to_string() {
             // The peer hung up on our certificate: it trusts another CA.
             text if text.contains("DecryptError") || text.contains("UnknownCA") || text.contains("BadCertificate") => {
@@ -314,7 +315,7 @@ async fn relay(
 }
 
 struct TlsSocket {
-    connector: TlsConnector,
+    identity: IdentityHandle,
     hello: Arc<Vec<u8>>,
     local_ip: IpAddr,
     inbound: mpsc::Receiver<(SocketAddr, ChitchatMessage)>,
@@ -349,7 +350,7 @@ impl Socket for TlsSocket {
             let task = tokio::spawn(peer_link(
                 to,
                 self.local_ip,
-                self.connector.clone(),
+                self.identity.clone(),
                 self.hello.clone(),
                 frames,
             ));
@@ -414,7 +415,7 @@ async fn connect(
 async fn peer_link(
     to: SocketAddr,
     local_ip: IpAddr,
-    connector: TlsConnector,
+    identity: IdentityHandle,
     hello: Arc<Vec<u8>>,
     mut frames: mpsc::Receiver<Vec<u8>>,
 ) {
@@ -431,6 +432,8 @@ async fn peer_link(
             if tokio::time::Instant::now() < retry_at {
                 continue; // backing off: this message to `to` is dropped
             }
+            // The identity of the moment: a reloaded certificate is used from the next link on.
+            let connector = TlsConnector::from(identity.current().client.clone());
             match connect(to, local_ip, &connector, &hello).await {
                 Ok(tls) => {
                     connection = Some(tls);

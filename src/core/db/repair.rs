@@ -236,7 +236,11 @@ impl DbCore {
             Some(db) if db.epoch >= self.epoch => (db.promoted_from_gtid.clone(), db.promoted_unix_ms),
             _ => (self.promoted_from_gtid.clone(), self.promoted_unix_ms),
         };
-        let stage = if self.policy.splitbrain_autofix {
+        // Without the fork there is no telling which transactions diverged: an operator decides
+        // (`gossip-ha resync` saves the whole binary log and a dump first).
+        let fork = fork.filter(|fork| !fork.is_empty());
+        let automatic = self.policy.splitbrain_autofix && fork.is_some();
+        let stage = if automatic {
             RepairStage::Merging
         } else {
             RepairStage::WaitingForOperator
@@ -253,7 +257,7 @@ impl DbCore {
                 kind: RepairKind::SplitBrain,
             },
             winner_addr: winner_addr.to_string(),
-            next: self.policy.splitbrain_autofix.then_some(RepairStep::Merge),
+            next: automatic.then_some(RepairStep::Merge),
             merged: false,
             save_first: SaveFirst::Nothing,
             failures: 0,
@@ -362,10 +366,10 @@ impl DbCore {
             ),
             _ => {
                 let repair = self.repair_plan(view, primary, primary_addr);
-                let next = if repair.next.is_some() {
-                    "merging its rows into the winner, then rebuilding from it (splitbrain_autofix)"
-                } else {
-                    "waiting for `gossip-ha resync` (splitbrain_autofix is off)"
+                let next = match (repair.next.is_some(), repair.status.fork_gtid.is_empty()) {
+                    (true, _) => "merging its rows into the winner, then rebuilding from it (splitbrain_autofix)",
+                    (false, true) => "the fork is unknown (no promotion point announced), so which transactions diverged cannot be told: left to an operator; `gossip-ha resync` on this host saves its whole binary log and a dump under state_dir, then rebuilds it",
+                    (false, false) => "waiting for `gossip-ha resync` (splitbrain_autofix is off)",
                 };
                 (repair, format!("it has transactions {primary} lacks; {next}"))
             }

@@ -612,10 +612,7 @@ fn without_autofix_a_diverged_node_stops_and_waits_for_a_resync_never_rejoining(
         decided.iter().any(|d| matches!(d, DbDecision::NeedsResync { .. })),
         "{decided:?}"
     );
-    assert!(
-        format!("{decided:?}").contains("waiting for `gossip-ha resync`"),
-        "{decided:?}"
-    );
+    assert!(format!("{decided:?}").contains("`gossip-ha resync`"), "{decided:?}");
     assert_eq!(actions(&decided), [DbAction::StopReplication]);
     let stopped = probe(true, "0-1-15", None);
     let decided = run(&mut old, 100, 5_000, &[primary_peer("db2", 2, 5)], &[], &stopped);
@@ -930,6 +927,29 @@ fn diverged_from(source: &str) -> LocalDb {
             ..replica_of(source)
         }),
     )
+}
+
+#[test]
+fn with_autofix_a_loser_whose_fork_is_unknown_is_left_to_an_operator() {
+    // The winner announces no promotion point (a lying peer, or one that lost its state file):
+    // which transactions diverged cannot be told, so nothing is merged or rebuilt by itself.
+    let winner = primary_peer("db2", 2, 5);
+    let mut loser = db_node("db1", 3);
+    let decided = run(
+        &mut loser,
+        0,
+        0,
+        std::slice::from_ref(&winner),
+        &[],
+        &diverged_from("127.0.0.1:3302"),
+    );
+    assert_eq!(actions(&decided), [DbAction::StopReplication]);
+    assert!(format!("{decided:?}").contains("the fork is unknown"), "{decided:?}");
+    let stopped = probe(true, "0-1-120", None);
+    let decided = run(&mut loser, 100, 60_000, &[winner], &[], &stopped);
+    assert!(actions(&decided).is_empty(), "acted on an unknown fork: {decided:?}");
+    let repair = loser.self_db().unwrap().repair.clone().unwrap();
+    assert_eq!(repair.stage, RepairStage::WaitingForOperator);
 }
 
 #[test]

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gossip_ha_proto::wire::TransferRequest;
@@ -15,7 +14,7 @@ use tokio::sync::watch;
 use super::tools::{self, tool_error};
 use super::{copy_progress, exec_drop, forget_history, rate, table_bytes, Progress, RepairContext};
 use crate::db::DbError;
-use crate::tls::identity::TlsIdentity;
+use crate::tls::identity::IdentityHandle;
 
 /// How long the local server may take to stop, or to answer again after a start.
 const SERVER_WAIT: Duration = Duration::from_secs(120);
@@ -26,7 +25,7 @@ pub struct PhysicalSetup {
     pub datadir: PathBuf,
     pub stop_command: Vec<String>,
     pub start_command: Vec<String>,
-    pub tls: Option<Arc<TlsIdentity>>,
+    pub tls: Option<IdentityHandle>,
     pub cluster_id: String,
     pub node_name: String,
 }
@@ -88,7 +87,7 @@ pub async fn resync(
         ctx.resync_timeout,
         crate::transfer::fetch_backup(
             transfer,
-            setup.tls.as_deref(),
+            setup.tls.as_ref().map(|identity| identity.current()).as_deref(),
             &request,
             &mut sink,
             |bytes| {
