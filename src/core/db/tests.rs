@@ -929,21 +929,27 @@ fn diverged_from(source: &str) -> LocalDb {
     )
 }
 
-#[test]
-fn with_autofix_a_loser_whose_fork_is_unknown_is_left_to_an_operator() {
-    // The winner announces no promotion point (a lying peer, or one that lost its state file):
-    // which transactions diverged cannot be told, so nothing is merged or rebuilt by itself.
-    let winner = primary_peer("db2", 2, 5);
+/// db1 (autofix on) whose rejoin `winner` refuses: it stops replicating.
+fn refused_by(winner: &Peer) -> (Core, Vec<DbDecision>) {
     let mut loser = db_node("db1", 3);
     let decided = run(
         &mut loser,
         0,
         0,
-        std::slice::from_ref(&winner),
+        std::slice::from_ref(winner),
         &[],
         &diverged_from("127.0.0.1:3302"),
     );
     assert_eq!(actions(&decided), [DbAction::StopReplication]);
+    (loser, decided)
+}
+
+#[test]
+fn with_autofix_a_loser_whose_fork_is_unknown_is_left_to_an_operator() {
+    // The winner announces no promotion point (a lying peer, or one that lost its state file):
+    // which transactions diverged cannot be told, so nothing is merged or rebuilt by itself.
+    let winner = primary_peer("db2", 2, 5);
+    let (mut loser, decided) = refused_by(&winner);
     assert!(format!("{decided:?}").contains("the fork is unknown"), "{decided:?}");
     let stopped = probe(true, "0-1-120", None);
     let decided = run(&mut loser, 100, 60_000, &[winner], &[], &stopped);
@@ -955,16 +961,7 @@ fn with_autofix_a_loser_whose_fork_is_unknown_is_left_to_an_operator() {
 #[test]
 fn with_autofix_the_loser_merges_then_resyncs_then_rejoins() {
     let winner = split_primary("db2", 2, 2, "0-2-150", "0-1-100");
-    let mut loser = db_node("db1", 3);
-    let decided = run(
-        &mut loser,
-        0,
-        0,
-        std::slice::from_ref(&winner),
-        &[],
-        &diverged_from("127.0.0.1:3302"),
-    );
-    assert_eq!(actions(&decided), [DbAction::StopReplication]);
+    let (mut loser, _) = refused_by(&winner);
     let stopped = probe(true, "0-1-120", None);
     let decided = run(&mut loser, 100, 1_000, std::slice::from_ref(&winner), &[], &stopped);
     let plan = MergePlan {
