@@ -90,12 +90,7 @@ fn a_restarted_peer_is_heard_again_through_a_gossip_port_flood() {
     let _flood = one_flood_at_a_time();
     raise_own_open_files();
     let (dir, ca) = tls_dir();
-    let (a, b) = seeded_pair(dir.path(), &ca);
-    let agent_a = Agent::start(dir.path(), &a);
-    let mut agent_b = Agent::start(dir.path(), &b);
-    wait_until("a and b to see each other", Duration::from_secs(15), || {
-        alive_names(&agent_a.status()) == ["a", "b"] && alive_names(&agent_b.status()) == ["a", "b"]
-    });
+    let (a, b, agent_a, mut agent_b) = start_seeded_pair(dir.path(), &ca);
     let first_generation = generation_of(&agent_a.status(), "b");
     let before_kib = rss_kib(agent_a.pid());
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use gossip_ha::tls::certs::init_ca;
 use gossip_ha_proto::api::EventKind;
 
-use super::{wait_until, Agent, AgentSpec, BINARY};
+use super::{alive_names, wait_until, Agent, AgentSpec, BINARY};
 
 /// systemd's default soft limit, which the transfer flood exhausted.
 pub const SYSTEMD_DEFAULT_NOFILE: u64 = 1024;
@@ -99,12 +99,18 @@ pub fn transfer_agent(dir: &Path, ca: &Path, transfer_port: u16) -> AgentSpec {
 }
 
 /// Two TLS agents, `a` (master 1) and `b` (master 2), each listing the other as a seed, as every
-/// host of a cluster does.
-pub fn seeded_pair(dir: &Path, ca: &Path) -> (AgentSpec, AgentSpec) {
+/// host of a cluster does, started and seeing each other: their specs (to start one again) and
+/// the agents.
+pub fn start_seeded_pair(dir: &Path, ca: &Path) -> (AgentSpec, AgentSpec, Agent, Agent) {
     let mut a = AgentSpec::new("a", 1, 1.0).with_tls(dir, ca);
     let mut b = AgentSpec::new("b", 2, 1.0).with_tls(dir, ca);
     (a.seeds, b.seeds) = (vec![b.port], vec![a.port]);
-    (a, b)
+    let agent_a = Agent::start(dir, &a);
+    let agent_b = Agent::start(dir, &b);
+    wait_until("a and b to see each other", Duration::from_secs(15), || {
+        alive_names(&agent_a.status()) == ["a", "b"] && alive_names(&agent_b.status()) == ["a", "b"]
+    });
+    (a, b, agent_a, agent_b)
 }
 
 /// Waits (bounded) until `agent` has reported refusing a connection from a flood address
