@@ -5,6 +5,7 @@
 
 pub mod claims;
 pub mod db_cluster;
+pub mod flood;
 pub mod mariadb;
 pub mod netns;
 pub mod procfs;
@@ -304,6 +305,15 @@ pub fn state_of(report: &StatusReport, name: &str) -> Option<NodeLiveness> {
         .iter()
         .find(|node| node.name == name)
         .map(|node| node.state)
+}
+
+/// The generation `report` shows for `name`; 0 when it shows no such node.
+pub fn generation_of(report: &StatusReport, name: &str) -> u64 {
+    report
+        .nodes
+        .iter()
+        .find(|node| node.name == name)
+        .map_or(0, |node| node.generation)
 }
 
 pub fn alive_names(report: &StatusReport) -> Vec<String> {

@@ -30,3 +30,8 @@ pub fn ticks_per_second() -> f64 {
         .flatten()
         .unwrap_or(100) as f64
 }
+
+/// Open file descriptors (sockets included); 0 when the process is gone.
+pub fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count())
+}
