@@ -205,9 +205,14 @@ fn a_primary_cut_off_from_everyone_keeps_its_local_writes_through_the_merge() {
     assert_eq!(counts(db2, 1), [10; 3]);
     assert_eq!(counts(db2, 2), [3; 3], "db1's local writes were merged");
     assert_eq!(counts(db2, 3), [8; 3]);
-    // db1, still primary on its side, met db2's claim at the heal and yielded to it.
+    // db1, still primary on its side, met db2's claim at the heal and yielded to it. (Its first
+    // verdict may come from db2's position gossiped before db2's last writes and name db1 —
+    // issue 14, "contradictory verdicts" — so the yielding is read from the verdict or the
+    // step-down, whichever said it.)
+    let db1 = cluster.agent("db1");
     assert!(
-        has_event(cluster.agent("db1"), EventKind::SplitBrain, "db2 stays primary"),
+        has_event(db1, EventKind::SplitBrain, "db2 stays primary")
+            || has_event(db1, EventKind::DbAction, "db2 is primary too and wins the split-brain"),
         "{}",
         cluster.logs()
     );

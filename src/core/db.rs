@@ -1099,6 +1099,9 @@ impl DbCore {
                 );
             }
         }
+        if let Some(waiting) = self.wait_for_old_primary(view, probe, fence.as_ref()) {
+            return self.note(waiting, out);
+        }
         if let Some((node, addr)) = fence {
             // Fenced again as primary only once it was out of this node's reach in between.
             let fenced = SilentInReach {
@@ -1119,6 +1122,35 @@ impl DbCore {
             );
         }
         self.promote(epoch, probe, reason, out);
+    }
+}
+
+impl DbCore {
+    /// The old primary's agent is silent but its database is in reach again (a cut healed) while
+    /// this node's IO thread to it is not connected yet: writes it took during the cut would be
+    /// stranded there once fenced. Wait (bounded by the catch-up timeout) for the IO thread to
+    /// fetch them; the relay-log wait then applies them.
+    fn wait_for_old_primary(
+        &mut self,
+        view: &DbView<'_>,
+        probe: &DbProbe,
+        fence: Option<&(String, String)>,
+    ) -> Option<String> {
+        let (old, addr) = fence?;
+        let replica = probe.replica.as_ref()?;
+        // Refused outright: nothing listens there (its mysqld is down too), nothing to fetch.
+        let refused = replica
+            .last_error
+            .as_deref()
+            .is_some_and(|error| error.contains("(111 ") || error.contains("Connection refused"));
+        let reconnecting = view.reaches.contains(old) && replica.source == *addr && !replica.io_running() && !refused;
+        if !reconnecting {
+            return None;
+        }
+        let since = *self.catchup_since.get_or_insert(view.now);
+        (view.now.since(since) < self.policy.catchup_timeout_ms).then(|| {
+            format!("{old}'s database is in reach again: waiting for the replication link to it to fetch what it took before promoting")
+        })
     }
 }
 

@@ -1318,20 +1318,20 @@ fn a_refused_relayed_switchover_is_answered_to_the_node_that_asked() {
     assert!(srv.answer_from_cluster(8).is_none(), "an answer to another request");
 }
 
-#[test]
-fn a_candidate_cut_off_from_a_silent_primary_that_others_still_reach_does_not_promote() {
-    // db1's agent is silent and db2 cannot reach db1's host, but the server srv still does:
-    // db1's mysqld may still take writes from srv, and a fence from db2 would miss it.
+/// db2, replicating from db1 as `local` shows, is cut off from db1 whose agent then falls
+/// silent while the server srv still reaches db1's host: db2 declines to promote. Returns db2
+/// and the two peers, for the moment db2 reaches db1's host again.
+fn cut_off_from_a_silent_primary(local: &LocalDb) -> (Core, Peer, Peer) {
     let primary = primary_peer("db1", 3, 1);
     let mut replica = db_node("db2", 2);
-    let local = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    let formed = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
     run(
         &mut replica,
         0,
         3_000,
         &[primary.clone(), witness("srv", Some("db1"))],
         &[],
-        &local,
+        &formed,
     );
     let still_reaching = Peer {
         reaches: &["db1"],
@@ -1343,21 +1343,75 @@ fn a_candidate_cut_off_from_a_silent_primary_that_others_still_reach_does_not_pr
         12_000,
         std::slice::from_ref(&still_reaching),
         std::slice::from_ref(&primary),
-        &local,
+        local,
     );
     assert!(actions(&decided).is_empty(), "{decided:?}");
     assert!(notes(&decided).contains("but srv still does"), "{}", notes(&decided));
-
-    // Once this node reaches db1's database too, the fence can work: fence, then promote.
     replica.set_db_reach(vec!["db1".into()]);
+    (replica, still_reaching, primary)
+}
+
+fn fence_then_promote(decided: &[DbDecision]) -> bool {
+    matches!(
+        actions(decided).as_slice(),
+        [DbAction::Fence { .. }, DbAction::Promote { .. }]
+    )
+}
+
+#[test]
+fn a_candidate_cut_off_from_a_silent_primary_that_others_still_reach_does_not_promote() {
+    // db1's mysqld may still take writes from srv, and a fence from db2 would miss it. Once db2
+    // reaches db1's database too, the fence can work: fence, then promote.
+    let local = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    let (mut replica, still_reaching, primary) = cut_off_from_a_silent_primary(&local);
     let decided = run(&mut replica, 12_100, 12_100, &[still_reaching], &[primary], &local);
-    assert!(
-        matches!(
-            actions(&decided).as_slice(),
-            [DbAction::Fence { .. }, DbAction::Promote { .. }]
-        ),
-        "{decided:?}"
+    assert!(fence_then_promote(&decided), "{decided:?}");
+}
+
+#[test]
+fn back_in_reach_of_a_silent_primary_the_candidate_first_fetches_what_it_took() {
+    // The cut heals: db1's host is in reach, but db2's IO thread has not reconnected yet. The
+    // writes db1 took during the cut would stay there once it is fenced: db2 waits (bounded).
+    let reconnecting = ReplicaProbe {
+        io_state: "Connecting".into(),
+        io_errno: 2003,
+        last_error: Some("error reconnecting to master 'repl@127.0.0.1:3303' (110 \"Connection timed out\")".into()),
+        ..replica_of("127.0.0.1:3303")
+    };
+    let local = probe(true, "0-1-10", Some(reconnecting.clone()));
+    let (mut replica, still_reaching, primary) = cut_off_from_a_silent_primary(&local);
+    let peers = (std::slice::from_ref(&still_reaching), std::slice::from_ref(&primary));
+    let decided = run(&mut replica, 12_100, 14_000, peers.0, peers.1, &local);
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+    assert!(notes(&decided).contains("in reach again"), "{}", notes(&decided));
+    // Reconnected and applied: now the fence and the promotion.
+    let caught_up = probe(true, "0-1-14", Some(replica_of("127.0.0.1:3303")));
+    assert!(fence_then_promote(&run(
+        &mut replica,
+        14_100,
+        14_100,
+        peers.0,
+        peers.1,
+        &caught_up
+    )));
+
+    // Refused outright (its mysqld is down too): nothing to fetch, no wait.
+    let refused = probe(
+        true,
+        "0-1-10",
+        Some(ReplicaProbe {
+            last_error: Some("Can't connect to server on '127.0.0.1' (111 \"Connection refused\")".into()),
+            ..reconnecting.clone()
+        }),
     );
+    let (mut replica, still_reaching, primary) = cut_off_from_a_silent_primary(&refused);
+    let decided = run(&mut replica, 12_100, 12_100, &[still_reaching], &[primary], &refused);
+    assert!(fence_then_promote(&decided), "{decided:?}");
+
+    // Never reconnecting: promoted after the catch-up timeout (5 × threshold) all the same.
+    let (mut replica, still_reaching, primary) = cut_off_from_a_silent_primary(&local);
+    let decided = run(&mut replica, 12_100, 20_000, &[still_reaching], &[primary], &local);
+    assert!(fenced(&decided) == ["db1"], "{decided:?}");
 }
 
 fn fenced(decided: &[DbDecision]) -> Vec<String> {
