@@ -175,8 +175,8 @@ fn a_console_certificate_claiming_db_primary_master_and_admin_changes_nothing() 
             "srv",
             "gossips the server role, which its certificate does not grant (it grants console)",
         ),
-        ("db1", "asks for Maintenance"),
-        ("db1", "asks for Switchover"),
+        ("db1", "asks for maintenance on for db2"),
+        ("db1", "asks for a switchover to db2"),
     ] {
         assert!(
             has_event(cluster.agent(observer), EventKind::PeerIgnored, claim),

@@ -52,6 +52,17 @@ pub enum ClusterRequestKind {
     Maintenance { node: String, on: bool },
 }
 
+impl fmt::Display for ClusterRequestKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClusterRequestKind::Switchover { to } => write!(f, "a switchover to {to}"),
+            ClusterRequestKind::Maintenance { node, on } => {
+                write!(f, "maintenance {} for {node}", if *on { "on" } else { "off" })
+            }
+        }
+    }
+}
+
 /// What a node made of a relayed `ClusterRequest`: `done` says it was carried out (or started,
 /// for a switchover), otherwise `text` says why it was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

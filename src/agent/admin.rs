@@ -123,7 +123,7 @@ impl Driver {
         self.record(
             EventKind::AdminCommand,
             Some(self.settings.node_name.clone()),
-            format!("relaying {:?} to the cluster (asked by uid {uid})", request.kind),
+            format!("relaying {} to the cluster (asked by uid {uid})", request.kind),
         );
         self.wait_for(reply, expect, timeout, uid, Some(request.id));
     }

@@ -121,7 +121,7 @@ pub fn screen(
         }
         if let Some(request) = observation.request.take_if(|_| !grants.admin) {
             refused.push(format!(
-                "asks for {:?}, but its certificate grants no admin role (it grants {grants})",
+                "asks for {}, but its certificate grants no admin role (it grants {grants})",
                 request.kind
             ));
         }

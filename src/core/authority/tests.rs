@@ -63,7 +63,7 @@ fn a_console_certificate_claiming_db_and_server_keeps_only_its_console_role() {
         [
             "gossips the server role, which its certificate does not grant (it grants console)",
             "gossips the db role, which its certificate does not grant (it grants console)",
-            "asks for Switchover { to: \"db9\" }, but its certificate grants no admin role (it grants console)",
+            "asks for a switchover to db9, but its certificate grants no admin role (it grants console)",
             "announces a database (198.18.0.9:3306) without the db role",
         ]
     );
