@@ -22,7 +22,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use crate::core::authority::AuthorityPolicy;
 use crate::db::repair::tools::{self, ClientOptions};
 use crate::tls::frame::{read_frame, write_frame};
-use crate::tls::identity::{certificate_names, grants_of, IdentityHandle, TlsIdentity};
+use crate::tls::identity::{certificate_names, grants_of, handshake_reason, IdentityHandle, TlsIdentity};
 use crate::tls::refusals::{Counts, Held, Refusals};
 
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -186,7 +186,7 @@ async fn serve_connection(
             let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
                 .await
                 .map_err(|_| format!("no TLS handshake within {} s", HANDSHAKE_TIMEOUT.as_secs()))?
-                .map_err(|err| format!("TLS handshake failed: {err}"))?;
+                .map_err(|err| format!("TLS handshake failed: {}", handshake_reason(&err)))?;
             let certificate = client_certificate(&stream).ok_or("no client certificate")?;
             let requester = Requester::Certified {
                 certificate,

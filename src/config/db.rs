@@ -205,11 +205,11 @@ pub(super) fn resolve_db_agent(
         .clone()
         .or_else(|| db.password.clone())
         .unwrap_or_else(|| Secret::new(""));
-    let advertise_host = advertise.rsplit_once(':').map(|(host, _)| host).unwrap_or(&advertise);
-    let position = db.ha_hosts.iter().position(|entry| {
-        let entry = entry.trim();
-        entry == advertise || entry == advertise_host || entry == node_name
-    });
+    // The same matching every agent applies to DB claims (core::authority).
+    let position = crate::core::authority::AuthorityPolicy {
+        ha_hosts: db.ha_hosts.clone(),
+    }
+    .position_of(node_name, &advertise);
     if position.is_none() && !db.ha_hosts.is_empty() {
         // Peers believe DB claims only for databases listed in ha_hosts (core::authority).
         return Err(invalid(

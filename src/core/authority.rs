@@ -86,14 +86,33 @@ pub struct AuthorityPolicy {
 impl AuthorityPolicy {
     /// Whether the database of `node`, advertised at `advertise` (`host:port`), is in `ha_hosts`.
     pub fn lists_database(&self, node: &str, advertise: &str) -> bool {
-        if self.ha_hosts.is_empty() {
-            return true;
-        }
-        let host = advertise.rsplit_once(':').map_or(advertise, |(host, _)| host);
-        self.ha_hosts
-            .iter()
-            .map(|entry| entry.trim())
-            .any(|entry| entry == node || entry == advertise || entry == host || entry.trim_matches(['[', ']']) == host)
+        self.ha_hosts.is_empty() || self.position_of(node, advertise).is_some()
+    }
+
+    /// Where the database of `node` at `advertise` stands in `ha_hosts` (the first is preferred).
+    pub fn position_of(&self, node: &str, advertise: &str) -> Option<usize> {
+        let host = bare_host(advertise.rsplit_once(':').map_or(advertise, |(host, _)| host));
+        self.ha_hosts.iter().map(|entry| entry.trim()).position(|entry| {
+            let entry_host = match entry.parse::<std::net::SocketAddr>() {
+                Ok(addr) => addr.ip().to_string(),
+                Err(_) => bare_host(entry).to_string(),
+            };
+            entry == node || entry == advertise || same_host(&entry_host, host)
+        })
+    }
+}
+
+/// `[fd00::1]` → `fd00::1`: entries and addresses may or may not bracket an IPv6 address.
+fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// Host names compare as text (case-insensitively); IP addresses as addresses (`fd00:0::1` is
+/// `fd00::1`).
+fn same_host(a: &str, b: &str) -> bool {
+    match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a.eq_ignore_ascii_case(b),
     }
 }
 

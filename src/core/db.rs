@@ -1138,12 +1138,14 @@ impl DbCore {
     ) -> Option<String> {
         let (old, addr) = fence?;
         let replica = probe.replica.as_ref()?;
-        // Refused outright: nothing listens there (its mysqld is down too), nothing to fetch.
+        // Only an IO thread still trying to connect will fetch anything; refused outright
+        // (errno 111: its mysqld is down too, MariaDB and MySQL both say `(111`) it will not.
         let refused = replica
             .last_error
             .as_deref()
-            .is_some_and(|error| error.contains("(111 ") || error.contains("Connection refused"));
-        let reconnecting = view.reaches.contains(old) && replica.source == *addr && !replica.io_running() && !refused;
+            .is_some_and(|error| error.contains("(111") || error.contains("Connection refused"));
+        let connecting = replica.io_state.eq_ignore_ascii_case("connecting");
+        let reconnecting = view.reaches.contains(old) && replica.source == *addr && connecting && !refused;
         if !reconnecting {
             return None;
         }

@@ -87,6 +87,10 @@ fn a_database_outside_ha_hosts_is_not_a_claim_whatever_the_certificate() {
         (&["db1", "db2"], "198.18.0.2:3306", true),
         (&["198.18.0.1:3306"], "198.18.0.1:3306", true),
         (&["[fd00::1]"], "[fd00::1]:3306", true),
+        (&["fd00::1"], "[fd00::1]:3306", true),
+        (&["fd00:0::1"], "[fd00::1]:3306", true),
+        (&["[fd00::1]:3306"], "[fd00::1]:3306", true),
+        (&["DB2.example"], "db2.example:3306", true),
         (&["198.18.0.1", "198.18.0.2"], "198.18.0.9:3306", false),
     ];
     for (hosts, addr, kept) in cases {
