@@ -3,6 +3,7 @@
 //! the core or the driver.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chitchat::transport::{Transport, UdpTransport};
@@ -10,14 +11,18 @@ use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, Failu
 use gossip_ha_proto::db::DbAnnouncement;
 use gossip_ha_proto::gossip::{
     Announcement, AnnouncementError, ClusterRequest, RequestAnswer, KEY_ANSWERS, KEY_CERT, KEY_DB, KEY_DB_PRIMARY,
-    KEY_DB_REACH, KEY_REQUEST,
+    KEY_DB_REACH, KEY_REQUEST, KEY_SEAL,
 };
 
 use crate::config::Settings;
 use crate::core::authority::{self, AuthorityPolicy, PeerIdentity};
 use crate::core::Observation;
 use crate::tls::identity::{IdentityHandle, TlsIdentity};
+use crate::tls::seal;
+
+mod sealed;
 use crate::tls::transport::{RefusalSink, TlsTransport};
+use sealed::{Reading, SealedStates, Values};
 
 /// How long a lock on chitchat's state may be waited for before a tick is skipped.
 const STATE_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -110,6 +115,11 @@ pub struct IgnoredPeer {
 pub struct Gossip {
     handle: ChitchatHandle,
     authority: Authority,
+    /// Peers' last verified states (over TLS).
+    sealed: SealedStates,
+    /// This node's seal counter: it only grows within a generation.
+    seal_counter: AtomicU64,
+    generation: u64,
 }
 
 /// What gossip shows of the peers this tick.
@@ -190,19 +200,15 @@ impl Gossip {
                 listen: params.listen.to_string(),
                 message: format!("{err:#}"),
             })?;
-        Ok(Gossip { handle, authority })
-    }
-
-    /// How far the node whose state this is may be believed, or why it is not heard at all.
-    fn identity_of(&self, name: &str, cert: Option<&str>) -> Result<authority::Grants, String> {
-        match (&self.authority.certificates, cert) {
-            (None, _) => Ok(authority::Grants::default()),
-            (Some(identity), Some(cert)) => identity.current().peers.grants(name, cert),
-            (Some(_), None) => Err(
-                "its gossip carries no certificate (an agent of a release before role certificates, or forged state)"
-                    .into(),
-            ),
-        }
+        let gossip = Gossip {
+            handle,
+            authority,
+            sealed: SealedStates::default(),
+            seal_counter: AtomicU64::new(0),
+            generation: params.generation,
+        };
+        gossip.set_keys(&[]).await?;
+        Ok(gossip)
     }
 
     /// What gossip shows of every peer: for each name, its newest generation with usable keys,
@@ -214,75 +220,48 @@ impl Gossip {
             .await
             .map_err(|_| GossipError::Locked(STATE_LOCK_TIMEOUT))?;
         let self_id = guard.self_chitchat_id().clone();
+        let identity = self.authority.certificates.as_ref().map(IdentityHandle::current);
         let mut newest: BTreeMap<String, Observation> = BTreeMap::new();
-        let mut ignored = Vec::new();
-        let mut refused = Vec::new();
+        let mut seen = Seen::default();
         for (id, state) in guard.node_states() {
             if id.node_id == self_id.node_id {
                 continue;
             }
-            let announcement = match Announcement::from_lookup(|key| state.get(key)) {
+            let name = id.node_id.to_string();
+            let values: Values = state
+                .key_values()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect();
+            let (values, grants) = match &identity {
+                None => (values, None),
+                Some(identity) => match self.sealed.read(identity, &name, id.generation_id, values) {
+                    Reading::Heard(values, grants) => (values, Some(grants)),
+                    Reading::NotYet => continue,
+                    Reading::Refused(reason) => {
+                        let reason = format!("not heard at all: {reason}");
+                        seen.refused.push(RefusedClaim { name, reason });
+                        continue;
+                    }
+                },
+            };
+            let lookup = |key: &str| values.get(key).map(String::as_str);
+            let announcement = match Announcement::from_lookup(lookup) {
                 Ok(announcement) => announcement,
                 Err(AnnouncementError::Missing(_)) => continue,
                 Err(error) => {
-                    ignored.push(IgnoredPeer {
-                        name: id.node_id.to_string(),
-                        generation: id.generation_id,
+                    let generation = id.generation_id;
+                    seen.ignored.push(IgnoredPeer {
+                        name,
+                        generation,
                         error,
                     });
                     continue;
                 }
             };
-            let name = id.node_id.to_string();
-            let grants = match self.identity_of(&name, state.get(KEY_CERT)) {
-                Ok(grants) => grants,
-                Err(reason) => {
-                    refused.push(RefusedClaim {
-                        name,
-                        reason: format!("not heard at all: {reason}"),
-                    });
-                    continue;
-                }
-            };
-            let observation = Observation {
-                name: id.node_id.to_string(),
-                generation: id.generation_id,
-                heartbeat: u64::from(state.heartbeat()),
-                addr: id.gossip_advertise_addr.to_string(),
-                announcement,
-                db: state
-                    .get(KEY_DB)
-                    .and_then(|json| serde_json::from_str::<DbAnnouncement>(json).ok()),
-                db_primary: state
-                    .get(KEY_DB_PRIMARY)
-                    .filter(|name| !name.is_empty())
-                    .map(str::to_string),
-                db_reach: state
-                    .get(KEY_DB_REACH)
-                    .map(|names| {
-                        names
-                            .split(',')
-                            .filter(|name| !name.is_empty())
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                request: state
-                    .get(KEY_REQUEST)
-                    .filter(|json| !json.is_empty())
-                    .and_then(|json| serde_json::from_str::<ClusterRequest>(json).ok()),
-                answers: state
-                    .get(KEY_ANSWERS)
-                    .filter(|json| !json.is_empty())
-                    .and_then(|json| serde_json::from_str::<Vec<RequestAnswer>>(json).ok())
-                    .unwrap_or_default(),
-            };
-            let identity = match self.authority.certificates {
-                None => PeerIdentity::Unchecked,
-                Some(_) => PeerIdentity::Certified(&grants),
-            };
+            let observation = observation_of(id, u64::from(state.heartbeat()), announcement, lookup);
+            let identity = grants.as_ref().map_or(PeerIdentity::Unchecked, PeerIdentity::Certified);
             let (observation, reasons) = authority::screen(observation, identity, &self.authority.policy);
-            refused.extend(reasons.into_iter().map(|reason| RefusedClaim {
+            seen.refused.extend(reasons.into_iter().map(|reason| RefusedClaim {
                 name: observation.name.clone(),
                 reason,
             }));
@@ -293,11 +272,8 @@ impl Gossip {
                 }
             }
         }
-        Ok(Seen {
-            observations: newest.into_values().collect(),
-            ignored,
-            refused,
-        })
+        seen.observations = newest.into_values().collect();
+        Ok(seen)
     }
 
     /// Sets this node's own keys; peers receive them with the next gossip rounds.
@@ -307,8 +283,24 @@ impl Gossip {
             .await
             .map_err(|_| GossipError::Locked(STATE_LOCK_TIMEOUT))?;
         let own = guard.self_node_state();
+        let changed = key_values
+            .iter()
+            .any(|(key, value)| own.get(key) != Some(value.as_str()));
         for (key, value) in key_values {
             own.set(*key, value);
+        }
+        let sealed = own.get(KEY_SEAL).is_some();
+        if let Some(identity) = self.authority.certificates.as_ref().filter(|_| changed || !sealed) {
+            // Set in the same lock, after the values: it has the highest version, so a peer
+            // never holds it without the values it covers.
+            let counter = self.seal_counter.fetch_add(1, Ordering::Relaxed) + 1;
+            let node = guard.self_chitchat_id().node_id.clone();
+            let own = guard.self_node_state();
+            let message = seal::message(&node, self.generation, counter, own.key_values());
+            match seal::sign(identity.current().signing_key.as_ref(), counter, &message) {
+                Ok(sealed) => own.set(KEY_SEAL, sealed),
+                Err(err) => tracing::warn!("gossip state not sealed: {err}"),
+            }
         }
         Ok(())
     }
@@ -324,5 +316,42 @@ impl Gossip {
             Ok(Err(err)) => tracing::warn!("gossip stopped with an error: {err:#}"),
             Err(_) => tracing::warn!("gossip did not stop within {SHUTDOWN_TIMEOUT:?}; abandoned"),
         }
+    }
+}
+
+/// One peer's observation from its (verified) keys.
+fn observation_of<'a>(
+    id: &ChitchatId,
+    heartbeat: u64,
+    announcement: Announcement,
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Observation {
+    let list = |key: &str| -> Vec<String> {
+        get(key)
+            .map(|names| {
+                names
+                    .split(',')
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Observation {
+        name: id.node_id.to_string(),
+        generation: id.generation_id,
+        heartbeat,
+        addr: id.gossip_advertise_addr.to_string(),
+        announcement,
+        db: get(KEY_DB).and_then(|json| serde_json::from_str::<DbAnnouncement>(json).ok()),
+        db_primary: get(KEY_DB_PRIMARY).filter(|name| !name.is_empty()).map(str::to_string),
+        db_reach: list(KEY_DB_REACH),
+        request: get(KEY_REQUEST)
+            .filter(|json| !json.is_empty())
+            .and_then(|json| serde_json::from_str::<ClusterRequest>(json).ok()),
+        answers: get(KEY_ANSWERS)
+            .filter(|json| !json.is_empty())
+            .and_then(|json| serde_json::from_str::<Vec<RequestAnswer>>(json).ok())
+            .unwrap_or_default(),
     }
 }

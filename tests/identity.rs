@@ -94,15 +94,14 @@ async fn start_liar(identity: TlsIdentity, seed: &AgentSpec) -> Gossip {
         started_unix_ms: 0,
     };
     let refusals: RefusalSink = Arc::new(|_, _| {});
-    let transport = TlsTransport::new(
-        IdentityHandle::new(identity),
-        "test",
-        LIAR,
-        addr,
-        refusals,
-        &params.seeds,
-    );
-    let gossip = Gossip::start(&params, &announcement, &transport, Authority::default())
+    let handle = IdentityHandle::new(identity);
+    let transport = TlsTransport::new(handle.clone(), "test", LIAR, addr, refusals, &params.seeds);
+    // Its own state, sealed with its own key: it is heard as what it is, a console.
+    let authority = Authority {
+        certificates: Some(handle),
+        ..Authority::default()
+    };
+    let gossip = Gossip::start(&params, &announcement, &transport, authority)
         .await
         .expect("the liar's gossip starts");
     gossip
@@ -409,4 +408,87 @@ fn a_new_ca_and_a_renewed_certificate_are_taken_on_sighup_without_losing_a_peer(
             agent.name
         );
     }
+}
+
+/// The liar gossips a whole state under db1's name: a newer generation, db1's real (public)
+/// certificate, a primary claim with a huge epoch, sealed with the liar's own key.
+async fn start_impostor(liar: TlsIdentity, cluster: &Cluster) -> Gossip {
+    use base64::Engine;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(cluster.dir.path().join("certs-db1/cert.pem")).unwrap();
+    let db1_cert = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+    let port = free_port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let generation = gossip_ha::agent::unix_ms();
+    let params = GossipParams {
+        node_name: "db1".into(),
+        cluster_id: "test".into(),
+        listen: addr,
+        advertise: addr,
+        seeds: vec![format!("127.0.0.1:{}", cluster.specs[1].port)],
+        threshold_ms: 1_000,
+        generation,
+        certificate: Some(base64::engine::general_purpose::STANDARD.encode(db1_cert.as_ref())),
+    };
+    let announcement = Announcement {
+        roles: [Role::Db].into_iter().collect(),
+        master: 0,
+        threshold_ms: 1_000,
+        started_unix_ms: 0,
+    };
+    let signing_key = liar.signing_key.clone();
+    let refusals: RefusalSink = Arc::new(|_, _| {});
+    let transport = TlsTransport::new(IdentityHandle::new(liar), "test", LIAR, addr, refusals, &params.seeds);
+    let gossip = Gossip::start(&params, &announcement, &transport, Authority::default())
+        .await
+        .expect("the impostor's gossip starts");
+    gossip.set_keys(&[(KEY_DB, forged_primary_claim())]).await.unwrap();
+    // Sealed as well as the liar can: with its own key, over db1's keys as it gossips them.
+    let mut keys: Vec<(String, String)> = announcement.to_key_values();
+    keys.push((
+        gossip_ha_proto::gossip::KEY_CERT.into(),
+        params.certificate.clone().unwrap(),
+    ));
+    keys.push((KEY_DB.into(), forged_primary_claim()));
+    let pairs = keys.iter().map(|(key, value)| (key.as_str(), value.as_str()));
+    let message = gossip_ha::tls::seal::message("db1", generation, 1, pairs);
+    let seal = gossip_ha::tls::seal::sign(signing_key.as_ref(), 1, &message).unwrap();
+    gossip
+        .set_keys(&[(gossip_ha_proto::gossip::KEY_SEAL, seal)])
+        .await
+        .unwrap();
+    gossip
+}
+
+#[test]
+fn a_member_cannot_forge_another_nodes_state_with_its_public_certificate() {
+    let cluster = wait_formed(Cluster::start_tls(2, true, |_| String::new()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let liar = identity(&cluster, LIAR, grants(&[Role::Console], false));
+    let impostor = runtime.block_on(start_impostor(liar, &cluster));
+    cluster.wait("db2 to refuse the forged db1", Duration::from_secs(15), |c| {
+        has_event(
+            c.agent("db2"),
+            EventKind::PeerIgnored,
+            "not heard at all: its seal does not verify",
+        )
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let real_db1 = cluster.db("db1").advertise();
+    for observer in ["db2", "srv"] {
+        let report = cluster.agent(observer).status();
+        assert_eq!(report.db_primary.as_deref(), Some("db1"), "{observer}: {report:?}");
+        let db1 = db_of(&report, "db1").unwrap();
+        assert_eq!(
+            (db1.epoch < 1_000, db1.advertise.as_str()),
+            (true, real_db1.as_str()),
+            "{observer}"
+        );
+    }
+    assert!(replicating_from(
+        &cluster.agent("db2").status(),
+        "db2",
+        cluster.db("db1")
+    ));
+    runtime.block_on(impostor.shutdown());
 }

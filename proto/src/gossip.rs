@@ -33,6 +33,9 @@ pub const KEY_DB_REACH: &str = "db_reach";
 /// and requests only as far as this certificate, issued by the cluster CA for its node name,
 /// grants them.
 pub const KEY_CERT: &str = "cert";
+/// Over mutual TLS: the agent's signature over all its other keys, its name, its generation and
+/// a counter that only grows (`tls::seal`), so that no member can forge another's state.
+pub const KEY_SEAL: &str = "seal";
 
 /// A state-changing command given on one node's socket (checked there) for another node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

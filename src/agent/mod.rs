@@ -39,6 +39,8 @@ const DB_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bounds every statement; `STOP SLAVE` may wait for the SQL thread's current event.
 const DB_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Distinct names of states not heard at all that are reported as events; more only logged.
+const MAX_REPORTED_UNHEARD_NAMES: usize = 32;
 /// Distinct ignored-peer reasons remembered, so each is reported once, not once per tick.
 const MAX_REMEMBERED_IGNORED: usize = 1_000;
 
@@ -108,6 +110,8 @@ struct Driver {
     relay_refused: Option<String>,
     /// The TLS identity, reloaded on SIGHUP; `None` on plain loopback.
     identity: Option<IdentityHandle>,
+    /// Names whose gossip states were not heard at all and were reported (bounded).
+    unheard_names: HashSet<String>,
     /// `None` only while shutting down.
     reach: Option<reach::ReachProber>,
 }
@@ -355,6 +359,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             .as_ref()
             .and_then(|identity| relay_refusal(&identity.current())),
         identity: identity.clone(),
+        unheard_names: HashSet::new(),
         reach: Some(reach::ReachProber::spawn(
             gossip::gossip_interval(settings.threshold_ms()) * 5,
             gossip::gossip_interval(settings.threshold_ms()) * 5,
@@ -750,6 +755,15 @@ impl Driver {
 
     /// One event per (peer, reason): the claim is refused on every tick it is still gossiped.
     fn report_refused(&mut self, claim: gossip::RefusedClaim) {
+        // Names of states not heard at all come from whoever forges them: a few are reported,
+        // the rest only logged, so a flood of invented nodes cannot fill the event log.
+        if claim.reason.starts_with("not heard at all") && !self.unheard_names.contains(&claim.name) {
+            if self.unheard_names.len() >= MAX_REPORTED_UNHEARD_NAMES {
+                tracing::debug!(node = %claim.name, "ignoring what it claims: {}", claim.reason);
+                return;
+            }
+            self.unheard_names.insert(claim.name.clone());
+        }
         let key = (claim.name.clone(), 0, claim.reason.clone());
         if !self.remember_ignored(key) {
             return;

@@ -21,6 +21,8 @@ use crate::core::authority::Grants;
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
 /// Peer certificates whose verdict is kept; beyond, the cache starts again.
 const MAX_CACHED_PEERS: usize = 4096;
+/// A host certificate is under 1 KiB of DER; its base64 in gossip is held to 8 KiB.
+const MAX_GOSSIPED_CERT_CHARS: usize = 8 * 1024;
 /// A peer certificate's verdict is reused this long, then checked again (it may have expired).
 const PEER_RECHECK_SECS: u64 = 60;
 
@@ -50,6 +52,8 @@ pub struct TlsIdentity {
     pub grants: Grants,
     /// The certificate's expiry, as a date (for events and status).
     pub not_after: String,
+    /// The certificate's key, which seals this agent's gossip state (`tls::seal`).
+    pub signing_key: Arc<dyn rustls::sign::SigningKey>,
     /// Checks the certificates peers gossip, against the same CA.
     pub peers: Arc<PeerCertificates>,
 }
@@ -262,6 +266,10 @@ impl TlsIdentity {
         check_own_grants(&files.cert, &grants, node_name, roles)?;
         let key = PrivateKeyDer::from_pem_slice(&read_pem_file(&files.key)?).map_err(pem_error(&files.key))?;
 
+        let signing_key = provider()
+            .key_provider
+            .load_private_key(key.clone_key())
+            .map_err(|err| invalid(&files.key, format!("not a usable key: {err}")))?;
         let roots = Arc::new(roots);
         let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
             .build()
@@ -282,6 +290,7 @@ impl TlsIdentity {
             server: Arc::new(server),
             client: Arc::new(client),
             not_after: expiry_of(&leaf),
+            signing_key,
             leaf,
             grants,
             peers: Arc::new(PeerCertificates::new(roots)),
@@ -339,8 +348,23 @@ impl PeerCertificates {
         }
     }
 
+    /// The certificate in a peer's `cert` key (base64 DER of at most 8 KiB).
+    pub fn certificate(&self, gossiped: &str) -> Result<CertificateDer<'static>, String> {
+        use base64::Engine;
+        if gossiped.len() > MAX_GOSSIPED_CERT_CHARS {
+            return Err("its gossiped certificate is too large to be one".into());
+        }
+        base64::engine::general_purpose::STANDARD
+            .decode(gossiped)
+            .map(CertificateDer::from)
+            .map_err(|_| "its gossiped certificate is not base64".to_string())
+    }
+
     /// What the certificate `gossiped` grants `node`, or why it grants nothing.
     pub fn grants(&self, node: &str, gossiped: &str) -> Result<Grants, String> {
+        if gossiped.len() > MAX_GOSSIPED_CERT_CHARS {
+            return Err("its gossiped certificate is too large to be one".into());
+        }
         let key = (node.to_string(), gossiped.to_string());
         if let Ok(verdicts) = self.verdicts.lock() {
             if let Some((checked, verdict)) = verdicts.get(&key) {
@@ -360,11 +384,7 @@ impl PeerCertificates {
     }
 
     fn check(&self, node: &str, gossiped: &str) -> Result<Grants, String> {
-        use base64::Engine;
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(gossiped)
-            .map_err(|_| "its gossiped certificate is not base64".to_string())?;
-        let cert = CertificateDer::from(der);
+        let cert = self.certificate(gossiped)?;
         verify_under(&self.roots, &cert).map_err(|err| format!("its gossiped certificate is not valid: {err}"))?;
         if !certificate_names(&cert, node) {
             return Err(format!("its gossiped certificate is not for `{node}`"));

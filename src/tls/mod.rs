@@ -5,4 +5,5 @@ pub mod certs;
 pub mod frame;
 pub mod identity;
 pub mod refusals;
+pub mod seal;
 pub mod transport;
