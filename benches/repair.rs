@@ -151,6 +151,7 @@ fn rebuilds(
         timeout: Duration::from_secs(3_600),
         cluster_id: "bench".into(),
         ha_hosts: Vec::new(),
+        members: Default::default(),
     });
     let (stop_serving, serving) = tokio::sync::watch::channel(false);
     let service = runtime.spawn(gossip_ha::transfer::serve(

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::write_atomic;
 
+/// The state file holds an epoch, a GTID and node names: far under this.
+const MAX_STATE_BYTES: u64 = 4 * 1024 * 1024;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistentState {
     pub epoch: u64,
@@ -47,7 +50,8 @@ impl StateFile {
     }
 
     pub fn load(&self) -> Result<PersistentState, StateError> {
-        match std::fs::read(&self.path) {
+        // Bounded: the state is a few KiB; a device or an endless file there is an error.
+        match crate::fsutil::read_regular_file(&self.path, MAX_STATE_BYTES) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| StateError::Damaged {
                 path: self.path.clone(),
                 message: err.to_string(),

@@ -51,7 +51,13 @@ pub struct BackupSource {
     pub cluster_id: String,
     /// Pandora's `ha_hosts`: only these hosts may ask (empty: not known here, any DB node may).
     pub ha_hosts: Vec<String>,
+    /// DB nodes whose claims this agent's gossip accepts (their database in `ha_hosts`), kept
+    /// current by the driver: they may ask whatever address their connection comes from.
+    pub members: DbMembers,
 }
+
+/// Names of the DB nodes the agent currently hears with accepted DB claims.
+pub type DbMembers = Arc<std::sync::RwLock<std::collections::BTreeSet<String>>>;
 
 /// Who asks for a backup, as far as the connection proves it.
 enum Requester {
@@ -67,7 +73,7 @@ enum Requester {
 impl Requester {
     /// A backup holds every row and the users' password hashes: it goes only to a `db`
     /// certificate that names the node the request says it is from, of a host in `ha_hosts`.
-    fn authorize(&self, request: &TransferRequest, ha_hosts: &[String]) -> Result<(), String> {
+    fn authorize(&self, request: &TransferRequest, ha_hosts: &[String], members: &DbMembers) -> Result<(), String> {
         let Requester::Certified { certificate, ip } = self else {
             return Ok(());
         };
@@ -87,7 +93,10 @@ impl Requester {
         let policy = AuthorityPolicy {
             ha_hosts: ha_hosts.to_vec(),
         };
-        if !policy.lists_database(&request.node_name, &SocketAddr::new(*ip, 0).to_string()) {
+        // A DB node heard with its database in ha_hosts may ask from any of its addresses (the
+        // gossip network may not be the database's); otherwise the asking address must be listed.
+        let member = members.read().is_ok_and(|members| members.contains(&request.node_name));
+        if !member && !policy.lists_database(&request.node_name, &SocketAddr::new(*ip, 0).to_string()) {
             return Err(format!(
                 "`{}` ({ip}) asked for a backup, but neither is in ha_hosts ({})",
                 request.node_name,
@@ -224,7 +233,7 @@ async fn send_backup<S: AsyncRead + AsyncWrite + Unpin>(
         let _ = write_frame(&mut stream, &wire::encode(&refuse(why.clone()))).await;
         return Err(why);
     }
-    if let Err(why) = requester.authorize(&request, &source.ha_hosts) {
+    if let Err(why) = requester.authorize(&request, &source.ha_hosts, &source.members) {
         let _ = write_frame(&mut stream, &wire::encode(&refuse(why.clone()))).await;
         return Err(why);
     }
@@ -298,10 +307,11 @@ async fn stream_backup<S: AsyncWrite + Unpin>(
     Ok(sent)
 }
 
-/// Asks `addr` (a peer's transfer service) for a backup and writes it into `sink`, calling
+/// Asks `addr` (the transfer service of `source_node`) for a backup and writes it into `sink`, calling
 /// `progress` with the bytes received so far. Returns the bytes received.
 pub async fn fetch_backup<W: AsyncWrite + Unpin>(
     addr: SocketAddr,
+    source_node: &str,
     tls: Option<&TlsIdentity>,
     request: &TransferRequest,
     sink: &mut W,
@@ -319,13 +329,12 @@ pub async fn fetch_backup<W: AsyncWrite + Unpin>(
                 .connect(name, tcp)
                 .await
                 .map_err(|err| format!("{addr}: TLS handshake failed: {err}"))?;
-            let grants = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(grants_of);
-            match grants {
+            let certificate = stream.get_ref().1.peer_certificates().and_then(|chain| chain.first());
+            // The backup must come from the node this one is rebuilt from, and a DB node.
+            if certificate.is_some_and(|cert| !certificate_names(cert, source_node)) {
+                return Err(format!("{addr}: its certificate is not for {source_node}"));
+            }
+            match certificate.map(grants_of) {
                 Some(Ok(grants)) if grants.roles.contains(&Role::Db) => {}
                 Some(Ok(grants)) => return Err(format!("{addr}: its certificate grants {grants}, not db")),
                 Some(Err(err)) => return Err(format!("{addr}: {err}")),

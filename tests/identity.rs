@@ -205,6 +205,7 @@ fn fetch(runtime: &tokio::runtime::Runtime, port: u16, identity: &TlsIdentity, n
     let mut sink = tokio::io::sink();
     runtime.block_on(gossip_ha::transfer::fetch_backup(
         addr,
+        "db1",
         Some(identity),
         &request,
         &mut sink,

@@ -78,6 +78,8 @@ struct DbRuntime {
     in_flight: usize,
     /// The transfer service, when `db.transfer_port` is set.
     transfer: Option<tokio::task::JoinHandle<()>>,
+    /// The DB nodes the transfer service may send backups to, kept current each tick.
+    transfer_members: crate::transfer::DbMembers,
 }
 
 pub fn unix_ms() -> u64 {
@@ -171,6 +173,7 @@ async fn start_transfer(
     settings: &Settings,
     identity: Option<IdentityHandle>,
     db: &DbAgentSettings,
+    members: &crate::transfer::DbMembers,
     events: &Arc<Mutex<EventLog>>,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<(String, tokio::task::JoinHandle<()>)>, AgentError> {
@@ -188,6 +191,7 @@ async fn start_transfer(
         timeout: Duration::from_millis(db.resync_timeout_ms),
         cluster_id: settings.cluster_id.clone(),
         ha_hosts: settings.db.ha_hosts.clone(),
+        members: members.clone(),
     });
     let report: crate::transfer::Report = {
         let events = events.clone();
@@ -256,6 +260,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         None => None,
         Some(db_settings) => {
             let state = StateFile::in_dir(&settings.state_dir);
+            let transfer_members = crate::transfer::DbMembers::default();
             // Saved transactions, dumps and backups land here: nothing in it is for other users.
             let private = crate::fsutil::private_directory(&settings.state_dir).map_err(|err| {
                 AgentError::Db(format!(
@@ -270,11 +275,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 Err(err) => Err(err),
             };
             let started = match started {
-                Ok((persisted, backend)) => {
-                    start_transfer(&settings, identity.clone(), db_settings, &events, stop_rx.clone())
-                        .await
-                        .map(|transfer| (persisted, backend, transfer))
-                }
+                Ok((persisted, backend)) => start_transfer(
+                    &settings,
+                    identity.clone(),
+                    db_settings,
+                    &transfer_members,
+                    &events,
+                    stop_rx.clone(),
+                )
+                .await
+                .map(|transfer| (persisted, backend, transfer)),
                 Err(err) => Err(err),
             };
             let (persisted, backend, transfer) = match started {
@@ -312,6 +322,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 persisted,
                 in_flight: 0,
                 transfer: transfer_task,
+                transfer_members,
             })
         }
     };
@@ -448,6 +459,20 @@ impl Driver {
         }
     }
 
+    /// The DB nodes heard with accepted claims may fetch backups from this node.
+    fn update_transfer_members(&self) {
+        let Some(db) = &self.db else {
+            return;
+        };
+        let names: std::collections::BTreeSet<String> =
+            self.core.db_addresses().into_iter().map(|(name, _, _)| name).collect();
+        if let Ok(mut members) = db.transfer_members.write() {
+            if *members != names {
+                *members = names;
+            }
+        }
+    }
+
     fn now(&self) -> MonoMs {
         MonoMs(self.started.elapsed().as_millis() as u64)
     }
@@ -519,6 +544,7 @@ impl Driver {
         let local_db = self.local_db();
         let now = self.now();
         let decisions = self.core.step(now, observations, local_db.as_ref());
+        self.update_transfer_members();
         // One view per tick serves the facts and the status: the core does not change between.
         let view = self.core.view(now);
         let facts = facts_from(&self.core, &view, &self.settings.cluster_id, &self.settings.node_name);

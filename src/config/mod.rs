@@ -520,12 +520,7 @@ fn check_target(index: usize, target: &Target) -> Result<(), String> {
         let template = target.template.as_ref().ok_or_else(|| {
             format!("rewrite #{index} ({path}): kind `template` needs `template`, the template's path")
         })?;
-        let text = std::fs::read_to_string(template).map_err(|err| {
-            format!(
-                "rewrite #{index} ({path}): cannot read template {}: {err}",
-                template.display()
-            )
-        })?;
+        let text = read_config_file(template).map_err(|err| format!("rewrite #{index} ({path}): template: {err}"))?;
         let sample = Facts {
             db_primary_host: Some("x".into()),
             server_master: Some("x".into()),

@@ -96,6 +96,23 @@ impl Dialect {
         }
     }
 
+    /// A server's executed GTIDs: read from a fenced old primary once it is read-only, so this
+    /// replica can wait to hold all it took.
+    pub fn executed_position(self) -> &'static str {
+        match self {
+            Dialect::MariaDb => "SELECT @@GLOBAL.gtid_binlog_pos",
+            Dialect::MySql => "SELECT @@GLOBAL.gtid_executed",
+        }
+    }
+
+    /// Waits on this replica until it executed `position`, at most `seconds`: 0 when it did.
+    pub fn wait_for_position(self, position: &str, seconds: u64) -> String {
+        match self {
+            Dialect::MariaDb => format!("SELECT MASTER_GTID_WAIT({}, {seconds})", quote(position)),
+            Dialect::MySql => format!("SELECT WAIT_FOR_EXECUTED_GTID_SET({}, {seconds})", quote(position)),
+        }
+    }
+
     /// Rows of (user database, tables, estimated rows), largest first: what a server holds
     /// besides its system schemas. Both dialects.
     pub fn user_databases(self) -> String {
@@ -278,6 +295,21 @@ mod tests {
         assert_eq!(statements[3].sql, "START REPLICA");
         assert!(Dialect::MySql.probe_variables().contains("@@gtid_executed"));
         assert_eq!(Dialect::MySql.replica_columns().io_running, "Replica_IO_Running");
+    }
+
+    #[test]
+    fn waiting_for_a_fenced_servers_position_is_bounded_and_quoted() {
+        assert_eq!(
+            Dialect::MariaDb.wait_for_position("0-1-42,1-2-7", 5),
+            "SELECT MASTER_GTID_WAIT('0-1-42,1-2-7', 5)"
+        );
+        assert_eq!(
+            Dialect::MySql.wait_for_position("3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5", 5),
+            "SELECT WAIT_FOR_EXECUTED_GTID_SET('3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5', 5)"
+        );
+        assert!(Dialect::MariaDb
+            .wait_for_position("x' OR '1", 5)
+            .contains("'x\\' OR \\'1'"));
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub struct MySqlBackend {
 }
 
 /// How often the user databases are read again.
+/// How long a promotion waits, after fencing the old primary, for this replica to hold all it
+/// holds (under the 10-s statement bound).
+const FENCE_CATCH_UP: Duration = Duration::from_secs(5);
 const CONTENT_REFRESH: Duration = Duration::from_secs(3);
 
 impl MySqlBackend {
@@ -271,23 +274,46 @@ impl DbBackend for MySqlBackend {
             for statement in dialect.set_read_only() {
                 conn.query_drop(statement.sql.as_str()).await?;
             }
-            Ok::<(), mysql_async::Error>(())
+            conn.query_first::<Option<String>, _>(dialect.executed_position()).await
         };
         let outcome = match tokio::time::timeout(self.query_timeout, work).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(position)) => Ok(position.flatten()),
             Ok(Err(err)) => Err(DbError::Query {
-                target,
+                target: target.clone(),
                 what: "fence (set read-only)".into(),
                 message: err.to_string(),
             }),
             Err(_) => Err(DbError::Timeout {
-                target,
+                target: target.clone(),
                 what: "fence (set read-only)".into(),
                 timeout_ms: self.query_timeout.as_millis() as u64,
             }),
         };
         // A polite goodbye (no aborted client in the server's log), bounded like any call.
         let _ = tokio::time::timeout(self.query_timeout, conn.disconnect()).await;
-        outcome
+        match outcome? {
+            Some(position) if !position.is_empty() => self.catch_up_with(&target, &position, dialect).await,
+            _ => Ok(()),
+        }
+    }
+}
+
+impl MySqlBackend {
+    /// After a fence: if this server replicates from the fenced one, waits (bounded) until it
+    /// executed everything the fenced server holds, so writes it took while this agent could not
+    /// see it come over before this node is promoted instead of staying there. Not caught up in
+    /// time is no error: what is missing stays in the fenced server's binary log for the merge.
+    async fn catch_up_with(&mut self, fenced: &str, position: &str, dialect: Dialect) -> Result<(), DbError> {
+        let follows_it = self
+            .probe()
+            .await
+            .is_ok_and(|probe| probe.replica.is_some_and(|replica| replica.source == fenced));
+        if follows_it {
+            let wait = dialect.wait_for_position(position, FENCE_CATCH_UP.as_secs());
+            if let Err(err) = self.rows(&wait).await {
+                tracing::warn!("waiting to hold {fenced}'s transactions ({position}): {err}");
+            }
+        }
+        Ok(())
     }
 }

@@ -142,9 +142,8 @@ impl Target {
             Kind::Php => edit::php(current.ok_or_else(|| self.file_error("does not exist"))?, token, value),
             Kind::Template => {
                 let template_path = self.template.as_deref().unwrap_or(Path::new(""));
-                let template = std::fs::read_to_string(template_path).map_err(|err| {
-                    self.file_error(format!("cannot read template {}: {err}", template_path.display()))
-                })?;
+                let template = crate::config::read_config_file(template_path)
+                    .map_err(|err| self.file_error(format!("template: {err}")))?;
                 edit::template(&template, &facts.variables())
             }
         };

@@ -46,6 +46,11 @@ const RESERVED_FOR_PEERS: usize = 64;
 /// Connections one address other than a known peer's may hold before its handshake and
 /// `Hello` are done; a peer needs one.
 const MAX_PENDING_PER_SOURCE: usize = 4;
+/// A known address (a seed, this host's own, one that once sent a valid `Hello`) may have more
+/// handshakes under way — agents on one host share it, reachability checks come in bursts — and
+/// hold at most half the slots: a local user binding this host's address cannot take them all.
+const MAX_PENDING_PER_KNOWN_SOURCE: usize = 32;
+const MAX_SLOTS_PER_KNOWN_SOURCE: usize = MAX_INBOUND_CONNECTIONS / 2;
 /// Addresses remembered as peers (a valid `Hello` came from there); beyond, no more are learnt.
 const MAX_KNOWN_PEERS: usize = 1024;
 /// Messages received but not yet taken by chitchat; beyond, new ones are dropped (gossip
@@ -138,23 +143,29 @@ impl Admission {
         } else {
             MAX_INBOUND_CONNECTIONS - RESERVED_FOR_PEERS
         };
-        let slot = self.slots.take(ip, |held| match held.total < limit {
-            true => Ok(()),
-            false if known => Err(format!(
+        let slot = self.slots.take(ip, |held| match (held.total < limit, known) {
+            (true, true) if held.from_source >= MAX_SLOTS_PER_KNOWN_SOURCE => Err(format!(
+                "{MAX_SLOTS_PER_KNOWN_SOURCE} gossip connections from it already open"
+            )),
+            (true, _) => Ok(()),
+            (false, true) => Err(format!(
                 "more than {MAX_INBOUND_CONNECTIONS} gossip connections at once"
             )),
-            false => Err(format!(
+            (false, false) => Err(format!(
                 "{limit} gossip connections open, the other {RESERVED_FOR_PEERS} are kept for known peers"
             )),
         })?;
-        let pending = self
-            .pending
-            .take(ip, |held| match known || held.from_source < MAX_PENDING_PER_SOURCE {
-                true => Ok(()),
-                false => Err(format!(
-                    "more than {MAX_PENDING_PER_SOURCE} connections from it without a finished handshake"
-                )),
-            })?;
+        let pending_limit = if known {
+            MAX_PENDING_PER_KNOWN_SOURCE
+        } else {
+            MAX_PENDING_PER_SOURCE
+        };
+        let pending = self.pending.take(ip, |held| match held.from_source < pending_limit {
+            true => Ok(()),
+            false => Err(format!(
+                "more than {pending_limit} connections from it without a finished handshake"
+            )),
+        })?;
         Ok((slot, pending))
     }
 }

@@ -87,6 +87,7 @@ pub async fn resync(
         ctx.resync_timeout,
         crate::transfer::fetch_backup(
             transfer,
+            winner,
             setup.tls.as_ref().map(|identity| identity.current()).as_deref(),
             &request,
             &mut sink,
