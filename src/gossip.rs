@@ -22,7 +22,7 @@ use crate::tls::seal;
 
 mod sealed;
 use crate::tls::transport::{RefusalSink, TlsTransport};
-use sealed::{Reading, SealedStates, Values};
+use sealed::{Reading, SealedStates, Shown};
 
 /// How long a lock on chitchat's state may be waited for before a tick is skipped.
 const STATE_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -228,14 +228,11 @@ impl Gossip {
                 continue;
             }
             let name = id.node_id.to_string();
-            let values: Values = state
-                .key_values()
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect();
-            let (values, grants) = match &identity {
-                None => (values, None),
-                Some(identity) => match self.sealed.read(identity, &name, id.generation_id, values) {
-                    Reading::Heard(values, grants) => (values, Some(grants)),
+            let shown: Shown<'_> = state.key_values().collect();
+            let verified = match &identity {
+                None => None,
+                Some(identity) => match self.sealed.read(identity, &name, id.generation_id, &shown) {
+                    Reading::Heard(verified) => Some(verified),
                     Reading::NotYet => continue,
                     Reading::Refused(reason) => {
                         let reason = format!("not heard at all: {reason}");
@@ -244,7 +241,11 @@ impl Gossip {
                     }
                 },
             };
-            let lookup = |key: &str| values.get(key).map(String::as_str);
+            // Over TLS what was verified, on plain loopback what gossip shows.
+            let lookup = |key: &str| match &verified {
+                Some(verified) => verified.values.get(key).map(String::as_str),
+                None => shown.get(key).copied(),
+            };
             let announcement = match Announcement::from_lookup(lookup) {
                 Ok(announcement) => announcement,
                 Err(AnnouncementError::Missing(_)) => continue,
@@ -259,7 +260,9 @@ impl Gossip {
                 }
             };
             let observation = observation_of(id, u64::from(state.heartbeat()), announcement, lookup);
-            let identity = grants.as_ref().map_or(PeerIdentity::Unchecked, PeerIdentity::Certified);
+            let identity = verified.as_ref().map_or(PeerIdentity::Unchecked, |verified| {
+                PeerIdentity::Certified(&verified.grants)
+            });
             let (observation, reasons) = authority::screen(observation, identity, &self.authority.policy);
             seen.refused.extend(reasons.into_iter().map(|reason| RefusedClaim {
                 name: observation.name.clone(),

@@ -19,6 +19,16 @@ static ONE_FLOOD_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const RSS_GROWTH_LIMIT_KIB: u64 = 64 * 1024;
 
+/// The flood cost the agent less than `RSS_GROWTH_LIMIT_KIB` of memory since `before_kib`.
+fn assert_memory_bounded(agent: &Agent, before_kib: u64) {
+    let after_kib = rss_kib(agent.pid());
+    assert!(
+        after_kib < before_kib + RSS_GROWTH_LIMIT_KIB,
+        "{}: memory grew from {before_kib} KiB to {after_kib} KiB",
+        agent.name
+    );
+}
+
 fn one_flood_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     ONE_FLOOD_AT_A_TIME
         .lock()
@@ -78,11 +88,7 @@ fn a_transfer_port_flood_leaves_status_answering_and_makes_a_few_events() {
         "a report names the peer's port: {reports:#?}"
     );
     assert!(agent.try_status().is_some());
-    let after_kib = rss_kib(agent.pid());
-    assert!(
-        after_kib < before_kib + RSS_GROWTH_LIMIT_KIB,
-        "memory grew from {before_kib} KiB to {after_kib} KiB"
-    );
+    assert_memory_bounded(&agent, before_kib);
 }
 
 #[test]
@@ -110,11 +116,7 @@ fn a_restarted_peer_is_heard_again_through_a_gossip_port_flood() {
     wait_until("b to hear a", Duration::from_secs(15), || {
         alive_names(&agent_b.status()) == ["a", "b"]
     });
-    let after_kib = rss_kib(agent_a.pid());
-    assert!(
-        after_kib < before_kib + RSS_GROWTH_LIMIT_KIB,
-        "memory grew from {before_kib} KiB to {after_kib} KiB"
-    );
+    assert_memory_bounded(&agent_a, before_kib);
 }
 
 #[test]
@@ -151,11 +153,7 @@ fn idle_socket_connections_from_readers_leave_root_answered_and_readers_told_bus
     wait_until("a reader to be answered again", Duration::from_secs(20), || {
         cli_as(NOGROUP, &["status", "--socket", socket]).status.success()
     });
-    let after_kib = rss_kib(agent.pid());
-    assert!(
-        after_kib < before_kib + RSS_GROWTH_LIMIT_KIB,
-        "memory grew from {before_kib} KiB to {after_kib} KiB"
-    );
+    assert_memory_bounded(&agent, before_kib);
 }
 
 #[test]

@@ -153,8 +153,14 @@ fn a_console_certificate_claiming_db_primary_master_and_admin_changes_nothing() 
     cluster.wait("everyone to hear the liar", Duration::from_secs(15), |c| {
         ["db1", "db2", "srv"].iter().all(|name| heard_liar(c, name))
     });
-    // Several gossip rounds and DOWN windows for the forged claim to have done its work.
-    std::thread::sleep(Duration::from_secs(4));
+    // Every observer has screened the claims; without the screen they took effect within one
+    // DOWN window of being heard, so two of them are the window to see nothing move.
+    cluster.wait("everyone to refuse the liar's db role", Duration::from_secs(10), |c| {
+        ["db1", "db2", "srv"]
+            .iter()
+            .all(|name| has_event(c.agent(name), EventKind::PeerIgnored, "gossips the db role"))
+    });
+    std::thread::sleep(Duration::from_secs_f64(4.0 * THRESHOLD));
     assert_unmoved(&cluster);
 
     runtime
@@ -163,7 +169,10 @@ fn a_console_certificate_claiming_db_primary_master_and_admin_changes_nothing() 
             forged_request(ClusterRequestKind::Switchover { to: "db2".into() }),
         )]))
         .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    cluster.wait("db1 to refuse the liar's switchover", Duration::from_secs(10), |c| {
+        has_event(c.agent("db1"), EventKind::PeerIgnored, "asks for a switchover to db2")
+    });
+    std::thread::sleep(Duration::from_secs_f64(4.0 * THRESHOLD));
     assert_unmoved(&cluster);
     for (observer, claim) in [
         (
@@ -362,8 +371,18 @@ fn a_new_ca_and_a_renewed_certificate_are_taken_on_sighup_without_losing_a_peer(
     n3.seeds = vec![n1.port];
     ["n1", "n2", "n3"].into_iter().for_each(trust_both);
     let joined = Agent::start(dir.path(), &n3);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_until(
+        "n1 to refuse n3's certificate of the new CA",
+        Duration::from_secs(10),
+        || {
+            agents[0]
+                .events()
+                .iter()
+                .any(|event| event.kind == EventKind::PeerRefused && event.reason.contains("invalid peer certificate"))
+        },
+    );
     assert!(!alive_in(&agents[0], "n3"), "n1 trusted the new CA before it reloaded");
+    eprintln!("DEBUG {:#?}", agents[0].events());
     agents.iter().for_each(hang_up);
     wait_until("n1 and n2 to hear n3", Duration::from_secs(10), || {
         alive_in(&agents[0], "n3") && alive_in(&agents[1], "n3")

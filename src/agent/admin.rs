@@ -10,7 +10,7 @@ use gossip_ha_proto::api::{Command, EventKind};
 use gossip_ha_proto::gossip::{ClusterRequest, ClusterRequestKind};
 use tokio::sync::oneshot;
 
-use super::{unix_ms, Driver};
+use super::{relay_refusal, unix_ms, Driver};
 use crate::socket::AdminRequest;
 
 /// How long a peer has to show that it applied a maintenance request.
@@ -110,8 +110,12 @@ impl Driver {
         timeout: Duration,
         uid: u32,
     ) {
-        if let Some(refused) = &self.relay_refused {
-            let _ = reply.send(Err(refused.clone()));
+        let refused = self
+            .identity
+            .as_ref()
+            .and_then(|identity| relay_refusal(&identity.current()));
+        if let Some(refused) = refused {
+            let _ = reply.send(Err(refused));
             return;
         }
         if self.request.is_some() {

@@ -107,9 +107,6 @@ struct Driver {
     pending: Vec<admin::Pending>,
     /// This agent's pending request for another node, as gossiped (`KEY_REQUEST`).
     request: Option<String>,
-    /// Why other nodes would ignore this agent's requests (its certificate grants no admin
-    /// role), so the asking operator hears it at once; `None` when they would obey.
-    relay_refused: Option<String>,
     /// The TLS identity, reloaded on SIGHUP; `None` on plain loopback.
     identity: Option<IdentityHandle>,
     /// Names whose gossip states were not heard at all and were reported (bounded).
@@ -158,7 +155,8 @@ fn repair_context(
     })
 }
 
-/// Why other nodes would ignore this agent's requests, when its certificate grants no admin.
+/// Why other nodes would ignore this agent's requests, when its certificate grants no admin:
+/// the asking operator hears it at once instead of at the request's deadline.
 fn relay_refusal(identity: &TlsIdentity) -> Option<String> {
     (!identity.grants.admin).then(|| {
         format!(
@@ -366,9 +364,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         settler: Settler::new(settings.rewrite_settle_ms),
         pending: Vec::new(),
         request: None,
-        relay_refused: identity
-            .as_ref()
-            .and_then(|identity| relay_refusal(&identity.current())),
         identity: identity.clone(),
         unheard_names: HashSet::new(),
         reach: Some(reach::ReachProber::spawn(
@@ -461,7 +456,8 @@ impl Driver {
 
     /// The DB nodes heard with accepted claims may fetch backups from this node.
     fn update_transfer_members(&self) {
-        let Some(db) = &self.db else {
+        // Only a DB agent serving backups needs them.
+        let Some(db) = self.db.as_ref().filter(|db| db.transfer.is_some()) else {
             return;
         };
         let names: std::collections::BTreeSet<String> =
@@ -501,7 +497,6 @@ impl Driver {
                     identity.not_after,
                     files.ca.display()
                 );
-                self.relay_refused = relay_refusal(&identity);
                 handle.replace(identity);
                 if let Err(err) = gossip.set_keys(&[(KEY_CERT, certificate)]).await {
                     tracing::warn!("the new certificate is not gossiped yet: {err}");
