@@ -266,6 +266,7 @@ fn clone_bench(gib: f64) {
 
 fn context_for(dir: &std::path::Path, loser: &MariaDb) -> RepairContext {
     RepairContext {
+        node: "loser".into(),
         local: mysql_async::Opts::from_url(&loser.admin_url()).unwrap(),
         database: "pandora".into(),
         tables: vec![MergeTable {

@@ -137,6 +137,7 @@ fn repair_context(
 ) -> Option<RepairContext> {
     let local = mysql_async::Opts::from_url(db.url.expose()).ok()?;
     Some(RepairContext {
+        node: settings.node_name.clone(),
         local,
         database: db.database.clone(),
         tables: db.merge_tables.clone(),

@@ -212,6 +212,16 @@ impl GtidSet {
         }
     }
 
+    /// This MariaDB history holds GTID `domain-server-seq`: its domain's line reaches that far
+    /// (a domain's sequence numbers are one line, whichever server wrote them). A split-brain
+    /// loser's transactions that the fork does not hold are the divergent ones.
+    pub fn holds(&self, domain: u32, seq: u64) -> bool {
+        match self {
+            GtidSet::MariaDb(domains) => domains.get(&domain).is_some_and(|held| held.last.1 >= seq),
+            GtidSet::MySql(_) => false,
+        }
+    }
+
     /// `other` has executed everything `self` has and more.
     pub fn is_behind(&self, other: &GtidSet) -> bool {
         self.relation(other) == Relation::Behind

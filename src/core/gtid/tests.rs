@@ -243,3 +243,21 @@ proptest! {
         prop_assert_eq!(b.relation(&a), mirrored);
     }
 }
+
+#[test]
+fn a_history_holds_what_its_domains_reached_whoever_wrote_it() {
+    let fork = gtid("0-1-100,1-2-5");
+    let cases: &[(u32, u64, bool)] = &[
+        (0, 99, true),
+        (0, 100, true),
+        (0, 101, false),
+        (1, 5, true),
+        (1, 6, false),
+        (2, 1, false),
+    ];
+    for &(domain, seq, held) in cases {
+        assert_eq!(fork.holds(domain, seq), held, "{domain}-?-{seq}");
+    }
+    assert!(!gtid("").holds(0, 1), "an empty fork holds nothing");
+    assert!(!gtid("u1:1-5").holds(0, 1), "MySQL sets hold no MariaDB GTID");
+}

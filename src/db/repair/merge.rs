@@ -1,26 +1,36 @@
 //! The merge: the loser's transactions since the fork are saved to a file (replayable, with the
-//! rows decoded in comments), then the merged tables' rows of the window that the winner lacks
-//! are copied into it in batches. A row is copied only if the winner has no row equal in every
-//! copied column, so a merge interrupted and run again copies nothing twice.
+//! rows decoded in comments); the rows those transactions inserted into the merged tables are
+//! copied into the winner exactly, read from the loser's binary log (`divergent`), each batch
+//! committed with the winner's ledger line (`ledger`), so a merge cut anywhere and run again
+//! copies nothing twice and skips nothing. Where the log cannot say which rows were written
+//! (statement events, a purged log), the table's time window is copied instead (`window`).
+//! Everything not merged is counted in the summary, which names the file that holds it.
 
 use std::path::Path;
 use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row};
+use mysql_async::Conn;
 use tokio::sync::watch;
 
+use super::divergent::{self, LogReading, MergedTable};
+use super::literal::ColumnKind;
 use super::save::{self, local_error};
-use super::{ident, rate, run, stopped, Progress, RepairContext};
-use crate::config::MergeTable;
+use super::window::{self, WindowCopy};
+use super::{ident, rate, run, Progress, RepairContext};
 use crate::core::db::MergePlan;
 use crate::db::DbError;
 
 /// Where a split-brain loser's transactions are saved, whatever could be read of its log.
 const DIVERGENT_FILE: &str = "divergent-transactions.sql";
 
-/// Keeps each insert well under MariaDB's default `max_allowed_packet` (16 MiB).
-const MAX_STATEMENT_BYTES: usize = 4 * 1024 * 1024;
+/// One column as `information_schema.COLUMNS` describes it.
+#[derive(Debug, Clone)]
+struct Column {
+    name: String,
+    data_type: String,
+    column_type: String,
+}
 
 pub async fn merge(
     ctx: &RepairContext,
@@ -38,33 +48,217 @@ pub async fn merge(
     progress.finish(format!("saved this node's transactions since the fork: {saved}"));
     let mut local = ctx.connect_local().await?;
     let mut winner = ctx.connect_to(&plan.winner_addr).await?;
-    // The inserts carry literals escaped with backslashes.
-    let escapes = "SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')";
-    run(
-        ctx.statement_timeout,
+    prepare_session(ctx, &mut local, &ctx.local_target()).await?;
+    prepare_session(ctx, &mut winner, &plan.winner_addr).await?;
+    let (tables, columns) = merged_tables(ctx, plan, &mut local, &mut winner).await?;
+    let reading = divergent::merge_from_log(
+        ctx,
+        &ctx.node,
+        &plan.fork_gtid,
+        &tables,
+        &mut winner,
         &plan.winner_addr,
-        escapes,
-        winner.query_drop(escapes),
+        &plan.winner,
+        progress,
+        stop,
     )
     .await?;
-    let mut copied_total = 0u64;
-    let mut lines = Vec::new();
-    for table in &ctx.tables {
-        let (read, copied) = copy_table(ctx, plan, table, &mut local, &mut winner, progress, stop).await?;
-        copied_total += copied;
-        lines.push(format!("{}: {copied} of {read} rows copied", table.name));
+    let by_window: Vec<usize> = match reading.gap {
+        Some(_) => (0..tables.len()).collect(),
+        None => reading.statement_tables.iter().copied().collect(),
+    };
+    let mut windows = Vec::new();
+    for index in by_window {
+        let table = &ctx.tables[index];
+        if !columns[index].contains(&table.time_column) {
+            return Err(DbError::Unreadable {
+                target: ctx.local_target(),
+                what: format!("merged table {}.{}", ctx.database, table.name),
+                message: format!(
+                    "no column `{}` on both sides to select the window by",
+                    table.time_column
+                ),
+            });
+        }
+        let copy = window::copy_table(
+            ctx,
+            plan,
+            table,
+            &columns[index],
+            &mut local,
+            &mut winner,
+            progress,
+            stop,
+        )
+        .await?;
+        windows.push((index, copy));
     }
     let _ = local.disconnect().await;
     let _ = winner.disconnect().await;
+    let copied: u64 =
+        reading.rows_copied.iter().sum::<u64>() + windows.iter().map(|(_, copy)| copy.copied).sum::<u64>();
     let summary = format!(
         "merged into {} in {:.1} s ({:.0} rows/s): {}; {saved}",
         plan.winner,
         started.elapsed().as_secs_f64(),
-        rate(copied_total as f64, started),
-        lines.join(", ")
+        rate(copied as f64, started),
+        describe(ctx, plan, &reading, &windows, &dir.join(DIVERGENT_FILE))
     );
     write_report(&dir, &summary)?;
     Ok(summary)
+}
+
+/// Literals carry backslash escapes; strings are the bytes the loser stored (no conversion on
+/// the way); `TIMESTAMP` values are written as seconds since the epoch, in UTC.
+async fn prepare_session(ctx: &RepairContext, conn: &mut Conn, target: &str) -> Result<(), DbError> {
+    let sql =
+        "SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', ''), NAMES binary, time_zone = '+00:00'";
+    run(ctx.statement_timeout, target, sql, conn.query_drop(sql)).await
+}
+
+/// Each configured table as both sides hold it, and the names of the columns copied.
+async fn merged_tables(
+    ctx: &RepairContext,
+    plan: &MergePlan,
+    local: &mut Conn,
+    winner: &mut Conn,
+) -> Result<(Vec<MergedTable>, Vec<Vec<String>>), DbError> {
+    let local_target = ctx.local_target();
+    let mut tables = Vec::new();
+    let mut names = Vec::new();
+    for table in &ctx.tables {
+        let mine = columns(ctx, local, &local_target, &table.name).await?;
+        let theirs = columns(ctx, winner, &plan.winner_addr, &table.name).await?;
+        let copied: Vec<(usize, &Column)> = mine
+            .iter()
+            .enumerate()
+            .filter(|(_, column)| {
+                theirs.iter().any(|their| their.name == column.name) && Some(&column.name) != table.fresh_id.as_ref()
+            })
+            .collect();
+        let list: Vec<String> = copied.iter().map(|(_, column)| ident(&column.name)).collect();
+        tables.push(MergedTable {
+            name: table.name.clone(),
+            loser_columns: mine.len(),
+            copied: copied
+                .iter()
+                .map(|(index, column)| (*index, ColumnKind::of(&column.data_type, &column.column_type)))
+                .collect(),
+            insert_prefix: format!(
+                "INSERT INTO {}.{} ({}) VALUES ",
+                ident(&ctx.database),
+                ident(&table.name),
+                list.join(", ")
+            ),
+        });
+        names.push(copied.iter().map(|(_, column)| column.name.clone()).collect());
+    }
+    Ok((tables, names))
+}
+
+async fn columns(ctx: &RepairContext, conn: &mut Conn, target: &str, table: &str) -> Result<Vec<Column>, DbError> {
+    let sql = "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS \
+               WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
+    let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = run(
+        ctx.statement_timeout,
+        target,
+        "list the merged table's columns",
+        conn.exec(sql, (ctx.database.as_str(), table)),
+    )
+    .await?;
+    if rows.is_empty() {
+        return Err(DbError::Unreadable {
+            target: target.to_string(),
+            what: format!("merged table {}.{table}", ctx.database),
+            message: "no such table".into(),
+        });
+    }
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    Ok(rows
+        .into_iter()
+        .map(|(name, data_type, column_type)| Column {
+            name: text(name),
+            data_type: text(data_type),
+            column_type: text(column_type),
+        })
+        .collect())
+}
+
+/// "5 rows of tagente_datos, 0 of tagente_datos_string, 5 of tevento from this node's binary log
+/// since the fork at 0-1-100 (12 transactions); not merged, saved in FILE: 2 transactions
+/// (pandora.tconfig: 1 row updated; …)".
+fn describe(
+    ctx: &RepairContext,
+    plan: &MergePlan,
+    reading: &LogReading,
+    windows: &[(usize, WindowCopy)],
+    file: &Path,
+) -> String {
+    let mut parts = Vec::new();
+    if reading.gap.is_none() {
+        let rows: Vec<String> = ctx
+            .tables
+            .iter()
+            .zip(&reading.rows_copied)
+            .enumerate()
+            .map(|(index, (table, rows))| {
+                let unit = if index == 0 { " rows" } else { "" };
+                format!("{rows}{unit} of {}", table.name)
+            })
+            .collect();
+        let earlier = match reading.rows_copied_before {
+            0 => String::new(),
+            rows => format!("; {rows} more were in from an earlier, interrupted run"),
+        };
+        parts.push(format!(
+            "{} exactly as this node's binary log has them since the fork at {} ({} transactions{earlier})",
+            rows.join(", "),
+            plan.fork_gtid,
+            reading.transactions
+        ));
+    }
+    if let Some(gap) = &reading.gap {
+        parts.push(format!("no exact merge: {gap}"));
+    }
+    for (index, copy) in windows {
+        parts.push(format!(
+            "{} by its time window from unix time {}: {} of {} rows copied (rows dated earlier are not; they are in {})",
+            ctx.tables[*index].name,
+            plan.window_start_unix_ms / 1000,
+            copy.copied,
+            copy.read,
+            file.display()
+        ));
+    }
+    if reading.transactions_not_merged > 0 {
+        let detail: Vec<String> = reading
+            .untouched
+            .iter()
+            .map(|(table, untouched)| {
+                let counts = [
+                    (untouched.inserted, "inserted"),
+                    (untouched.updated, "updated"),
+                    (untouched.deleted, "deleted"),
+                ];
+                let mut said: Vec<String> = counts
+                    .iter()
+                    .filter(|(count, _)| *count > 0)
+                    .map(|(count, verb)| format!("{count} rows {verb}"))
+                    .collect();
+                if untouched.statements > 0 {
+                    said.push(format!("{} statements", untouched.statements));
+                }
+                format!("{table}: {}", said.join(", "))
+            })
+            .collect();
+        parts.push(format!(
+            "not merged, saved in {}: {} transactions touching other tables or not inserting ({})",
+            file.display(),
+            reading.transactions_not_merged,
+            detail.join("; ")
+        ));
+    }
+    parts.join("; ")
 }
 
 fn write_report(dir: &Path, summary: &str) -> Result<(), DbError> {
@@ -93,190 +287,4 @@ async fn save_divergent(ctx: &RepairContext, plan: &MergePlan, dir: &Path) -> Re
         "the binary log could not be read from the fork at GTID {} ({err}), so instead {everything}",
         plan.fork_gtid
     ))
-}
-
-async fn columns(conn: &mut Conn, ctx: &RepairContext, target: &str, table: &str) -> Result<Vec<String>, DbError> {
-    let sql = "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
-    run(
-        ctx.statement_timeout,
-        target,
-        "list the merged table's columns",
-        conn.exec(sql, (ctx.database.as_str(), table)),
-    )
-    .await
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn copy_table(
-    ctx: &RepairContext,
-    plan: &MergePlan,
-    table: &MergeTable,
-    local: &mut Conn,
-    winner: &mut Conn,
-    progress: &mut Progress,
-    stop: &watch::Receiver<bool>,
-) -> Result<(u64, u64), DbError> {
-    let local_target = ctx.local_target();
-    let winner_target = plan.winner_addr.as_str();
-    let mine = columns(local, ctx, &local_target, &table.name).await?;
-    let theirs = columns(winner, ctx, winner_target, &table.name).await?;
-    let missing = |target: &str| DbError::Unreadable {
-        target: target.to_string(),
-        what: format!("merged table {}.{}", ctx.database, table.name),
-        message: "no such table".into(),
-    };
-    if mine.is_empty() {
-        return Err(missing(&local_target));
-    }
-    if theirs.is_empty() {
-        return Err(missing(winner_target));
-    }
-    let copied_columns: Vec<String> = mine
-        .into_iter()
-        .filter(|column| theirs.contains(column) && Some(column) != table.fresh_id.as_ref())
-        .collect();
-    if !copied_columns.contains(&table.time_column) {
-        return Err(DbError::Unreadable {
-            target: local_target,
-            what: format!("merged table {}.{}", ctx.database, table.name),
-            message: format!(
-                "no column `{}` on both sides to select the window by",
-                table.time_column
-            ),
-        });
-    }
-    let qualified = format!("{}.{}", ident(&ctx.database), ident(&table.name));
-    let column_list = copied_columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-    let time = ident(&table.time_column);
-    // One streamed read of the window: paging by the time column would rescan the table for
-    // every page where that column has no index of its own.
-    let window = format!("SELECT {column_list} FROM {qualified} WHERE {time} >= ?");
-    let started = Instant::now();
-    let window_start_s = (plan.window_start_unix_ms / 1000) as i64;
-    let (mut read, mut copied) = (0u64, 0u64);
-    let mut result = run(
-        ctx.statement_timeout,
-        &local_target,
-        "read the window's rows",
-        local.exec_iter(window.as_str(), (window_start_s,)),
-    )
-    .await?;
-    loop {
-        stopped(stop, "merge")?;
-        let mut batch = Vec::with_capacity(ctx.batch_rows);
-        while batch.len() < ctx.batch_rows {
-            match run(
-                ctx.statement_timeout,
-                &local_target,
-                "read the window's rows",
-                result.next(),
-            )
-            .await?
-            {
-                Some(row) => batch.push(row),
-                None => break,
-            }
-        }
-        if batch.is_empty() {
-            break;
-        }
-        read += batch.len() as u64;
-        copied += insert_missing(ctx, winner, winner_target, &qualified, &copied_columns, batch).await?;
-        progress.report(|| {
-            format!(
-                "merging {}: {read} rows read, {copied} copied into {} ({:.0} rows/s)",
-                table.name,
-                plan.winner,
-                rate(read as f64, started)
-            )
-        });
-    }
-    drop(result);
-    progress.finish(format!(
-        "merged {}: {copied} of {read} rows copied into {}",
-        table.name, plan.winner
-    ));
-    Ok((read, copied))
-}
-
-/// One statement per chunk of rows (see `insert_statement`).
-async fn insert_missing(
-    ctx: &RepairContext,
-    winner: &mut Conn,
-    target: &str,
-    qualified: &str,
-    columns: &[String],
-    rows: Vec<Row>,
-) -> Result<u64, DbError> {
-    let mut copied = 0;
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let mut literals = Vec::new();
-        let mut bytes = 0;
-        while let Some(row) = rows.next_if(|_| bytes < MAX_STATEMENT_BYTES && literals.len() < ctx.batch_rows) {
-            let values: Vec<String> = row.unwrap().iter().map(|value| value.as_sql(false)).collect();
-            let literal = format!("({})", values.join(", "));
-            bytes += literal.len();
-            literals.push(literal);
-        }
-        let sql = insert_statement(qualified, columns, &literals);
-        run(
-            ctx.statement_timeout,
-            target,
-            "insert the missing rows",
-            winner.query_drop(&sql),
-        )
-        .await?;
-        copied += winner.affected_rows();
-    }
-    Ok(copied)
-}
-
-/// The rows go in as a table value constructor named by a CTE (one statement, parsed once; a
-/// `UNION ALL` of single-row selects is an order of magnitude slower, and MariaDB does not type
-/// placeholders inside `VALUES`), and only those the winner has no equal of are inserted (`<=>`:
-/// NULLs compare equal). `rows` are SQL literals made by mysql_async's own escaping, for a
-/// session without `NO_BACKSLASH_ESCAPES` (set so when connecting).
-fn insert_statement(qualified: &str, columns: &[String], rows: &[String]) -> String {
-    let names: Vec<String> = columns.iter().map(|c| ident(c)).collect();
-    let picked = names
-        .iter()
-        .map(|name| format!("d.{name}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let equal = names
-        .iter()
-        .map(|name| format!("x.{name} <=> d.{name}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    format!(
-        "INSERT INTO {qualified} ({list}) WITH d ({list}) AS (VALUES {values}) SELECT {picked} FROM d WHERE NOT EXISTS (SELECT 1 FROM {qualified} AS x WHERE {equal})",
-        list = names.join(", "),
-        values = rows.join(", ")
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use mysql_async::Value;
-
-    use super::insert_statement;
-
-    #[test]
-    fn the_insert_only_adds_rows_the_winner_lacks() {
-        let rows = [
-            format!("({}, {})", Value::Int(1).as_sql(false), Value::NULL.as_sql(false)),
-            format!(
-                "({}, {})",
-                Value::Int(2).as_sql(false),
-                Value::from("it's").as_sql(false)
-            ),
-        ];
-        let sql = insert_statement("`pandora`.`tevento`", &["a".into(), "b".into()], &rows);
-        assert_eq!(
-            sql,
-            "INSERT INTO `pandora`.`tevento` (`a`, `b`) WITH d (`a`, `b`) AS (VALUES (1, NULL), (2, 'it\\'s')) SELECT d.`a`, d.`b` FROM d \
-             WHERE NOT EXISTS (SELECT 1 FROM `pandora`.`tevento` AS x WHERE x.`a` <=> d.`a` AND x.`b` <=> d.`b`)"
-        );
-    }
 }

@@ -1,12 +1,17 @@
 //! Repairing a node that diverged (DESIGN §2): save its transactions since the fork for the
-//! operator, merge the Pandora data tables' rows of the split-brain window into the winner, and
-//! rebuild the node from the winner. MariaDB only: the tools and the GTID statements are its own.
+//! operator, merge the rows those transactions inserted into the Pandora data tables into the
+//! winner, and rebuild the node from the winner. MariaDB only: the tools and the GTID statements are its own.
 
+mod divergent;
+mod ledger;
+mod literal;
 mod merge;
 mod physical;
 mod resync;
 pub mod save;
+mod statement;
 pub mod tools;
+mod window;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -26,6 +31,8 @@ use crate::core::db::SaveFirst;
 /// where to save what cannot be merged.
 #[derive(Debug, Clone)]
 pub struct RepairContext {
+    /// This node's name: the winner's merge ledger knows each loser by it.
+    pub node: String,
     /// The local database, with the admin user (the same credentials reach the winner).
     pub local: Opts,
     pub database: String,

@@ -1,0 +1,502 @@
+//! Reading a split-brain loser's own binary log after the fork, transaction by transaction, as a
+//! replica would (mysql_async's binlog stream; MariaDB GTID events read here). The rows that
+//! divergent transactions inserted into the merged tables are copied into the winner exactly,
+//! whatever their time column says, in batches committed with the winner's ledger line; every
+//! other change is counted (and already saved, by the caller, in the divergent-transactions
+//! file).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Row};
+use tokio::sync::watch;
+
+use super::ledger::{self, LedgerKey};
+use super::literal::{push_literal, ColumnKind};
+use super::statement::{self, Statement, Verb};
+use super::{rate, run, stopped, Progress, RepairContext};
+use crate::core::gtid::GtidSet;
+use crate::db::DbError;
+
+/// MariaDB's own event types (mysql_common reads MySQL's).
+const MARIADB_GTID_EVENT: u8 = 162;
+/// `QUERY_COMPRESSED_EVENT` … `DELETE_ROWS_COMPRESSED_EVENT_V1` (`log_bin_compress`).
+const MARIADB_COMPRESSED_EVENTS: std::ops::RangeInclusive<u8> = 165..=171;
+/// A GTID event's flag: a transaction of one statement, with no COMMIT or XID event after it.
+const FL_STANDALONE: u8 = 1;
+/// `@mariadb_slave_capability` of a replica that reads GTID events as they are.
+const CAPABILITY_GTID: u32 = 4;
+/// The server id this reader announces: far above any a deployment numbers its servers with.
+const READER_SERVER_ID: u32 = 4_000_000_017;
+/// One batch (all its inserts, one round trip, one transaction) stays well under MariaDB's
+/// default `max_allowed_packet` (16 MiB).
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// A merged table as both sides hold it.
+#[derive(Debug, Clone)]
+pub struct MergedTable {
+    pub name: String,
+    /// Columns of the loser's table: a logged row image has one value per column, in order.
+    pub loser_columns: usize,
+    /// The image's columns written to the winner (both sides have them; not the fresh id), in
+    /// the order of `insert_prefix`.
+    pub copied: Vec<(usize, ColumnKind)>,
+    /// `INSERT INTO db.table (copied columns…) VALUES `
+    pub insert_prefix: String,
+}
+
+/// How many rows, statements and transactions of one table (`db.table`) were not merged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Untouched {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub statements: u64,
+}
+
+/// What reading the log since the fork found.
+#[derive(Debug, Clone, Default)]
+pub struct LogReading {
+    /// Divergent transactions read.
+    pub transactions: u64,
+    /// Of those, the ones with a change not merged (other tables, updates, deletes, statements).
+    pub transactions_not_merged: u64,
+    /// Rows of each merged table copied by this run, by index into the tables.
+    pub rows_copied: Vec<u64>,
+    /// Rows an earlier, interrupted run had copied already (the ledger said so).
+    pub rows_copied_before: u64,
+    /// Changes not merged, per `db.table`.
+    pub untouched: BTreeMap<String, Untouched>,
+    /// Merged tables written by statements (not row images): copied by their time window instead.
+    pub statement_tables: BTreeSet<usize>,
+    /// Why the log could not be read from the fork at all: every table falls back to the window.
+    pub gap: Option<String>,
+}
+
+/// One divergent transaction being read.
+#[derive(Debug, Default)]
+struct Transaction {
+    gtid: String,
+    divergent: bool,
+    standalone: bool,
+    not_merged: bool,
+}
+
+/// Rows waiting to be committed on the winner, one INSERT per table.
+struct Batch {
+    inserts: Vec<String>,
+    rows: Vec<u64>,
+    bytes: usize,
+    max_rows: usize,
+}
+
+impl Batch {
+    fn new(tables: &[MergedTable], max_rows: usize) -> Self {
+        Batch {
+            inserts: vec![String::new(); tables.len()],
+            rows: vec![0; tables.len()],
+            bytes: 0,
+            max_rows,
+        }
+    }
+
+    fn push(&mut self, index: usize, table: &MergedTable, row: &BinlogRow) -> Result<(), String> {
+        let insert = &mut self.inserts[index];
+        let before = insert.len();
+        insert.push_str(if insert.is_empty() { &table.insert_prefix } else { "," });
+        insert.push('(');
+        for (position, &(column, kind)) in table.copied.iter().enumerate() {
+            if position > 0 {
+                insert.push(',');
+            }
+            push_literal(insert, row.as_ref(column), kind).map_err(|err| format!("{}: {err}", table.name))?;
+        }
+        insert.push(')');
+        self.bytes += insert.len() - before;
+        self.rows[index] += 1;
+        Ok(())
+    }
+
+    fn full(&self) -> bool {
+        self.bytes >= MAX_BATCH_BYTES || self.rows.iter().sum::<u64>() >= self.max_rows as u64
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.iter().all(|rows| *rows == 0)
+    }
+
+    /// One transaction: every table's rows and the ledger line saying how far the merge is.
+    fn statement(&mut self, key: &LedgerKey, rows_merged: u64, last_gtid: &str) -> String {
+        let mut sql = String::with_capacity(self.bytes + 512);
+        sql.push_str("START TRANSACTION;");
+        for insert in self.inserts.iter_mut().filter(|insert| !insert.is_empty()) {
+            sql.push_str(insert);
+            sql.push(';');
+            insert.clear();
+        }
+        sql.push_str(&ledger::record_statement(key, rows_merged, last_gtid));
+        sql.push_str(";COMMIT");
+        self.bytes = 0;
+        sql
+    }
+}
+
+/// Where the merge stands while it reads.
+struct Reader<'a> {
+    ctx: &'a RepairContext,
+    tables: &'a [MergedTable],
+    fork: GtidSet,
+    key: LedgerKey,
+    winner: &'a mut Conn,
+    winner_target: &'a str,
+    winner_name: &'a str,
+    reading: LogReading,
+    batch: Batch,
+    /// Rows of merged tables seen in log order since the fork, and how many of them the ledger
+    /// says are in.
+    rows_seen: u64,
+    skip_rows: u64,
+    started: Instant,
+}
+
+/// Copies every row the loser's divergent transactions inserted into the merged tables, from
+/// its log after `fork_gtid`, into the winner (`winner`), and counts everything else.
+#[allow(clippy::too_many_arguments)]
+pub async fn merge_from_log(
+    ctx: &RepairContext,
+    loser: &str,
+    fork_gtid: &str,
+    tables: &[MergedTable],
+    winner: &mut Conn,
+    winner_target: &str,
+    winner_name: &str,
+    progress: &mut Progress,
+    stop: &watch::Receiver<bool>,
+) -> Result<LogReading, DbError> {
+    let mut reading = LogReading {
+        rows_copied: vec![0; tables.len()],
+        ..LogReading::default()
+    };
+    let fork = match GtidSet::parse(fork_gtid) {
+        Ok(fork) if !fork_gtid.trim().is_empty() && matches!(fork, GtidSet::MariaDb(_)) => fork,
+        _ => {
+            reading.gap = Some(format!("the fork `{fork_gtid}` is not a MariaDB GTID position"));
+            return Ok(reading);
+        }
+    };
+    let mut local = ctx.connect_local().await?;
+    let first_file = match start_file(ctx, &mut local, &fork).await? {
+        Ok(file) => file,
+        Err(gap) => {
+            reading.gap = Some(gap);
+            return Ok(reading);
+        }
+    };
+    let key = LedgerKey {
+        loser: loser.to_string(),
+        fork_gtid: fork_gtid.to_string(),
+    };
+    let skip_rows = ledger::rows_already_merged(ctx, winner, winner_target, &key).await?;
+    let mut stream = open_stream(ctx, local, &first_file).await?;
+    let mut reader = Reader {
+        ctx,
+        tables,
+        fork,
+        key,
+        winner,
+        winner_target,
+        winner_name,
+        reading,
+        batch: Batch::new(tables, ctx.batch_rows),
+        rows_seen: 0,
+        skip_rows,
+        started: Instant::now(),
+    };
+    let mut transaction = Transaction::default();
+    while let Some(event) = next_event(ctx, &mut stream).await? {
+        stopped(stop, "merge")?;
+        reader.read_event(&event, &stream, &mut transaction)?;
+        if reader.batch.full() {
+            reader.flush(&transaction.gtid).await?;
+            progress.report(|| reader.progress_line());
+        }
+    }
+    reader.finish_transaction(&mut transaction);
+    reader.flush(&transaction.gtid).await?;
+    let _ = stream.close().await;
+    reader.reading.rows_copied_before = reader.skip_rows.min(reader.rows_seen);
+    Ok(reader.reading)
+}
+
+impl Reader<'_> {
+    fn read_event(
+        &mut self,
+        event: &Event,
+        stream: &BinlogStream,
+        transaction: &mut Transaction,
+    ) -> Result<(), DbError> {
+        let kind = event.header().event_type_raw();
+        if kind == MARIADB_GTID_EVENT {
+            self.finish_transaction(transaction);
+            *transaction = self.begin_transaction(event)?;
+            return Ok(());
+        }
+        if !transaction.divergent {
+            return Ok(());
+        }
+        if MARIADB_COMPRESSED_EVENTS.contains(&kind) {
+            // Compressed events are not read here: every table falls back to its window.
+            transaction.not_merged = true;
+            self.reading.statement_tables.extend(0..self.tables.len());
+            self.untouched("(compressed events: log_bin_compress)").statements += 1;
+            return Ok(());
+        }
+        let data = event.read_data().map_err(|err| self.unreadable(&err.to_string()))?;
+        match data {
+            Some(EventData::RowsEvent(rows)) => {
+                let table_map = stream
+                    .get_tme(rows.table_id())
+                    .ok_or_else(|| self.unreadable("a rows event without its table map"))?;
+                self.read_rows(&rows, table_map, transaction)?;
+            }
+            Some(EventData::QueryEvent(query)) => {
+                let sql = query.query();
+                let schema = query.schema();
+                self.read_statement(&sql, &schema, transaction);
+                if transaction.standalone || sql.trim().eq_ignore_ascii_case("COMMIT") {
+                    self.finish_transaction(transaction);
+                }
+            }
+            Some(EventData::XidEvent(_)) => self.finish_transaction(transaction),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// A MariaDB GTID event: sequence number (8 bytes), domain (4), flags (1); the server id is
+    /// the event header's.
+    fn begin_transaction(&mut self, event: &Event) -> Result<Transaction, DbError> {
+        let data = event.data();
+        if data.len() < 13 {
+            return Err(self.unreadable("a GTID event shorter than 13 bytes"));
+        }
+        let seq = u64::from_le_bytes(data[0..8].try_into().expect("8 bytes"));
+        let domain = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
+        let divergent = !self.fork.holds(domain, seq);
+        if divergent {
+            self.reading.transactions += 1;
+        }
+        Ok(Transaction {
+            gtid: format!("{domain}-{}-{seq}", event.header().server_id()),
+            divergent,
+            standalone: data[12] & FL_STANDALONE != 0,
+            not_merged: false,
+        })
+    }
+
+    fn finish_transaction(&mut self, transaction: &mut Transaction) {
+        if transaction.divergent && transaction.not_merged {
+            self.reading.transactions_not_merged += 1;
+        }
+        transaction.divergent = false;
+        transaction.not_merged = false;
+    }
+
+    fn read_rows(
+        &mut self,
+        rows: &RowsEventData<'_>,
+        table_map: &TableMapEvent<'_>,
+        transaction: &mut Transaction,
+    ) -> Result<(), DbError> {
+        let database = table_map.database_name();
+        let table_name = table_map.table_name();
+        let merged = (database == self.ctx.database.as_str())
+            .then(|| self.tables.iter().position(|table| table.name == table_name))
+            .flatten()
+            .filter(|&index| table_map.columns_count() as usize == self.tables[index].loser_columns);
+        let inserts = matches!(
+            rows,
+            RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_)
+        );
+        let (Some(index), true) = (merged, inserts) else {
+            let count = rows.rows(table_map).count() as u64;
+            let untouched = self.untouched(&format!("{database}.{table_name}"));
+            match rows {
+                RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => untouched.inserted += count,
+                RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => untouched.deleted += count,
+                _ => untouched.updated += count,
+            }
+            transaction.not_merged = true;
+            return Ok(());
+        };
+        let table = &self.tables[index];
+        for row in rows.rows(table_map) {
+            let (_, after) = row.map_err(|err| self.unreadable(&err.to_string()))?;
+            let after = after.ok_or_else(|| self.unreadable("an insert without its row image"))?;
+            self.rows_seen += 1;
+            if self.rows_seen <= self.skip_rows {
+                continue;
+            }
+            self.batch
+                .push(index, table, &after)
+                .map_err(|err| self.unreadable(&err))?;
+            self.reading.rows_copied[index] += 1;
+        }
+        Ok(())
+    }
+
+    /// A statement event: a merged table's rows written this way are copied by their window.
+    fn read_statement(&mut self, sql: &str, schema: &str, transaction: &mut Transaction) {
+        match statement::classify(sql, schema) {
+            Statement::TransactionControl => {}
+            Statement::Write { verb, database, table } => {
+                let merged = (database == self.ctx.database)
+                    .then(|| self.tables.iter().position(|merged| merged.name == table))
+                    .flatten();
+                if let (Some(index), Verb::Insert) = (merged, verb) {
+                    self.reading.statement_tables.insert(index);
+                }
+                transaction.not_merged = true;
+                self.untouched(&format!("{database}.{table}")).statements += 1;
+            }
+            Statement::Other(word) => {
+                transaction.not_merged = true;
+                self.untouched(&format!("({word} statements)")).statements += 1;
+            }
+        }
+    }
+
+    fn untouched(&mut self, name: &str) -> &mut Untouched {
+        self.reading.untouched.entry(name.to_string()).or_default()
+    }
+
+    async fn flush(&mut self, last_gtid: &str) -> Result<(), DbError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let sql = self.batch.statement(&self.key, self.rows_seen, last_gtid);
+        self.batch.rows.iter_mut().for_each(|rows| *rows = 0);
+        run(
+            self.ctx.statement_timeout,
+            self.winner_target,
+            "copy a batch of rows and its ledger line",
+            self.winner.query_drop(sql),
+        )
+        .await
+    }
+
+    fn progress_line(&self) -> String {
+        let copied: u64 = self.reading.rows_copied.iter().sum();
+        format!(
+            "merging from the binary log: {copied} rows copied into {} ({:.0} rows/s), {} transactions read",
+            self.winner_name,
+            rate(copied as f64, self.started),
+            self.reading.transactions
+        )
+    }
+
+    fn unreadable(&self, message: &str) -> DbError {
+        DbError::Unreadable {
+            target: self.ctx.local_target(),
+            what: "the binary log after the fork".into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// The newest binary log file that starts no later than the fork (its `Gtid_list` holds nothing
+/// the fork does not), or why there is none: the log after the fork was purged, or there is
+/// no log.
+async fn start_file(ctx: &RepairContext, local: &mut Conn, fork: &GtidSet) -> Result<Result<String, String>, DbError> {
+    let target = ctx.local_target();
+    let logs: Vec<Row> = match run(
+        ctx.statement_timeout,
+        &target,
+        "SHOW BINARY LOGS",
+        local.query("SHOW BINARY LOGS"),
+    )
+    .await
+    {
+        Ok(logs) => logs,
+        Err(err) => return Ok(Err(format!("this node's binary logs cannot be listed ({err})"))),
+    };
+    let files: Vec<String> = logs.iter().filter_map(|row| row.get::<String, _>(0)).collect();
+    let mut oldest_start = None;
+    for file in files.iter().rev() {
+        let sql = format!(
+            "SHOW BINLOG EVENTS IN {} LIMIT 4",
+            mysql_async::Value::from(file.as_str()).as_sql(false)
+        );
+        let events: Vec<Row> = run(
+            ctx.statement_timeout,
+            &target,
+            "read a binary log's start",
+            local.query(sql),
+        )
+        .await?;
+        let list = events.iter().find_map(|row| {
+            let kind: String = row.get("Event_type")?;
+            let info: String = row.get("Info")?;
+            (kind == "Gtid_list").then(|| info.trim_matches(|c| c == '[' || c == ']').to_string())
+        });
+        let Some(list) = list else { continue };
+        let Ok(GtidSet::MariaDb(domains)) = GtidSet::parse(&list) else {
+            continue;
+        };
+        if domains.iter().all(|(domain, held)| fork.holds(*domain, held.last.1)) {
+            return Ok(Ok(file.clone()));
+        }
+        oldest_start = Some(list);
+    }
+    Ok(Err(match oldest_start {
+        Some(list) => format!(
+            "this node's binary log starts at {list}, after the fork at {fork}: the transactions between were purged"
+        ),
+        None => "this node has no binary log to read the transactions since the fork from".into(),
+    }))
+}
+
+async fn open_stream(ctx: &RepairContext, mut local: Conn, file: &str) -> Result<BinlogStream, DbError> {
+    let target = ctx.local_target();
+    let capability = format!("SET @mariadb_slave_capability = {CAPABILITY_GTID}");
+    run(
+        ctx.statement_timeout,
+        &target,
+        &capability,
+        local.query_drop(&capability),
+    )
+    .await?;
+    let request = BinlogStreamRequest::new(READER_SERVER_ID)
+        .with_filename(file.as_bytes())
+        .with_pos(4u64)
+        .with_non_blocking();
+    run(
+        ctx.statement_timeout,
+        &target,
+        "read the binary log as a replica (REPLICATION SLAVE privilege)",
+        local.get_binlog_stream(request),
+    )
+    .await
+}
+
+async fn next_event(ctx: &RepairContext, stream: &mut BinlogStream) -> Result<Option<Event>, DbError> {
+    let target = ctx.local_target();
+    match tokio::time::timeout(ctx.statement_timeout.max(Duration::from_secs(1)), stream.next()).await {
+        Ok(Some(Ok(event))) => Ok(Some(event)),
+        Ok(Some(Err(err))) => Err(DbError::Query {
+            target,
+            what: "read the binary log after the fork".into(),
+            message: err.to_string(),
+        }),
+        Ok(None) => Ok(None),
+        Err(_) => Err(DbError::Timeout {
+            target,
+            what: "read the binary log after the fork".into(),
+            timeout_ms: ctx.statement_timeout.as_millis() as u64,
+        }),
+    }
+}
