@@ -199,16 +199,12 @@ fn database_table(report: &StatusReport) -> String {
                 ),
                 RepairKind::Operator => format!("rebuild from {} asked by an operator", repair.winner),
             };
-            format!(
-                "  {}: {} ({what}){}\n",
-                node.name,
-                repair.stage.as_str(),
-                repair
-                    .progress
-                    .as_ref()
-                    .map(|line| format!("\n    {line}"))
-                    .unwrap_or_default()
-            )
+            let lines: String = [repair.merged.as_ref(), repair.progress.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(|line| format!("\n    {line}"))
+                .collect();
+            format!("  {}: {} ({what}){lines}\n", node.name, repair.stage.as_str())
         })
         .collect();
     if !repairs.is_empty() {

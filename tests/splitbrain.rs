@@ -8,17 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::db_cluster::{db_of, has_event, physical_config, replicating_from, show_walkthrough, wait_formed, Cluster};
-use common::mariadb::{scalar, sql, MariaDb};
+use common::mariadb::{scalar, sql, MariaDb, PANDORA_TABLES};
 use gossip_ha_proto::api::EventKind;
 use gossip_ha_proto::db::DbRole;
-
-const PANDORA_SCHEMA: &[&str] = &[
-    "CREATE DATABASE IF NOT EXISTS pandora",
-    "CREATE TABLE pandora.tagente_datos (id_agente_modulo INT NOT NULL, datos DOUBLE, utimestamp BIGINT NOT NULL DEFAULT 0, KEY (id_agente_modulo, utimestamp))",
-    "CREATE TABLE pandora.tagente_datos_string (id_agente_modulo INT NOT NULL, datos MEDIUMTEXT, utimestamp BIGINT NOT NULL DEFAULT 0, KEY (id_agente_modulo, utimestamp))",
-    "CREATE TABLE pandora.tevento (id_evento BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, id_agente INT NOT NULL DEFAULT 0, evento TEXT, utimestamp BIGINT NOT NULL DEFAULT 0, KEY (utimestamp))",
-    "CREATE TABLE pandora.tconfig (id_config INT NOT NULL AUTO_INCREMENT PRIMARY KEY, token VARCHAR(100), value TEXT)",
-];
 
 /// One acknowledged write per table row: `count` samples, strings and events of `module`.
 fn write_module(db: &MariaDb, module: u32, count: u32) {
@@ -65,7 +57,9 @@ fn claims_writable_primary(cluster: &Cluster, observer: &str, name: &str) -> boo
 /// The Pandora schema on db1, then `rows` samples, strings and events of module 1 on both.
 fn seed_rows(cluster: &Cluster, rows: u64) {
     let (db1, db2) = (cluster.db("db1"), cluster.db("db2"));
-    sql(&db1.admin_url(), PANDORA_SCHEMA).unwrap();
+    // Pandora's own table definitions, created on the primary and replicated.
+    db1.admin(&["CREATE DATABASE IF NOT EXISTS pandora"]);
+    db1.admin_script("pandora", PANDORA_TABLES);
     write_module(db1, 1, rows as u32);
     cluster.wait("the first rows on db2", Duration::from_secs(10), |_| {
         counts(db2, 1) == [rows; 3]
@@ -131,9 +125,16 @@ fn two_db_hosts_cut_apart_with_writers_on_both_sides_merge_without_losing_a_row(
         "db1 stays primary on its side"
     );
     write_module(db1, 2, 5);
+    // An agent's buffered data, delivered to db1 during the split, dated an hour and a day back;
+    // and the state and configuration changes a Pandora server makes beside its data.
     sql(
         &db1.app_url(),
-        &["INSERT INTO pandora.tconfig (token, value) VALUES ('split-brain-token', 'written on db1')"],
+        &[
+            "INSERT INTO pandora.tagente_datos VALUES (4, 1.5, UNIX_TIMESTAMP() - 3600), (4, 2.5, UNIX_TIMESTAMP() - 86400)",
+            "INSERT INTO pandora.tevento (id_agente, evento, utimestamp) VALUES (4, 'late event', UNIX_TIMESTAMP() - 86400)",
+            "INSERT INTO pandora.tagente_estado (id_agente_modulo, datos, utimestamp) VALUES (4, 'state', UNIX_TIMESTAMP())",
+            "INSERT INTO pandora.tconfig (token, value) VALUES ('split-brain-token', 'written on db1')",
+        ],
     )
     .unwrap();
     write_module(db2, 3, 12);
@@ -146,13 +147,18 @@ fn two_db_hosts_cut_apart_with_writers_on_both_sides_merge_without_losing_a_row(
     assert_eq!(counts(db2, 1), [20; 3], "pre-fork rows are not duplicated");
     assert_eq!(counts(db2, 2), [5; 3], "db1's split-brain rows were merged into db2");
     assert_eq!(counts(db2, 3), [12; 3], "db2's own rows");
+    assert_eq!(
+        [count(db2, "tagente_datos", 4), count(db2, "tevento", 4)],
+        [2, 1],
+        "late rows, whatever their time, were merged"
+    );
     // ...db1's events with fresh ids, as the manual does...
     let events = scalar(
         &db2.admin_url(),
         "SELECT COUNT(DISTINCT id_evento) FROM pandora.tevento",
     )
     .unwrap();
-    assert_eq!(events, "37", "every event has its own id");
+    assert_eq!(events, "38", "every event has its own id");
     // ...and the rebuilt db1 holds what db2 holds.
     cluster.wait("db1 to hold the merged data", Duration::from_secs(10), |_| {
         counts(db1, 2) == [5; 3] && counts(db1, 3) == [12; 3] && counts(db1, 1) == [20; 3]
@@ -169,6 +175,21 @@ fn two_db_hosts_cut_apart_with_writers_on_both_sides_merge_without_losing_a_row(
         "{}",
         cluster.logs()
     );
+    // The merge's summary is a split_brain event: what was merged, what was only saved, where.
+    assert!(
+        has_event(
+            loser,
+            EventKind::SplitBrain,
+            "7 rows of tagente_datos, 5 of tagente_datos_string, 6 of tevento"
+        ),
+        "{}",
+        cluster.logs()
+    );
+    assert!(
+        has_event(loser, EventKind::SplitBrain, "2 transactions touching other tables"),
+        "{}",
+        cluster.logs()
+    );
     assert!(
         has_event(loser, EventKind::DbAction, "divergent-transactions.sql"),
         "{}",
@@ -180,7 +201,11 @@ fn two_db_hosts_cut_apart_with_writers_on_both_sides_merge_without_losing_a_row(
         cluster.logs()
     );
     // The rebuilt db1 does not keep the token row: it is in the saved file only.
-    let token = scalar(&db1.admin_url(), "SELECT COUNT(*) FROM pandora.tconfig").unwrap();
+    let token = scalar(
+        &db1.admin_url(),
+        "SELECT COUNT(*) FROM pandora.tconfig WHERE token = 'split-brain-token'",
+    )
+    .unwrap();
     assert_eq!(token, "0");
     show_walkthrough(&cluster, "db1", &["status", "events"]);
 }
@@ -222,7 +247,9 @@ fn a_primary_cut_off_from_everyone_keeps_its_local_writes_through_the_merge() {
 fn a_one_way_cut_with_a_witness_makes_no_second_primary_and_loses_nothing() {
     let cluster = wait_formed(Cluster::start_in_lab(2, true));
     let (db1, db2) = (cluster.db("db1"), cluster.db("db2"));
-    sql(&db1.admin_url(), PANDORA_SCHEMA).unwrap();
+    // Pandora's own table definitions, created on the primary and replicated.
+    db1.admin(&["CREATE DATABASE IF NOT EXISTS pandora"]);
+    db1.admin_script("pandora", PANDORA_TABLES);
     // Only what db1 sends to db2 is dropped (gossip and replication alike).
     cluster.lab().set_cuts(&[("db1", "db2")]);
     let started = std::time::Instant::now();
@@ -258,11 +285,11 @@ fn a_cut_in_the_middle_of_a_merge_fails_it_safely_and_the_retry_copies_nothing_t
     seed_rows(&cluster, 5);
 
     split_until_db2_promotes(&cluster);
-    // One big transaction on db1 (20,000 samples of 400 modules), several small ones on db2:
+    // One big transaction on db1 (100,000 samples of 400 modules), several small ones on db2:
     // db2 took more transactions and wins; db1's samples must all reach it, once.
     sql(
         &db1.app_url(),
-        &["INSERT INTO pandora.tagente_datos SELECT 1000 + seq % 400, seq + 0.5, UNIX_TIMESTAMP() - 60 + seq DIV 400 FROM pandora.seq_1_to_20000"],
+        &["INSERT INTO pandora.tagente_datos SELECT 1000 + seq % 400, seq + 0.5, UNIX_TIMESTAMP() - 60 + seq DIV 400 FROM pandora.seq_1_to_100000"],
     )
     .unwrap();
     write_module(db2, 3, 4);
@@ -272,7 +299,7 @@ fn a_cut_in_the_middle_of_a_merge_fails_it_safely_and_the_retry_copies_nothing_t
         c.agent("db1")
             .events()
             .iter()
-            .any(|event| event.kind == EventKind::Repair && event.reason.starts_with("merging tagente_datos"))
+            .any(|event| event.kind == EventKind::Repair && event.reason.starts_with("merging from the binary log"))
     });
     cluster.lab().cut_both("db1", "db2");
     cluster.wait("the merge to fail", Duration::from_secs(30), |c| {
@@ -296,7 +323,7 @@ fn a_cut_in_the_middle_of_a_merge_fails_it_safely_and_the_retry_copies_nothing_t
     );
     assert_eq!(
         merged.as_deref(),
-        Some("20000"),
+        Some("100000"),
         "every sample once:\n{}",
         cluster.logs()
     );
@@ -305,7 +332,7 @@ fn a_cut_in_the_middle_of_a_merge_fails_it_safely_and_the_retry_copies_nothing_t
         &["SELECT COUNT(DISTINCT id_agente_modulo, utimestamp) FROM pandora.tagente_datos WHERE id_agente_modulo >= 1000"],
     )
     .unwrap();
-    assert_eq!(distinct[0][0].as_deref(), Some("20000"));
+    assert_eq!(distinct[0][0].as_deref(), Some("100000"));
 }
 
 #[test]
@@ -357,7 +384,9 @@ fn a_candidate_cut_off_from_a_primary_whose_agent_died_does_not_promote_while_ot
     // while the witness still reaches both databases. Promoting db2 would leave db1 writable
     // beside it (db2's fence cannot reach db1): db2 waits instead.
     let mut cluster = wait_formed(Cluster::start_in_lab(2, true));
-    sql(&cluster.db("db1").admin_url(), PANDORA_SCHEMA).unwrap();
+    let db1 = cluster.db("db1");
+    db1.admin(&["CREATE DATABASE IF NOT EXISTS pandora"]);
+    db1.admin_script("pandora", PANDORA_TABLES);
     cluster.lab().cut_both("db1", "db2");
     cluster.agent_mut("db1").kill();
     let (db1, db2) = (cluster.db("db1"), cluster.db("db2"));

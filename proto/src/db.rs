@@ -154,6 +154,10 @@ pub struct RepairStatus {
     pub progress: Option<String>,
     #[serde(default)]
     pub kind: RepairKind,
+    /// What the merge copied into the winner and what it left (saved) for the operator, kept
+    /// while the rebuild that follows runs.
+    #[serde(default)]
+    pub merged: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -641,6 +641,13 @@ impl Driver {
                 (DbAction::StepDown, Ok(_)) => Some(Hook::OnDemote),
                 _ => None,
             };
+            if let (DbAction::Merge(_), Ok(Some(summary))) = (&outcome.action, &outcome.result) {
+                // Paged on like the split-brain itself: what was merged, and what waits in a file.
+                if let Some(core) = self.core.db_mut() {
+                    core.record_merge(summary);
+                }
+                self.record(EventKind::SplitBrain, me.clone(), summary.clone());
+            }
             if matches!(outcome.action, DbAction::Merge(_) | DbAction::Resync { .. }) {
                 let result = outcome.result.clone().map(|_| ()).map_err(|err| err.to_string());
                 let decisions = self

@@ -34,12 +34,14 @@ pub struct DbSettings {
     pub promotion_cooldown: Option<f64>,
     /// Seconds the best candidate waits for its relay log before promoting (default 5 × threshold).
     pub catchup_timeout: Option<f64>,
-    /// Seconds before the forking promotion from which rows are merged (default 300).
+    /// Seconds before the forking promotion from which rows are merged where the binary log
+    /// cannot say which rows the loser wrote (default 300).
     pub splitbrain_lookback: Option<f64>,
     /// Tables whose split-brain rows are merged into the winner (default: Pandora's
     /// `tagente_datos`, `tagente_datos_string` and `tevento`).
     pub merge_tables: Option<Vec<MergeTable>>,
-    /// Rows read per batch while merging (default 1000).
+    /// At most this many rows per merge batch, one transaction on the winner (default 50000;
+    /// a batch also stops at 4 MiB).
     pub merge_batch_rows: Option<usize>,
     /// Seconds a whole resync (dump and load) may take (default 21600).
     pub resync_timeout: Option<f64>,
@@ -240,7 +242,7 @@ pub(super) fn resolve_db_agent(
     if !plain_identifier(&database) {
         return Err(invalid("db.name", format!("`{database}` is not a plain database name")));
     }
-    let merge_batch_rows = db.merge_batch_rows.unwrap_or(1_000);
+    let merge_batch_rows = db.merge_batch_rows.unwrap_or(50_000);
     if !(1..=100_000).contains(&merge_batch_rows) {
         return Err(invalid(
             "db.merge_batch_rows",

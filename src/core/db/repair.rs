@@ -35,6 +35,9 @@ pub(super) enum RepairStep {
     Resync,
 }
 
+/// A merge summary names tables and a file; more than this is in the saved report.
+pub const MAX_MERGE_SUMMARY_CHARS: usize = 1_000;
+
 impl DbCore {
     /// The shell reports how a merge or resync ended; the core decides what comes next.
     pub fn repair_finished(&mut self, action: &DbAction, result: Result<(), String>) -> Vec<DbDecision> {
@@ -83,6 +86,18 @@ impl DbCore {
     }
 
     /// Newest progress of a running merge or resync, for status.
+    /// A merge's summary, shown with the repair until the node is rebuilt (at most
+    /// `MAX_MERGE_SUMMARY_CHARS`: it is gossiped).
+    pub fn record_merge(&mut self, summary: &str) {
+        if let Some(repair) = self.repair.as_mut() {
+            let mut kept: String = summary.chars().take(MAX_MERGE_SUMMARY_CHARS).collect();
+            if kept.len() < summary.len() {
+                kept.push('…');
+            }
+            repair.status.merged = Some(kept);
+        }
+    }
+
     pub fn repair_progress(&mut self, progress: String) {
         if let Some(repair) = self.repair.as_mut() {
             repair.status.progress = Some(progress);
@@ -134,6 +149,7 @@ impl DbCore {
                 window_start_unix_ms: 0,
                 stage: RepairStage::Resyncing,
                 progress: None,
+                merged: None,
                 kind: RepairKind::Operator,
             },
             winner_addr: addr.to_string(),
@@ -254,6 +270,7 @@ impl DbCore {
                     .unwrap_or(0),
                 stage,
                 progress: None,
+                merged: None,
                 kind: RepairKind::SplitBrain,
             },
             winner_addr: winner_addr.to_string(),
@@ -279,6 +296,7 @@ impl DbCore {
                     RepairStage::Resyncing
                 },
                 progress: None,
+                merged: None,
                 kind,
             },
             winner_addr: winner_addr.to_string(),
