@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use gossip_ha_proto::db::{describe_databases, DatabaseContent, DbAnnouncement, DbRole, RepairKind};
 
+pub use self::binlog::{binlog_warning, BinlogFormat, BinlogRowImage};
 use super::gtid::{GtidSet, Relation};
 use super::{seconds, MonoMs};
 
@@ -69,6 +70,10 @@ impl ReplicaProbe {
 pub struct DbProbe {
     pub read_only: bool,
     pub binlog_enabled: bool,
+    /// What the server logs for new sessions (`@@GLOBAL`): a split-brain merge copies rows
+    /// exactly only from ROW events with full images (`binlog::binlog_warning`).
+    pub binlog_format: BinlogFormat,
+    pub binlog_row_image: BinlogRowImage,
     pub version: String,
     pub gtid: String,
     /// MariaDB: `gtid_binlog_state` and `gtid_slave_pos`, the waypoints of its history.
@@ -82,6 +87,11 @@ impl DbProbe {
     /// This server's history: its position and waypoints.
     pub fn history(&self) -> Result<GtidSet, String> {
         GtidSet::of_node(&self.gtid, &self.gtid_history).map_err(|err| err.to_string())
+    }
+
+    /// Why a merge of this server's writes could not be exact, if it could not.
+    pub fn binlog_warning(&self) -> Option<String> {
+        binlog_warning(self.binlog_enabled, &self.binlog_format, &self.binlog_row_image)
     }
 }
 
@@ -1165,6 +1175,7 @@ pub fn display_gtid(text: &str) -> String {
     }
 }
 
+pub mod binlog;
 mod candidates;
 mod handover;
 mod repair;

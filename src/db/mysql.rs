@@ -11,6 +11,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Row};
 
 use super::dialect::{Dialect, Statement};
 use super::{DbBackend, DbError, DbProbe, ReplicaProbe, ReplicationSource};
+use crate::core::db::{BinlogFormat, BinlogRowImage};
 
 pub struct MySqlBackend {
     opts: Opts,
@@ -165,6 +166,13 @@ impl MySqlBackend {
     }
 }
 
+/// The binary log format and row image of a `probe_variables` row. Never an error: they only
+/// decide a warning, and a probe that failed on them would make the database look down.
+fn binlog_columns(row: &Row) -> (BinlogFormat, BinlogRowImage) {
+    let column = |index: usize| row.get::<Option<String>, _>(index).flatten().unwrap_or_default();
+    (BinlogFormat::parse(&column(5)), BinlogRowImage::parse(&column(6)))
+}
+
 fn text(row: &Row, column: &str) -> Option<String> {
     row.get_opt::<Option<String>, _>(column).and_then(Result::ok).flatten()
 }
@@ -188,6 +196,7 @@ impl DbBackend for MySqlBackend {
         let log_bin: i64 = row.get(2).ok_or_else(|| self.unreadable(what, "no log_bin"))?;
         let gtid: String = row.get::<Option<String>, _>(3).flatten().unwrap_or_default();
         let gtid_history: String = row.get::<Option<String>, _>(4).flatten().unwrap_or_default();
+        let (binlog_format, binlog_row_image) = binlog_columns(row);
         let databases = self.databases(dialect).await?;
 
         let status = self.rows(dialect.replica_status()).await?;
@@ -219,6 +228,8 @@ impl DbBackend for MySqlBackend {
         Ok(DbProbe {
             read_only: read_only != 0,
             binlog_enabled: log_bin != 0,
+            binlog_format,
+            binlog_row_image,
             version,
             gtid,
             gtid_history,

@@ -43,6 +43,8 @@ fn probe(read_only: bool, gtid: &str, replica: Option<ReplicaProbe>) -> LocalDb 
         probe: Ok(DbProbe {
             read_only,
             binlog_enabled: true,
+            binlog_format: BinlogFormat::Row,
+            binlog_row_image: BinlogRowImage::Full,
             version: "10.11.19-MariaDB".into(),
             gtid: gtid.into(),
             gtid_history: String::new(),
