@@ -217,6 +217,11 @@ pub enum DbDecision {
     SplitBrain {
         reason: String,
     },
+    /// The local database's settings put something at risk (a binary log a merge cannot copy
+    /// rows from exactly); emitted when it first appears or changes, not on every step.
+    Warning {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,6 +398,8 @@ pub struct DbCore {
     last_primary_seen: Option<String>,
     last_note: Option<String>,
     was_reachable: Option<bool>,
+    /// The binary log warning last emitted: said once per change, shown in status meanwhile.
+    binlog_warning: Option<String>,
     /// Since when this node has been promotable without a break: one that just became so must
     /// let the others hear of it before it may promote, or two could promote at once.
     promotable_since: Option<MonoMs>,
@@ -443,6 +450,7 @@ impl DbCore {
             last_primary_seen: None,
             last_note: None,
             was_reachable: None,
+            binlog_warning: None,
             promotable_since: None,
             promoted_from_gtid: None,
             promoted_unix_ms: None,
@@ -615,6 +623,7 @@ impl DbCore {
             self.last_primary_seen = Some(elected.name.to_string());
         }
         self.track_reachability(local, &mut out);
+        self.track_binlog_settings(local, &mut out);
         let promotable = self.promotable_reason(now, local).is_ok();
         self.promotable_since = match (promotable, self.promotable_since) {
             (true, Some(since)) => Some(since),
@@ -863,6 +872,34 @@ impl DbCore {
         self.demoted_at = Some(view.now);
         self.rival_since = None;
         self.act(DbAction::StepDown, reason, out);
+    }
+
+    /// Why a merge of this server's writes could not be exact, as last probed.
+    pub fn binlog_warning(&self) -> Option<&str> {
+        self.binlog_warning.as_deref()
+    }
+
+    /// Warns once when this server's binary log cannot give a merge exact rows, again when that
+    /// changes, and notes when it no longer applies. An unreachable server keeps the last
+    /// warning: nothing says its settings changed.
+    fn track_binlog_settings(&mut self, local: &LocalDb, out: &mut Vec<DbDecision>) {
+        let Ok(probe) = &local.probe else { return };
+        let warning = probe.binlog_warning();
+        if warning == self.binlog_warning {
+            return;
+        }
+        out.push(match &warning {
+            Some(reason) => DbDecision::Warning { reason: reason.clone() },
+            None => DbDecision::Note {
+                reason: format!(
+                    "this server's binary log no longer limits a split-brain merge (log_bin {}, binlog_format={}, binlog_row_image={})",
+                    if probe.binlog_enabled { "ON" } else { "OFF" },
+                    probe.binlog_format,
+                    probe.binlog_row_image
+                ),
+            },
+        });
+        self.binlog_warning = warning;
     }
 
     fn track_reachability(&mut self, local: &LocalDb, out: &mut Vec<DbDecision>) {
