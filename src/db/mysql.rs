@@ -11,7 +11,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Row};
 
 use super::dialect::{Dialect, Statement};
 use super::{DbBackend, DbError, DbProbe, ReplicaProbe, ReplicationSource};
-use crate::core::db::{BinlogFormat, BinlogRowImage};
+use crate::core::db::{binlog_warning, BinlogFormat, BinlogRowImage};
 
 pub struct MySqlBackend {
     opts: Opts,
@@ -309,7 +309,42 @@ impl DbBackend for MySqlBackend {
     }
 }
 
+/// `check-config`: one look at the server's binary log settings, connecting, asking and closing
+/// all within `timeout`. `Ok(None)`: a merge could copy its rows exactly.
+pub async fn check_binlog(url: &str, timeout: Duration) -> Result<Option<String>, String> {
+    let mut backend = MySqlBackend::new(url, timeout, timeout)?;
+    let target = backend.target().to_string();
+    let work = async {
+        let warning = backend.binlog_warning().await?;
+        backend.close().await;
+        Ok::<_, DbError>(warning)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(checked) => checked.map_err(|err| err.to_string()),
+        Err(_) => Err(format!("{target} gave no answer within {} ms", timeout.as_millis())),
+    }
+}
+
 impl MySqlBackend {
+    /// Why a split-brain merge of this server's writes could not be exact, if it could not:
+    /// only the variables row is read (not the user databases a probe opens every table of).
+    pub async fn binlog_warning(&mut self) -> Result<Option<String>, DbError> {
+        let dialect = self.dialect().await?;
+        let what = dialect.probe_variables();
+        let rows = self.rows(what).await?;
+        let row = rows.first().ok_or_else(|| self.unreadable(what, "no row"))?;
+        let log_bin: i64 = row.get(2).ok_or_else(|| self.unreadable(what, "no log_bin"))?;
+        let (format, row_image) = binlog_columns(row);
+        Ok(binlog_warning(log_bin != 0, &format, &row_image))
+    }
+
+    /// Ends the connection politely (no aborted client in the server's log), bounded.
+    pub async fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = tokio::time::timeout(self.query_timeout, conn.disconnect()).await;
+        }
+    }
+
     /// After a fence: if this server replicates from the fenced one, waits (bounded) until it
     /// executed everything the fenced server holds, so writes it took while this agent could not
     /// see it come over before this node is promoted instead of staying there. Not caught up in
