@@ -24,9 +24,10 @@ trap cleanup EXIT
 
 start_mysqld() { # name server_id port
   local dir=$work/$1
+  # ROW with full images (Pandora's manual says MIXED): an exact split-brain merge needs them.
   /usr/sbin/mariadbd --no-defaults --user=root --datadir="$dir/data" --socket="$dir/sock" --port="$3" \
     --bind-address=127.0.0.1 --tmpdir="$dir" --log-error="$dir/error.log" --server-id="$2" \
-    --log-bin="$dir/data/binlog" --relay-log="$dir/data/relay" --binlog-format=MIXED \
+    --log-bin="$dir/data/binlog" --relay-log="$dir/data/relay" --binlog-format=ROW --binlog-row-image=FULL \
     --log-slave-updates=ON --gtid-strict-mode=ON --read-only=ON --skip-name-resolve \
     --innodb-buffer-pool-size=32M --innodb-log-file-size=8M --performance-schema=OFF 2>/dev/null &
   mysqld[$1]=$!

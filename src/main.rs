@@ -13,6 +13,8 @@ use gossip_ha_proto::api::Command;
 
 const EXIT_RUNTIME: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
+/// How long `check-config` tries the local database: connecting, asking and closing together.
+const CHECK_DB_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,6 +61,9 @@ async fn dispatch(command: CliCommand) -> ExitCode {
                 Err(err) => fail(EXIT_CONFIG, err),
                 Ok(Ok(text)) => {
                     print!("# effective configuration of gossip-ha (passwords masked)\n{text}");
+                    if let Some(db) = &settings.db_agent {
+                        check_binlog(db.url.expose()).await;
+                    }
                     ExitCode::SUCCESS
                 }
                 Ok(Err(err)) => fail(EXIT_RUNTIME, format!("cannot print the configuration: {err}")),
@@ -74,6 +79,19 @@ async fn dispatch(command: CliCommand) -> ExitCode {
             query(&client, Command::Maintenance { on, node }).await
         }
         CliCommand::Switchover { to, client } => query(&client, Command::Switchover { to }).await,
+    }
+}
+
+/// Says on stderr whether the local server's binary log lets a split-brain merge copy rows
+/// exactly. Never fails the check: the configuration is right either way, and the server may
+/// not run yet where the file is checked.
+async fn check_binlog(url: &str) {
+    match gossip_ha::db::mysql::check_binlog(url, CHECK_DB_TIMEOUT).await {
+        Ok(None) => {}
+        Ok(Some(warning)) => eprintln!("gossip-ha: warning: {warning}"),
+        Err(why) => {
+            eprintln!("gossip-ha: the local database's binlog_format and binlog_row_image were not checked: {why}")
+        }
     }
 }
 

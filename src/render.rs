@@ -179,6 +179,7 @@ fn database_table(report: &StatusReport) -> String {
         out += "\nDatabase problems:\n";
         out += &problems.concat();
     }
+    out += &warning_lines(report);
     let repairs: Vec<String> = report
         .nodes
         .iter()
@@ -212,6 +213,20 @@ fn database_table(report: &StatusReport) -> String {
         out += &repairs.concat();
     }
     out
+}
+
+/// What puts the answering agent's own database at risk (only it knows its settings).
+fn warning_lines(report: &StatusReport) -> String {
+    let lines: Vec<String> = report
+        .nodes
+        .iter()
+        .flat_map(|node| node.db_warnings.iter().map(move |warning| (node, warning)))
+        .map(|(node, warning)| format!("  {}: {warning}\n", node.name))
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!("\nDatabase warnings:\n{}", lines.concat())
 }
 
 pub fn events(events: &[Event]) -> String {

@@ -465,3 +465,96 @@ fn the_agents_never_abort_a_connection_on_a_database() {
     );
     assert!(cluster.all_see_primary(&["db2", "srv"], "db1"), "{}", cluster.logs());
 }
+
+/// `gossip-ha check-config` for the DB agent `spec` describes.
+fn check_config(spec: &AgentSpec) -> (Option<i32>, String) {
+    let mut args = vec!["check-config", "--node-name", &spec.name, "--roles", "db"];
+    args.extend(spec.extra.iter().map(String::as_str));
+    let output = cli(&args);
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn own_warnings(agent: &Agent) -> Vec<String> {
+    let report = agent.status();
+    let me = report.nodes.into_iter().find(|node| node.is_self);
+    me.map(|node| node.db_warnings).unwrap_or_default()
+}
+
+#[test]
+fn a_server_logging_mixed_events_is_warned_about_in_status_events_and_check_config() {
+    // Pandora's manual sets binlog_format=MIXED: a split-brain merge then cannot copy every row
+    // exactly. The agent says so (status, one event) and check-config too, failing nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = MariaDb::install(dir.path(), "db1", 1);
+    let spec = AgentSpec::for_db("db1", THRESHOLD, &db, 1, dir.path());
+    let (code, stderr) = check_config(&spec);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("binlog"),
+        "ROW with full images: nothing to say: {stderr}"
+    );
+
+    let agent = Agent::start(dir.path(), &spec);
+    wait_until("db1's agent to probe it", Duration::from_secs(10), || {
+        db_of(&agent.status(), "db1").is_some_and(|db| db.reachable)
+    });
+    assert!(own_warnings(&agent).is_empty(), "{:?}", own_warnings(&agent));
+
+    db.restart_with(&["--binlog-format=MIXED"]);
+    wait_until("the MIXED warning in status", Duration::from_secs(20), || {
+        own_warnings(&agent)
+            .iter()
+            .any(|warning| warning.contains("binlog_format=MIXED"))
+    });
+    let table = cli(&["status", "--socket", agent.socket.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("Database warnings:\n  db1: this server logs binlog_format=MIXED: a split-brain merge"),
+        "{text}"
+    );
+    // Probed every 200 ms: a second of probes says it no more than once.
+    std::thread::sleep(Duration::from_secs(1));
+    let said: Vec<_> = agent
+        .events()
+        .into_iter()
+        .filter(|event| event.kind == EventKind::DbWarning)
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0]
+        .reason
+        .contains("set binlog_format=ROW and binlog_row_image=FULL"));
+
+    let before = aborted(&db);
+    let (code, stderr) = check_config(&spec);
+    assert_eq!(aborted(&db), before, "check-config says goodbye to the server");
+    assert_eq!(code, Some(0), "a warning fails no check: {stderr}");
+    assert!(
+        stderr.contains("gossip-ha: warning: this server logs binlog_format=MIXED"),
+        "{stderr}"
+    );
+    println!("{text}\n$ gossip-ha check-config …\n{stderr}");
+
+    // Fixed at runtime: new sessions log ROW events, and the warning goes.
+    db.admin(&["SET GLOBAL binlog_format = 'ROW'"]);
+    wait_until("the warning to clear", Duration::from_secs(10), || {
+        own_warnings(&agent).is_empty()
+    });
+    assert!(has_event(
+        &agent,
+        EventKind::DbNote,
+        "no longer limits a split-brain merge"
+    ));
+
+    let mut unreachable = spec;
+    let url = unreachable.extra.iter().position(|arg| arg == "--db-url").unwrap() + 1;
+    unreachable.extra[url] = format!("mysql://gha:gha-pass@127.0.0.1:{}/", free_port());
+    let (code, stderr) = check_config(&unreachable);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("binlog_format and binlog_row_image were not checked: cannot connect"),
+        "{stderr}"
+    );
+}

@@ -150,6 +150,10 @@ pub struct NodeStatus {
     /// Present for nodes with the `db` role once their agent has gossiped it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db: Option<DbAnnouncement>,
+    /// The answering agent's own database only (never gossiped): settings that put something
+    /// at risk, such as a binary log a split-brain merge cannot copy rows from exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub db_warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +178,9 @@ pub enum EventKind {
     DbNeedsResync,
     DbUnreachable,
     DbReachable,
+    /// The local database's settings put something at risk (its binary log format); said when
+    /// it first appears or changes.
+    DbWarning,
     /// Two primaries saw each other; who stays and who steps down.
     SplitBrain,
     /// Progress and outcome of a merge or resync.

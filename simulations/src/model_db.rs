@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use gossip_ha::core::db::{DbProbe, ReplicaProbe, ER_SOURCE_FATAL_READING_BINLOG};
+use gossip_ha::core::db::{BinlogFormat, BinlogRowImage, DbProbe, ReplicaProbe, ER_SOURCE_FATAL_READING_BINLOG};
 use gossip_ha::db::{DbBackend, DbError, ReplicationSource};
 use gossip_ha_proto::db::DatabaseContent;
 
@@ -359,6 +359,9 @@ impl DbBackend for ModelDb {
         Ok(DbProbe {
             read_only: server.read_only,
             binlog_enabled: true,
+            // As the example server configuration ships: merges read exact row images.
+            binlog_format: BinlogFormat::Row,
+            binlog_row_image: BinlogRowImage::Full,
             version: "10.11-model-MariaDB".into(),
             gtid: server.last().map(|gtid| gtid.to_string()).unwrap_or_default(),
             gtid_history: server.waypoints(),

@@ -565,6 +565,7 @@ impl Driver {
                         DbDecision::Unreachable { reason } => (EventKind::DbUnreachable, me, reason),
                         DbDecision::Reachable { reason } => (EventKind::DbReachable, me, reason),
                         DbDecision::SplitBrain { reason } => (EventKind::SplitBrain, me, reason),
+                        DbDecision::Warning { reason } => (EventKind::DbWarning, me, reason),
                         DbDecision::Act { .. } => unreachable!("handled above"),
                     }
                 }

@@ -37,6 +37,7 @@ pub(super) fn node_status(view: NodeView) -> NodeStatus {
         generation: view.generation,
         is_self: view.is_self,
         db: view.db,
+        db_warnings: view.db_warnings,
         addr: view.addr,
         name: view.name,
     }

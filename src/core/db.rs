@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use gossip_ha_proto::db::{describe_databases, DatabaseContent, DbAnnouncement, DbRole, RepairKind};
 
+pub use self::binlog::{binlog_warning, BinlogFormat, BinlogRowImage};
 use super::gtid::{GtidSet, Relation};
 use super::{seconds, MonoMs};
 
@@ -69,6 +70,10 @@ impl ReplicaProbe {
 pub struct DbProbe {
     pub read_only: bool,
     pub binlog_enabled: bool,
+    /// What the server logs for new sessions (`@@GLOBAL`): a split-brain merge copies rows
+    /// exactly only from ROW events with full images (`binlog::binlog_warning`).
+    pub binlog_format: BinlogFormat,
+    pub binlog_row_image: BinlogRowImage,
     pub version: String,
     pub gtid: String,
     /// MariaDB: `gtid_binlog_state` and `gtid_slave_pos`, the waypoints of its history.
@@ -82,6 +87,11 @@ impl DbProbe {
     /// This server's history: its position and waypoints.
     pub fn history(&self) -> Result<GtidSet, String> {
         GtidSet::of_node(&self.gtid, &self.gtid_history).map_err(|err| err.to_string())
+    }
+
+    /// Why a merge of this server's writes could not be exact, if it could not.
+    pub fn binlog_warning(&self) -> Option<String> {
+        binlog_warning(self.binlog_enabled, &self.binlog_format, &self.binlog_row_image)
     }
 }
 
@@ -205,6 +215,11 @@ pub enum DbDecision {
     },
     /// Two primaries see each other; emitted once per episode, by both.
     SplitBrain {
+        reason: String,
+    },
+    /// The local database's settings put something at risk (a binary log a merge cannot copy
+    /// rows from exactly); emitted when it first appears or changes, not on every step.
+    Warning {
         reason: String,
     },
 }
@@ -383,6 +398,8 @@ pub struct DbCore {
     last_primary_seen: Option<String>,
     last_note: Option<String>,
     was_reachable: Option<bool>,
+    /// The binary log warning last emitted: said once per change, shown in status meanwhile.
+    binlog_warning: Option<String>,
     /// Since when this node has been promotable without a break: one that just became so must
     /// let the others hear of it before it may promote, or two could promote at once.
     promotable_since: Option<MonoMs>,
@@ -433,6 +450,7 @@ impl DbCore {
             last_primary_seen: None,
             last_note: None,
             was_reachable: None,
+            binlog_warning: None,
             promotable_since: None,
             promoted_from_gtid: None,
             promoted_unix_ms: None,
@@ -605,6 +623,7 @@ impl DbCore {
             self.last_primary_seen = Some(elected.name.to_string());
         }
         self.track_reachability(local, &mut out);
+        self.track_binlog_settings(local, &mut out);
         let promotable = self.promotable_reason(now, local).is_ok();
         self.promotable_since = match (promotable, self.promotable_since) {
             (true, Some(since)) => Some(since),
@@ -853,6 +872,34 @@ impl DbCore {
         self.demoted_at = Some(view.now);
         self.rival_since = None;
         self.act(DbAction::StepDown, reason, out);
+    }
+
+    /// Why a merge of this server's writes could not be exact, as last probed.
+    pub fn binlog_warning(&self) -> Option<&str> {
+        self.binlog_warning.as_deref()
+    }
+
+    /// Warns once when this server's binary log cannot give a merge exact rows, again when that
+    /// changes, and notes when it no longer applies. An unreachable server keeps the last
+    /// warning: nothing says its settings changed.
+    fn track_binlog_settings(&mut self, local: &LocalDb, out: &mut Vec<DbDecision>) {
+        let Ok(probe) = &local.probe else { return };
+        let warning = probe.binlog_warning();
+        if warning == self.binlog_warning {
+            return;
+        }
+        out.push(match &warning {
+            Some(reason) => DbDecision::Warning { reason: reason.clone() },
+            None => DbDecision::Note {
+                reason: format!(
+                    "this server's binary log no longer limits a split-brain merge (log_bin {}, binlog_format={}, binlog_row_image={})",
+                    if probe.binlog_enabled { "ON" } else { "OFF" },
+                    probe.binlog_format,
+                    probe.binlog_row_image
+                ),
+            },
+        });
+        self.binlog_warning = warning;
     }
 
     fn track_reachability(&mut self, local: &LocalDb, out: &mut Vec<DbDecision>) {
@@ -1165,6 +1212,7 @@ pub fn display_gtid(text: &str) -> String {
     }
 }
 
+pub mod binlog;
 mod candidates;
 mod handover;
 mod repair;

@@ -86,6 +86,8 @@ pub struct NodeView {
     pub last_contact_ms: u64,
     pub is_self: bool,
     pub db: Option<DbAnnouncement>,
+    /// This agent's own database only: settings that put something at risk (not gossiped).
+    pub db_warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -273,6 +275,12 @@ impl Core {
     /// This node's database as it should be gossiped, after the latest step.
     pub fn self_db(&self) -> Option<&DbAnnouncement> {
         self.self_db.as_ref()
+    }
+
+    /// What puts the local database at risk, for this agent's status.
+    pub fn db_warnings(&self) -> Vec<String> {
+        let binlog = self.db.as_ref().and_then(DbCore::binlog_warning);
+        binlog.into_iter().map(str::to_string).collect()
     }
 
     /// A peer is judged by the larger of the two thresholds, so a peer configured to heartbeat
@@ -560,6 +568,7 @@ impl Core {
             last_contact_ms: 0,
             is_self: true,
             db: self.self_db.clone(),
+            db_warnings: self.db_warnings(),
         };
         let peers = self.peers.iter().map(|(name, peer)| NodeView {
             name: name.clone(),
@@ -574,6 +583,7 @@ impl Core {
                 .unwrap_or_default(),
             is_self: false,
             db: peer.db.clone(),
+            db_warnings: Vec::new(),
         });
         std::iter::once(me).chain(peers).collect()
     }

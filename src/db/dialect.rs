@@ -83,16 +83,22 @@ impl Dialect {
         }
     }
 
-    /// One row: version, read-only (0/1), binary log on (0/1), executed GTIDs, and (MariaDB)
-    /// the history's waypoints: the newest GTID of each server id in the binary log and in the
-    /// replica position.
+    /// One row: version, read-only (0/1), binary log on (0/1), executed GTIDs, (MariaDB) the
+    /// history's waypoints: the newest GTID of each server id in the binary log and in the
+    /// replica position, then the binary log format and row image. Those two are the global
+    /// values, what new sessions (Pandora's) log with: the agent's own session keeps the ones
+    /// it connected with after a `SET GLOBAL`.
     pub fn probe_variables(self) -> &'static str {
         match self {
             Dialect::MariaDb => {
                 "SELECT @@version, @@read_only, @@log_bin, @@gtid_current_pos, \
-                 CONCAT_WS(',', NULLIF(@@gtid_binlog_state, ''), NULLIF(@@gtid_slave_pos, ''))"
+                 CONCAT_WS(',', NULLIF(@@gtid_binlog_state, ''), NULLIF(@@gtid_slave_pos, '')), \
+                 @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image"
             }
-            Dialect::MySql => "SELECT @@version, @@read_only OR @@super_read_only, @@log_bin, @@gtid_executed, ''",
+            Dialect::MySql => {
+                "SELECT @@version, @@read_only OR @@super_read_only, @@log_bin, @@gtid_executed, '', \
+                 @@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image"
+            }
         }
     }
 
@@ -294,6 +300,14 @@ mod tests {
         assert!(statements[2].sql.contains("SOURCE_AUTO_POSITION=1"));
         assert_eq!(statements[3].sql, "START REPLICA");
         assert!(Dialect::MySql.probe_variables().contains("@@gtid_executed"));
+        for dialect in [Dialect::MariaDb, Dialect::MySql] {
+            assert!(
+                dialect
+                    .probe_variables()
+                    .ends_with("@@GLOBAL.binlog_format, @@GLOBAL.binlog_row_image"),
+                "{dialect:?}: the binary log columns come last (5 and 6)"
+            );
+        }
         assert_eq!(Dialect::MySql.replica_columns().io_running, "Replica_IO_Running");
     }
 

@@ -11,6 +11,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Row};
 
 use super::dialect::{Dialect, Statement};
 use super::{DbBackend, DbError, DbProbe, ReplicaProbe, ReplicationSource};
+use crate::core::db::{binlog_warning, BinlogFormat, BinlogRowImage};
 
 pub struct MySqlBackend {
     opts: Opts,
@@ -165,6 +166,13 @@ impl MySqlBackend {
     }
 }
 
+/// The binary log format and row image of a `probe_variables` row. Never an error: they only
+/// decide a warning, and a probe that failed on them would make the database look down.
+fn binlog_columns(row: &Row) -> (BinlogFormat, BinlogRowImage) {
+    let column = |index: usize| row.get::<Option<String>, _>(index).flatten().unwrap_or_default();
+    (BinlogFormat::parse(&column(5)), BinlogRowImage::parse(&column(6)))
+}
+
 fn text(row: &Row, column: &str) -> Option<String> {
     row.get_opt::<Option<String>, _>(column).and_then(Result::ok).flatten()
 }
@@ -188,6 +196,7 @@ impl DbBackend for MySqlBackend {
         let log_bin: i64 = row.get(2).ok_or_else(|| self.unreadable(what, "no log_bin"))?;
         let gtid: String = row.get::<Option<String>, _>(3).flatten().unwrap_or_default();
         let gtid_history: String = row.get::<Option<String>, _>(4).flatten().unwrap_or_default();
+        let (binlog_format, binlog_row_image) = binlog_columns(row);
         let databases = self.databases(dialect).await?;
 
         let status = self.rows(dialect.replica_status()).await?;
@@ -219,6 +228,8 @@ impl DbBackend for MySqlBackend {
         Ok(DbProbe {
             read_only: read_only != 0,
             binlog_enabled: log_bin != 0,
+            binlog_format,
+            binlog_row_image,
             version,
             gtid,
             gtid_history,
@@ -298,7 +309,42 @@ impl DbBackend for MySqlBackend {
     }
 }
 
+/// `check-config`: one look at the server's binary log settings, connecting, asking and closing
+/// all within `timeout`. `Ok(None)`: a merge could copy its rows exactly.
+pub async fn check_binlog(url: &str, timeout: Duration) -> Result<Option<String>, String> {
+    let mut backend = MySqlBackend::new(url, timeout, timeout)?;
+    let target = backend.target().to_string();
+    let work = async {
+        let warning = backend.binlog_warning().await?;
+        backend.close().await;
+        Ok::<_, DbError>(warning)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(checked) => checked.map_err(|err| err.to_string()),
+        Err(_) => Err(format!("{target} gave no answer within {} ms", timeout.as_millis())),
+    }
+}
+
 impl MySqlBackend {
+    /// Why a split-brain merge of this server's writes could not be exact, if it could not:
+    /// only the variables row is read (not the user databases a probe opens every table of).
+    pub async fn binlog_warning(&mut self) -> Result<Option<String>, DbError> {
+        let dialect = self.dialect().await?;
+        let what = dialect.probe_variables();
+        let rows = self.rows(what).await?;
+        let row = rows.first().ok_or_else(|| self.unreadable(what, "no row"))?;
+        let log_bin: i64 = row.get(2).ok_or_else(|| self.unreadable(what, "no log_bin"))?;
+        let (format, row_image) = binlog_columns(row);
+        Ok(binlog_warning(log_bin != 0, &format, &row_image))
+    }
+
+    /// Ends the connection politely (no aborted client in the server's log), bounded.
+    pub async fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = tokio::time::timeout(self.query_timeout, conn.disconnect()).await;
+        }
+    }
+
     /// After a fence: if this server replicates from the fenced one, waits (bounded) until it
     /// executed everything the fenced server holds, so writes it took while this agent could not
     /// see it come over before this node is promoted instead of staying there. Not caught up in

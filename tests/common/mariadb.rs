@@ -198,7 +198,6 @@ impl MariaDb {
             "--performance-schema=OFF".into(),
             "--max-connections=60".into(),
         ];
-        args.extend(self.extra_args.iter().cloned());
         if self.binlog {
             args.extend([
                 format!("--log-bin={}", data.join("binlog").display()),
@@ -210,6 +209,8 @@ impl MariaDb {
                 "--gtid-strict-mode=ON".into(),
             ]);
         }
+        // Last: mariadbd takes the last of a repeated option, so these override the lab's own.
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 

@@ -43,6 +43,8 @@ fn probe(read_only: bool, gtid: &str, replica: Option<ReplicaProbe>) -> LocalDb 
         probe: Ok(DbProbe {
             read_only,
             binlog_enabled: true,
+            binlog_format: BinlogFormat::Row,
+            binlog_row_image: BinlogRowImage::Full,
             version: "10.11.19-MariaDB".into(),
             gtid: gtid.into(),
             gtid_history: String::new(),
@@ -1518,6 +1520,88 @@ fn a_rival_claim_right_after_a_peer_returns_waits_one_threshold_before_a_step_do
     let restarted: Vec<Peer> = vec![srv, rival];
     let decided = run(&mut db2, 700, 3_000, &restarted, &[], &writable);
     assert_eq!(actions(&decided), [DbAction::StepDown], "{decided:?}");
+}
+
+/// `local` with its server logging `format` events with `image` row images.
+fn logging(local: &LocalDb, format: BinlogFormat, image: BinlogRowImage) -> LocalDb {
+    let mut local = local.clone();
+    if let Ok(probe) = local.probe.as_mut() {
+        probe.binlog_format = format;
+        probe.binlog_row_image = image;
+    }
+    local
+}
+
+/// Steps `core` every 100 ms from `from_ms` to `to_ms` with a witness alive, whatever it decides.
+fn steps(core: &mut Core, from_ms: u64, to_ms: u64, local: &LocalDb) -> Vec<DbDecision> {
+    let srv = witness("srv", None);
+    (from_ms..=to_ms)
+        .step_by(100)
+        .flat_map(|now| core.step(MonoMs(now), vec![observe(&srv, now + 1)], Some(local)))
+        .filter_map(|decision| match decision {
+            Decision::Db(db) => Some(db),
+            _ => None,
+        })
+        .collect()
+}
+
+fn warnings(decided: &[DbDecision]) -> Vec<&str> {
+    decided
+        .iter()
+        .filter_map(|decision| match decision {
+            DbDecision::Warning { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_binlog_a_merge_cannot_copy_exactly_is_warned_about_once_per_change_and_shown_meanwhile() {
+    let mut db1 = db_node("db1", 2);
+    let row = probe(true, "0-1-10", None);
+    let mixed = logging(&row, BinlogFormat::Mixed, BinlogRowImage::Full);
+    let decided = steps(&mut db1, 0, 1_000, &mixed);
+    let said = warnings(&decided);
+    assert_eq!(said.len(), 1, "once, not every step: {decided:?}");
+    assert!(said[0].contains("binlog_format=MIXED"), "{}", said[0]);
+    assert_eq!(db1.db_warnings(), [said[0].to_string()]);
+    let shown = db1.view(MonoMs(1_000)).into_iter().find(|node| node.is_self).unwrap();
+    assert_eq!(shown.db_warnings, [said[0].to_string()]);
+
+    // Unreachable: nothing says the settings changed, so the warning stays, unsaid again.
+    let down = LocalDb {
+        probe: Err("cannot connect".into()),
+        unreachable_for_ms: 100,
+        action_in_flight: false,
+    };
+    let decided = steps(&mut db1, 1_100, 1_500, &down);
+    assert!(warnings(&decided).is_empty(), "{decided:?}");
+    let decided = steps(&mut db1, 1_600, 2_000, &mixed);
+    assert!(warnings(&decided).is_empty(), "{decided:?}");
+    assert_eq!(db1.db_warnings().len(), 1);
+
+    let minimal = logging(&row, BinlogFormat::Row, BinlogRowImage::Minimal);
+    let decided = steps(&mut db1, 2_100, 3_000, &minimal);
+    let said = warnings(&decided);
+    assert_eq!(said.len(), 1, "said again when it changes: {decided:?}");
+    assert!(said[0].contains("binlog_row_image=MINIMAL"), "{}", said[0]);
+
+    let decided = steps(&mut db1, 3_100, 4_000, &row);
+    assert!(warnings(&decided).is_empty(), "{decided:?}");
+    assert!(
+        notes(&decided).contains("no longer limits a split-brain merge"),
+        "{decided:?}"
+    );
+    assert!(db1.db_warnings().is_empty());
+}
+
+#[test]
+fn a_server_logging_full_row_images_is_never_warned_about() {
+    let mut db1 = db_node("db1", 2);
+    let decided = steps(&mut db1, 0, 5_000, &probe(true, "0-1-10", None));
+    assert!(warnings(&decided).is_empty(), "{decided:?}");
+    assert!(!notes(&decided).contains("binary log"), "{decided:?}");
+    assert!(db1.db_warnings().is_empty());
 }
 
 mod histories;
