@@ -201,6 +201,16 @@ fn every_row_the_loser_inserted_since_the_fork_is_merged_once_whatever_its_times
         saved.contains("`pandora`.`tconfig`"),
         "what is not merged is in the saved file"
     );
+    for entry in std::fs::read_dir(dir.path().join("state/splitbrain"))
+        .unwrap()
+        .flatten()
+    {
+        for file in std::fs::read_dir(entry.path()).unwrap().flatten() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = file.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.path().display());
+        }
+    }
 
     // Run again: the ledger says everything is in; nothing is copied twice.
     let again = run_merge(&ctx, &plan).expect("the merge run again");

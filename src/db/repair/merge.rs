@@ -263,6 +263,8 @@ fn describe(
 
 fn write_report(dir: &Path, summary: &str) -> Result<(), DbError> {
     let path = dir.join("merge-report.txt");
+    // It names tables and rows of the application: 0600 like the saved transactions.
+    save::private_file(&path)?;
     crate::fsutil::write_atomic(&path, format!("{summary}\n").as_bytes())
         .map_err(|err| local_error(&path, "write the merge report", err))
 }
