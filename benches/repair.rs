@@ -108,10 +108,13 @@ impl Drop for Servers {
     fn drop(&mut self) {
         stop(&mut self.loser);
         stop(&mut self.winner);
+        // A safety net: with `stop_and_wait` in the physical resync, it finds nothing.
         for pid in processes_under(self.dir.path()) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             eprintln!(
-                "warning: process {pid} still ran under {}; killed",
-                self.dir.path().display()
+                "warning: process {pid} still ran under {}; killed: {}",
+                self.dir.path().display(),
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
             );
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             reap(pid);
@@ -178,6 +181,25 @@ fn processes_under(dir: &Path) -> Vec<i32> {
                 .unwrap_or(false)
         })
         .collect()
+}
+
+/// How the physical resync stops `server`: as `systemctl stop` does, it returns once the process
+/// has exited. The harness's `stop_command` returns right after the signal: the resync, seeing
+/// the server no longer answer, started the new one while the old one was still shutting down
+/// (seconds with production buffers), and the old one, exiting last, deleted the pid file the
+/// new one had written (MariaDB deletes it whatever pid it holds), so nothing found the new
+/// server to kill it: the mariadbd the clone bench left running. The old server is the
+/// harness's child, a zombie until reaped, hence the state test rather than `kill -0`.
+fn stop_and_wait(server: &MariaDb) -> Vec<String> {
+    let pid_file = server.dir.join("mysqld.pid");
+    vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "pid=$(cat {}) && kill $pid && while state=$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null) && [ \"$state\" != Z ]; do sleep 0.1; done",
+            pid_file.display()
+        ),
+    ]
 }
 
 /// Over the socket and without the 5-s bound of `sql`: counting gigabytes on a server that
@@ -463,7 +485,7 @@ fn rebuilds(
     ));
     context.physical = Some(PhysicalSetup {
         datadir: loser.datadir(),
-        stop_command: loser.stop_command(),
+        stop_command: stop_and_wait(loser),
         start_command: loser.start_command(),
         tls: Some(client),
         cluster_id: "bench".into(),
