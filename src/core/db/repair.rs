@@ -222,8 +222,8 @@ impl DbCore {
         };
         let reason = match &action {
             DbAction::Merge(plan) => format!(
-                "saving this node's transactions since GTID `{}` and copying the merged tables' rows written since unix ms {} into {}",
-                plan.fork_gtid, plan.window_start_unix_ms, plan.winner
+                "saving this node's transactions since GTID `{}` and copying the rows they inserted into the merged tables into {} (by time from unix ms {} only where the log has statements)",
+                plan.fork_gtid, plan.winner, plan.window_start_unix_ms
             ),
             DbAction::Resync {
                 save_first: SaveFirst::BinlogAndDump,

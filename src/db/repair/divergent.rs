@@ -14,8 +14,9 @@ use mysql_async::binlog::row::BinlogRow;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Row};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
-use super::ledger::{self, LedgerKey};
+use super::ledger::{self, Committed, LedgerKey};
 use super::literal::{push_literal, ColumnKind};
 use super::statement::{self, Statement, Verb};
 use super::{rate, run, stopped, Progress, RepairContext};
@@ -35,6 +36,8 @@ const READER_SERVER_ID: u32 = 4_000_000_017;
 /// One batch (all its inserts, one round trip, one transaction) stays well under MariaDB's
 /// default `max_allowed_packet` (16 MiB).
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Connections committing batches on the winner at once.
+const COPY_CONNECTIONS: usize = 2;
 
 /// A merged table as both sides hold it.
 #[derive(Debug, Clone)]
@@ -67,7 +70,7 @@ pub struct LogReading {
     pub transactions_not_merged: u64,
     /// Rows of each merged table copied by this run, by index into the tables.
     pub rows_copied: Vec<u64>,
-    /// Rows an earlier, interrupted run had copied already (the ledger said so).
+    /// Rows an earlier run had copied already (the ledger said so).
     pub rows_copied_before: u64,
     /// Changes not merged, per `db.table`.
     pub untouched: BTreeMap<String, Untouched>,
@@ -86,10 +89,12 @@ struct Transaction {
     not_merged: bool,
 }
 
-/// Rows waiting to be committed on the winner, one INSERT per table.
+/// Rows waiting to be committed on the winner, one INSERT per table, and the ranges of row
+/// numbers they are (one ledger line each).
 struct Batch {
     inserts: Vec<String>,
     rows: Vec<u64>,
+    ranges: Vec<(u64, u64)>,
     bytes: usize,
     max_rows: usize,
 }
@@ -99,12 +104,17 @@ impl Batch {
         Batch {
             inserts: vec![String::new(); tables.len()],
             rows: vec![0; tables.len()],
+            ranges: Vec::new(),
             bytes: 0,
             max_rows,
         }
     }
 
-    fn push(&mut self, index: usize, table: &MergedTable, row: &BinlogRow) -> Result<(), String> {
+    fn push(&mut self, number: u64, index: usize, table: &MergedTable, row: &BinlogRow) -> Result<(), String> {
+        match self.ranges.last_mut() {
+            Some((first, rows)) if *first + *rows == number => *rows += 1,
+            _ => self.ranges.push((number, 1)),
+        }
         let insert = &mut self.inserts[index];
         let before = insert.len();
         insert.push_str(if insert.is_empty() { &table.insert_prefix } else { "," });
@@ -129,8 +139,9 @@ impl Batch {
         self.rows.iter().all(|rows| *rows == 0)
     }
 
-    /// One transaction: every table's rows and the ledger line saying how far the merge is.
-    fn statement(&mut self, key: &LedgerKey, rows_merged: u64, last_gtid: &str) -> String {
+    /// One transaction: every table's rows and the ledger lines saying which they are. Empties
+    /// the batch.
+    fn take_statement(&mut self, key: &LedgerKey, last_gtid: &str) -> String {
         let mut sql = String::with_capacity(self.bytes + 512);
         sql.push_str("START TRANSACTION;");
         for insert in self.inserts.iter_mut().filter(|insert| !insert.is_empty()) {
@@ -138,10 +149,89 @@ impl Batch {
             sql.push(';');
             insert.clear();
         }
-        sql.push_str(&ledger::record_statement(key, rows_merged, last_gtid));
-        sql.push_str(";COMMIT");
+        for (first, rows) in self.ranges.drain(..) {
+            sql.push_str(&ledger::record_statement(key, first, rows, last_gtid));
+            sql.push(';');
+        }
+        sql.push_str("COMMIT");
         self.bytes = 0;
+        self.rows.iter_mut().for_each(|rows| *rows = 0);
         sql
+    }
+}
+
+/// Batches committed on the winner over a few connections at once, in any order (each carries
+/// its own ledger lines): InnoDB takes inserts from two sessions on two cores.
+struct Pool {
+    free: Vec<Conn>,
+    busy: JoinSet<(Conn, Result<(), DbError>)>,
+    timeout: Duration,
+    target: String,
+}
+
+impl Pool {
+    async fn open(ctx: &RepairContext, winner_addr: &str) -> Result<Pool, DbError> {
+        let mut free = Vec::new();
+        for _ in 0..COPY_CONNECTIONS {
+            let mut conn = ctx.connect_to(winner_addr).await?;
+            super::prepare_merge_session(ctx, &mut conn, winner_addr).await?;
+            free.push(conn);
+        }
+        Ok(Pool {
+            free,
+            busy: JoinSet::new(),
+            timeout: ctx.statement_timeout,
+            target: winner_addr.to_string(),
+        })
+    }
+
+    async fn submit(&mut self, sql: String) -> Result<(), DbError> {
+        let mut conn = match self.free.pop() {
+            Some(conn) => conn,
+            None => self.finish_one().await?,
+        };
+        let (timeout, target) = (self.timeout, self.target.clone());
+        self.busy.spawn(async move {
+            let result = run(
+                timeout,
+                &target,
+                "copy a batch of rows with its ledger lines",
+                conn.query_drop(sql),
+            )
+            .await;
+            (conn, result)
+        });
+        Ok(())
+    }
+
+    /// Waits for a batch to commit; its failure fails the merge (the batches still in flight are
+    /// dropped with their connections, uncommitted).
+    async fn finish_one(&mut self) -> Result<Conn, DbError> {
+        match self.busy.join_next().await {
+            Some(Ok((conn, Ok(())))) => Ok(conn),
+            Some(Ok((_, Err(err)))) => Err(err),
+            Some(Err(err)) => Err(DbError::Query {
+                target: self.target.clone(),
+                what: "copy a batch of rows".into(),
+                message: err.to_string(),
+            }),
+            None => Err(DbError::Query {
+                target: self.target.clone(),
+                what: "copy a batch of rows".into(),
+                message: "no connection left".into(),
+            }),
+        }
+    }
+
+    async fn finish_all(mut self) -> Result<(), DbError> {
+        while !self.busy.is_empty() {
+            let conn = self.finish_one().await?;
+            self.free.push(conn);
+        }
+        for conn in self.free {
+            let _ = conn.disconnect().await;
+        }
+        Ok(())
     }
 }
 
@@ -151,15 +241,14 @@ struct Reader<'a> {
     tables: &'a [MergedTable],
     fork: GtidSet,
     key: LedgerKey,
-    winner: &'a mut Conn,
-    winner_target: &'a str,
+    pool: Pool,
     winner_name: &'a str,
     reading: LogReading,
     batch: Batch,
-    /// Rows of merged tables seen in log order since the fork, and how many of them the ledger
-    /// says are in.
+    /// Rows of merged tables seen in log order since the fork (the next row's number), and
+    /// those the ledger says are in.
     rows_seen: u64,
-    skip_rows: u64,
+    committed: Committed,
     started: Instant,
 }
 
@@ -200,20 +289,21 @@ pub async fn merge_from_log(
         loser: loser.to_string(),
         fork_gtid: fork_gtid.to_string(),
     };
-    let skip_rows = ledger::rows_already_merged(ctx, winner, winner_target, &key).await?;
+    let committed = ledger::committed(ctx, winner, winner_target, &key).await?;
+    reading.rows_copied_before = committed.total();
+    let pool = Pool::open(ctx, winner_target).await?;
     let mut stream = open_stream(ctx, local, &first_file).await?;
     let mut reader = Reader {
         ctx,
         tables,
         fork,
         key,
-        winner,
-        winner_target,
+        pool,
         winner_name,
         reading,
         batch: Batch::new(tables, ctx.batch_rows),
         rows_seen: 0,
-        skip_rows,
+        committed,
         started: Instant::now(),
     };
     let mut transaction = Transaction::default();
@@ -228,7 +318,7 @@ pub async fn merge_from_log(
     reader.finish_transaction(&mut transaction);
     reader.flush(&transaction.gtid).await?;
     let _ = stream.close().await;
-    reader.reading.rows_copied_before = reader.skip_rows.min(reader.rows_seen);
+    reader.pool.finish_all().await?;
     Ok(reader.reading)
 }
 
@@ -337,12 +427,13 @@ impl Reader<'_> {
         for row in rows.rows(table_map) {
             let (_, after) = row.map_err(|err| self.unreadable(&err.to_string()))?;
             let after = after.ok_or_else(|| self.unreadable("an insert without its row image"))?;
+            let number = self.rows_seen;
             self.rows_seen += 1;
-            if self.rows_seen <= self.skip_rows {
+            if self.committed.contains(number) {
                 continue;
             }
             self.batch
-                .push(index, table, &after)
+                .push(number, index, table, &after)
                 .map_err(|err| self.unreadable(&err))?;
             self.reading.rows_copied[index] += 1;
         }
@@ -378,15 +469,8 @@ impl Reader<'_> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let sql = self.batch.statement(&self.key, self.rows_seen, last_gtid);
-        self.batch.rows.iter_mut().for_each(|rows| *rows = 0);
-        run(
-            self.ctx.statement_timeout,
-            self.winner_target,
-            "copy a batch of rows and its ledger line",
-            self.winner.query_drop(sql),
-        )
-        .await
+        let sql = self.batch.take_statement(&self.key, last_gtid);
+        self.pool.submit(sql).await
     }
 
     fn progress_line(&self) -> String {

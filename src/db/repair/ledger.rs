@@ -1,7 +1,8 @@
-//! The winner's record of a merge: how many of the loser's logged rows (counted in log order,
-//! from the fork) are already in it. Each batch of rows is committed in one transaction with
-//! its ledger line, so a merge cut at any point and run again skips exactly what is in and
-//! copies exactly what is not, with no scan of the winner's tables.
+//! The winner's record of a merge: which of the loser's logged rows (numbered in log order from
+//! the fork) are already in it, one line per batch (its first row and how many). Each batch is
+//! committed in one transaction with its line, so batches may commit in any order (several
+//! connections copy at once) and a merge cut at any point and run again skips exactly what is in
+//! and copies exactly what is not, with no scan of the winner's tables.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -22,13 +23,46 @@ pub struct LedgerKey {
     pub fork_gtid: String,
 }
 
-/// Creates the ledger if it is missing; returns how many rows of this merge are already in.
-pub async fn rows_already_merged(
+/// Row numbers already in: sorted, disjoint `[first, first + rows)` ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    ranges: Vec<(u64, u64)>,
+    /// The first range that may still hold or follow the next row asked about.
+    cursor: usize,
+}
+
+impl Committed {
+    pub fn new(mut ranges: Vec<(u64, u64)>) -> Self {
+        ranges.sort_unstable();
+        Committed { ranges, cursor: 0 }
+    }
+
+    /// Whether row `row` is in; rows must be asked about in increasing order.
+    pub fn contains(&mut self, row: u64) -> bool {
+        while let Some(&(first, rows)) = self.ranges.get(self.cursor) {
+            if row < first {
+                return false;
+            }
+            if row < first + rows {
+                return true;
+            }
+            self.cursor += 1;
+        }
+        false
+    }
+
+    pub fn total(&self) -> u64 {
+        self.ranges.iter().map(|(_, rows)| rows).sum()
+    }
+}
+
+/// Creates the ledger if it is missing; returns the rows of this merge already in.
+pub async fn committed(
     ctx: &RepairContext,
     winner: &mut Conn,
     target: &str,
     key: &LedgerKey,
-) -> Result<u64, DbError> {
+) -> Result<Committed, DbError> {
     if key.fork_gtid.len() > MAX_FORK_TEXT {
         return Err(DbError::Unreadable {
             target: target.to_string(),
@@ -45,10 +79,11 @@ pub async fn rows_already_merged(
             "CREATE TABLE IF NOT EXISTS {TABLE} (\
              loser VARCHAR(191) CHARACTER SET utf8mb4 NOT NULL, \
              fork_gtid VARCHAR({MAX_FORK_TEXT}) CHARACTER SET ascii NOT NULL, \
-             rows_merged BIGINT UNSIGNED NOT NULL, \
+             first_row BIGINT UNSIGNED NOT NULL, \
+             rows_in_batch BIGINT UNSIGNED NOT NULL, \
              last_gtid VARCHAR(64) CHARACTER SET ascii NOT NULL, \
-             updated_unix_s BIGINT NOT NULL, \
-             PRIMARY KEY (loser, fork_gtid)) ENGINE=InnoDB"
+             committed_unix_s BIGINT NOT NULL, \
+             PRIMARY KEY (loser, fork_gtid, first_row)) ENGINE=InnoDB"
         ),
     ] {
         run(
@@ -59,30 +94,43 @@ pub async fn rows_already_merged(
         )
         .await?;
     }
-    let merged: Option<u64> = run(
+    let ranges: Vec<(u64, u64)> = run(
         ctx.statement_timeout,
         target,
         "read the merge ledger",
-        winner.exec_first(
-            format!("SELECT rows_merged FROM {TABLE} WHERE loser = ? AND fork_gtid = ?"),
+        winner.exec(
+            format!("SELECT first_row, rows_in_batch FROM {TABLE} WHERE loser = ? AND fork_gtid = ?"),
             (key.loser.as_str(), key.fork_gtid.as_str()),
         ),
     )
     .await?;
-    Ok(merged.unwrap_or(0))
+    Ok(Committed::new(ranges))
 }
 
-/// The statement that records `rows_merged` in the same transaction as the batch that got there.
-/// Node names and GTIDs are plain text: quoted with mysql_async's own escaping.
-pub fn record_statement(key: &LedgerKey, rows_merged: u64, last_gtid: &str) -> String {
+/// The statement that records a batch (`rows` rows from row number `first_row`) in the same
+/// transaction as its rows. Node names and GTIDs are plain text: quoted with mysql_async's own
+/// escaping.
+pub fn record_statement(key: &LedgerKey, first_row: u64, rows: u64, last_gtid: &str) -> String {
     let quote = |text: &str| mysql_async::Value::from(text).as_sql(false);
     format!(
-        "INSERT INTO {TABLE} (loser, fork_gtid, rows_merged, last_gtid, updated_unix_s) \
-         VALUES ({}, {}, {rows_merged}, {}, UNIX_TIMESTAMP()) \
-         ON DUPLICATE KEY UPDATE rows_merged = VALUES(rows_merged), last_gtid = VALUES(last_gtid), \
-         updated_unix_s = VALUES(updated_unix_s)",
+        "INSERT INTO {TABLE} (loser, fork_gtid, first_row, rows_in_batch, last_gtid, committed_unix_s) \
+         VALUES ({}, {}, {first_row}, {rows}, {}, UNIX_TIMESTAMP())",
         quote(&key.loser),
         quote(&key.fork_gtid),
         quote(last_gtid)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Committed;
+
+    #[test]
+    fn committed_ranges_answer_for_rows_in_order() {
+        let mut committed = Committed::new(vec![(10, 5), (0, 3), (20, 1)]);
+        let inside: Vec<u64> = (0..25).filter(|row| committed.contains(*row)).collect();
+        assert_eq!(inside, [0, 1, 2, 10, 11, 12, 13, 14, 20]);
+        assert_eq!(committed.total(), 9);
+        assert!(!Committed::default().contains(0));
+    }
 }

@@ -17,7 +17,7 @@ use super::divergent::{self, LogReading, MergedTable};
 use super::literal::ColumnKind;
 use super::save::{self, local_error};
 use super::window::{self, WindowCopy};
-use super::{ident, rate, run, Progress, RepairContext};
+use super::{ident, prepare_merge_session, rate, run, Progress, RepairContext};
 use crate::core::db::MergePlan;
 use crate::db::DbError;
 
@@ -40,16 +40,42 @@ pub async fn merge(
 ) -> Result<String, DbError> {
     let started = Instant::now();
     let dir = save::private_dir(&ctx.state_dir, "splitbrain", &format!("lost-to-{}", plan.winner))?;
-    let saved = save_divergent(ctx, plan, &dir).await;
-    if saved.is_err() {
-        save::remove_if_empty(&dir);
-    }
-    let saved = saved?;
+    // The save and the copy run at once: the copy only adds to the winner, and nothing of this
+    // node is replaced before both have finished (the rebuild comes after the merge).
+    let (saved, copied) = tokio::join!(save_divergent(ctx, plan, &dir), copy(ctx, plan, progress, stop));
+    let saved = match saved {
+        Ok(saved) => saved,
+        Err(err) => {
+            save::remove_if_empty(&dir);
+            return Err(err);
+        }
+    };
     progress.finish(format!("saved this node's transactions since the fork: {saved}"));
+    let (reading, windows) = copied?;
+    let copied: u64 =
+        reading.rows_copied.iter().sum::<u64>() + windows.iter().map(|(_, copy)| copy.copied).sum::<u64>();
+    let summary = format!(
+        "merged into {} in {:.1} s ({:.0} rows/s): {}; {saved}",
+        plan.winner,
+        started.elapsed().as_secs_f64(),
+        rate(copied as f64, started),
+        describe(ctx, plan, &reading, &windows, &dir.join(DIVERGENT_FILE))
+    );
+    write_report(&dir, &summary)?;
+    Ok(summary)
+}
+
+/// The rows from the log, then the windows of the tables the log could not say for.
+async fn copy(
+    ctx: &RepairContext,
+    plan: &MergePlan,
+    progress: &mut Progress,
+    stop: &watch::Receiver<bool>,
+) -> Result<(LogReading, Vec<(usize, WindowCopy)>), DbError> {
     let mut local = ctx.connect_local().await?;
     let mut winner = ctx.connect_to(&plan.winner_addr).await?;
-    prepare_session(ctx, &mut local, &ctx.local_target()).await?;
-    prepare_session(ctx, &mut winner, &plan.winner_addr).await?;
+    prepare_merge_session(ctx, &mut local, &ctx.local_target()).await?;
+    prepare_merge_session(ctx, &mut winner, &plan.winner_addr).await?;
     let (tables, columns) = merged_tables(ctx, plan, &mut local, &mut winner).await?;
     let reading = divergent::merge_from_log(
         ctx,
@@ -95,25 +121,7 @@ pub async fn merge(
     }
     let _ = local.disconnect().await;
     let _ = winner.disconnect().await;
-    let copied: u64 =
-        reading.rows_copied.iter().sum::<u64>() + windows.iter().map(|(_, copy)| copy.copied).sum::<u64>();
-    let summary = format!(
-        "merged into {} in {:.1} s ({:.0} rows/s): {}; {saved}",
-        plan.winner,
-        started.elapsed().as_secs_f64(),
-        rate(copied as f64, started),
-        describe(ctx, plan, &reading, &windows, &dir.join(DIVERGENT_FILE))
-    );
-    write_report(&dir, &summary)?;
-    Ok(summary)
-}
-
-/// Literals carry backslash escapes; strings are the bytes the loser stored (no conversion on
-/// the way); `TIMESTAMP` values are written as seconds since the epoch, in UTC.
-async fn prepare_session(ctx: &RepairContext, conn: &mut Conn, target: &str) -> Result<(), DbError> {
-    let sql =
-        "SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', ''), NAMES binary, time_zone = '+00:00'";
-    run(ctx.statement_timeout, target, sql, conn.query_drop(sql)).await
+    Ok((reading, windows))
 }
 
 /// Each configured table as both sides hold it, and the names of the columns copied.
@@ -208,7 +216,7 @@ fn describe(
             .collect();
         let earlier = match reading.rows_copied_before {
             0 => String::new(),
-            rows => format!("; {rows} more were in from an earlier, interrupted run"),
+            rows => format!("; {rows} were in already from an earlier run"),
         };
         parts.push(format!(
             "{} exactly as this node's binary log has them since the fork at {} ({} transactions{earlier})",

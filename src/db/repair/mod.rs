@@ -152,6 +152,14 @@ where
     }
 }
 
+/// A merge's session: literals carry backslash escapes; strings are the bytes the loser stored
+/// (no conversion on the way); `TIMESTAMP` values are written as seconds since the epoch, in UTC.
+async fn prepare_merge_session(ctx: &RepairContext, conn: &mut Conn, target: &str) -> Result<(), DbError> {
+    let sql =
+        "SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', ''), NAMES binary, time_zone = '+00:00'";
+    run(ctx.statement_timeout, target, sql, conn.query_drop(sql)).await
+}
+
 /// Read-only, no replication, and no binary log history of its own: the state a rebuilt server
 /// starts replicating from (the divergent history was saved by the merge before).
 async fn forget_history(ctx: &RepairContext, conn: &mut Conn) -> Result<(), DbError> {
