@@ -223,6 +223,11 @@ impl Pool {
         }
     }
 
+    /// Waits for every batch in flight, whatever its outcome (each is bounded by the timeout).
+    async fn settle(&mut self) {
+        while self.busy.join_next().await.is_some() {}
+    }
+
     async fn finish_all(mut self) -> Result<(), DbError> {
         while !self.busy.is_empty() {
             let conn = self.finish_one().await?;
@@ -306,23 +311,42 @@ pub async fn merge_from_log(
         committed,
         started: Instant::now(),
     };
-    let mut transaction = Transaction::default();
-    while let Some(event) = next_event(ctx, &mut stream).await? {
-        stopped(stop, "merge")?;
-        reader.read_event(&event, &stream, &mut transaction)?;
-        if reader.batch.full() {
-            reader.flush(&transaction.gtid).await?;
-            progress.report(|| reader.progress_line());
+    let read = reader.read_all(&mut stream, progress, stop).await;
+    let _ = stream.close().await;
+    match read {
+        Ok(()) => {
+            reader.pool.finish_all().await?;
+            Ok(reader.reading)
+        }
+        Err(err) => {
+            // Batches already sent finish (or fail) before the merge says it stopped: nothing
+            // of this merge is still landing on the winner once it has returned.
+            reader.pool.settle().await;
+            Err(err)
         }
     }
-    reader.finish_transaction(&mut transaction);
-    reader.flush(&transaction.gtid).await?;
-    let _ = stream.close().await;
-    reader.pool.finish_all().await?;
-    Ok(reader.reading)
 }
 
 impl Reader<'_> {
+    async fn read_all(
+        &mut self,
+        stream: &mut BinlogStream,
+        progress: &mut Progress,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), DbError> {
+        let mut transaction = Transaction::default();
+        while let Some(event) = next_event(self.ctx, stream).await? {
+            stopped(stop, "merge")?;
+            self.read_event(&event, stream, &mut transaction)?;
+            if self.batch.full() {
+                self.flush(&transaction.gtid).await?;
+                progress.report(|| self.progress_line());
+            }
+        }
+        self.finish_transaction(&mut transaction);
+        self.flush(&transaction.gtid).await
+    }
+
     fn read_event(
         &mut self,
         event: &Event,
