@@ -110,7 +110,15 @@ impl Batch {
         }
     }
 
-    fn push(&mut self, number: u64, index: usize, table: &MergedTable, row: &BinlogRow) -> Result<(), String> {
+    /// `positions[column]` is where the image holds that column (`None`: left out of it).
+    fn push(
+        &mut self,
+        number: u64,
+        index: usize,
+        table: &MergedTable,
+        positions: &[Option<usize>],
+        row: &BinlogRow,
+    ) -> Result<(), String> {
         match self.ranges.last_mut() {
             Some((first, rows)) if *first + *rows == number => *rows += 1,
             _ => self.ranges.push((number, 1)),
@@ -123,7 +131,8 @@ impl Batch {
             if position > 0 {
                 insert.push(',');
             }
-            push_literal(insert, row.as_ref(column), kind).map_err(|err| format!("{}: {err}", table.name))?;
+            let value = positions.get(column).copied().flatten().and_then(|at| row.as_ref(at));
+            push_literal(insert, value, kind).map_err(|err| format!("{}: {err}", table.name))?;
         }
         insert.push(')');
         self.bytes += insert.len() - before;
@@ -230,14 +239,37 @@ impl Pool {
 
     async fn finish_all(mut self) -> Result<(), DbError> {
         while !self.busy.is_empty() {
-            let conn = self.finish_one().await?;
-            self.free.push(conn);
+            match self.finish_one().await {
+                Ok(conn) => self.free.push(conn),
+                Err(err) => {
+                    // As on a stop: the other batch in flight finishes before the error returns.
+                    self.settle().await;
+                    return Err(err);
+                }
+            }
         }
         for conn in self.free {
             let _ = conn.disconnect().await;
         }
         Ok(())
     }
+}
+
+/// A row image holds only the columns its bitmap marks, packed in table order (a MINIMAL or
+/// NOBLOB image leaves some out): where each of the table's `columns` is in it. No bitmap: all.
+fn packed_positions(present: Option<&[bool]>, columns: usize) -> Vec<Option<usize>> {
+    let Some(present) = present else {
+        return (0..columns).map(Some).collect();
+    };
+    let mut next = 0;
+    (0..columns)
+        .map(|column| {
+            present.get(column).copied().unwrap_or(false).then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect()
 }
 
 /// Where the merge stands while it reads.
@@ -448,6 +480,10 @@ impl Reader<'_> {
             return Ok(());
         };
         let table = &self.tables[index];
+        let present: Option<Vec<bool>> = rows
+            .columns_after_image()
+            .map(|bits| bits.iter().map(|bit| *bit).collect());
+        let positions = packed_positions(present.as_deref(), table.loser_columns);
         for row in rows.rows(table_map) {
             let (_, after) = row.map_err(|err| self.unreadable(&err.to_string()))?;
             let after = after.ok_or_else(|| self.unreadable("an insert without its row image"))?;
@@ -457,7 +493,7 @@ impl Reader<'_> {
                 continue;
             }
             self.batch
-                .push(number, index, table, &after)
+                .push(number, index, table, &positions, &after)
                 .map_err(|err| self.unreadable(&err))?;
             self.reading.rows_copied[index] += 1;
         }
@@ -606,5 +642,20 @@ async fn next_event(ctx: &RepairContext, stream: &mut BinlogStream) -> Result<Op
             what: "read the binary log after the fork".into(),
             timeout_ms: ctx.statement_timeout.as_millis() as u64,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::packed_positions;
+
+    #[test]
+    fn a_partial_image_packs_the_columns_it_holds() {
+        assert_eq!(packed_positions(None, 3), [Some(0), Some(1), Some(2)]);
+        assert_eq!(
+            packed_positions(Some(&[true, false, true, true]), 4),
+            [Some(0), None, Some(1), Some(2)]
+        );
+        assert_eq!(packed_positions(Some(&[false, true]), 3), [None, Some(0), None]);
     }
 }
