@@ -172,6 +172,8 @@ pub enum EventKind {
     IdentityReloadFailed,
     AdminCommand,
     DbPrimaryChanged,
+    /// A planned switchover moved the DB primary (never reported as a split-brain).
+    Switchover,
     DbAction,
     DbActionFailed,
     DbNote,

@@ -58,6 +58,10 @@ pub struct DbAnnouncement {
     pub maintenance: bool,
     /// Could be promoted now: reachable, binary log on, not in maintenance, resync or cool-down.
     pub promotable: bool,
+    /// Why it cannot be promoted, when it cannot (and does not claim primary): maintenance,
+    /// cool-down, needs resync, binary log off, database unreachable. Absent from older agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_promotable: Option<String>,
     /// host:port replicas use to reach this database.
     pub advertise: String,
     pub version: Option<String>,

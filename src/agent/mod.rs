@@ -251,7 +251,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         &settings.advertise.to_string(),
         generation,
         announcement,
-    );
+    )
+    .with_seeds(settings.seeds.clone());
     let (status_tx, status_rx) = watch::channel(Arc::new(empty_report(&settings)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (admin_tx, admin_rx) = tokio::sync::mpsc::channel::<AdminRequest>(ADMIN_QUEUE);
@@ -551,6 +552,12 @@ impl Driver {
                 Decision::NodeDown { node, reason } => (EventKind::NodeDown, Some(node), reason),
                 Decision::NodeRestarted { node, reason } => (EventKind::NodeRestarted, Some(node), reason),
                 Decision::ServerMasterChanged { to, reason, .. } => (EventKind::ServerMasterChanged, to, reason),
+                Decision::DbPrimaryChanged {
+                    to,
+                    reason,
+                    switchover: true,
+                    ..
+                } => (EventKind::Switchover, to, reason),
                 Decision::DbPrimaryChanged { to, reason, .. } => (EventKind::DbPrimaryChanged, to, reason),
                 Decision::Request { from, reason } => (EventKind::AdminCommand, Some(from), reason),
                 Decision::Db(DbDecision::Act { action, reason }) => {
@@ -756,7 +763,10 @@ impl Driver {
             Decision::ServerMasterChanged { from, to, reason } => {
                 (Hook::OnServerMasterChange, to.as_ref(), from.as_ref(), reason)
             }
-            Decision::DbPrimaryChanged { from, to, reason } => {
+            // Once per change of primary: the gap of a failover ("no primary") is not a change
+            // a hook can act on, and the next primary's change names the old one as previous.
+            Decision::DbPrimaryChanged { to: None, .. } => return,
+            Decision::DbPrimaryChanged { from, to, reason, .. } => {
                 (Hook::OnDbPrimaryChange, to.as_ref(), from.as_ref(), reason)
             }
             Decision::Db(_) | Decision::Request { .. } => return,

@@ -331,6 +331,25 @@ pub fn writes_since_fork<'a>(claims: &[Claim<'a>]) -> Option<Vec<(Claim<'a>, u64
         .collect()
 }
 
+/// Whether every claim's gossiped position is past the newest claim's fork (holds it), so the
+/// writes counted since the fork are current. A position gossiped before the fork (an old
+/// primary's, read before the heal) would count its side's writes as none. True when there is
+/// nothing to count: one claim, no readable fork, unrelated histories.
+pub fn positions_settled(claims: &[Claim<'_>]) -> bool {
+    if claims.len() < 2 || unrelated_claims(claims) {
+        return true;
+    }
+    let newest = claims
+        .iter()
+        .max_by_key(|claim| (claim.epoch, claim.priority, Reverse(claim.name)));
+    let Some(fork) = newest.and_then(|claim| GtidSet::parse(claim.fork_gtid?).ok()) else {
+        return true;
+    };
+    claims
+        .iter()
+        .all(|claim| claim.history_set().is_some_and(|history| history.covers(&fork)))
+}
+
 /// "db2 took 36 writes since the fork at GTID 0-1-65, db1 took 16 (the most writes stays
 /// primary; ties go to priority, then name)", for reasons.
 pub fn split_tally(claims: &[Claim<'_>]) -> String {
@@ -396,7 +415,8 @@ pub struct DbCore {
     catchup_since: Option<MonoMs>,
     last_repoint_at: Option<MonoMs>,
     last_primary_seen: Option<String>,
-    last_note: Option<String>,
+    /// What the last note was about: a note is said again only when that changes.
+    last_note: Option<Waiting>,
     was_reachable: Option<bool>,
     /// The binary log warning last emitted: said once per change, shown in status meanwhile.
     binlog_warning: Option<String>,
@@ -407,6 +427,8 @@ pub struct DbCore {
     promoted_unix_ms: Option<u64>,
     /// Since when this primary has seen another valid primary claim (a split-brain).
     rival_since: Option<MonoMs>,
+    /// The split-brain verdict of the current episode was said (once per episode).
+    split_verdict_said: bool,
     repair: Option<Repair>,
     handover: Option<Handover>,
     /// Silent-agent DB nodes whose host this primary reaches: since when, and whether it fenced
@@ -455,6 +477,7 @@ impl DbCore {
             promoted_from_gtid: None,
             promoted_unix_ms: None,
             rival_since: None,
+            split_verdict_said: false,
             repair: None,
             handover: None,
             silent_in_reach: BTreeMap::new(),
@@ -528,30 +551,44 @@ impl DbCore {
         self.promoted_from_gtid.as_deref()
     }
 
-    fn promotable_reason(&self, now: MonoMs, local: &LocalDb) -> Result<(), String> {
+    fn promotable_reason(&self, now: MonoMs, local: &LocalDb) -> Result<(), NotPromotable> {
         let probe = local
             .probe
             .as_ref()
-            .map_err(|err| format!("database unreachable: {err}"))?;
+            .map_err(|err| NotPromotable::new(Blocker::DatabaseUnreachable, format!("database unreachable: {err}")))?;
         if self.policy.maintenance {
-            return Err("in maintenance".into());
+            return Err(NotPromotable::new(Blocker::Maintenance, "in maintenance"));
         }
         if let LocalRole::NeedsResync(why) = &self.role {
-            return Err(format!("needs resync ({why})"));
+            return Err(NotPromotable::new(
+                Blocker::NeedsResync,
+                format!("needs resync ({why})"),
+            ));
         }
         if !probe.binlog_enabled {
-            return Err("binary log disabled: replicas could not follow it".into());
+            return Err(NotPromotable::new(
+                Blocker::BinlogDisabled,
+                "binary log disabled: replicas could not follow it",
+            ));
         }
         if probe.history().is_err() {
-            return Err(format!("unreadable GTID position `{}`", probe.gtid));
+            return Err(NotPromotable::new(
+                Blocker::UnreadableGtid,
+                format!("unreadable GTID position `{}`", probe.gtid),
+            ));
         }
         if let Some(demoted_at) = self.demoted_at {
             let waited = now.since(demoted_at);
             if waited < self.policy.promotion_cooldown_ms {
-                return Err(format!(
-                    "demoted {} ago; cool-down is {}",
-                    seconds(waited),
-                    seconds(self.policy.promotion_cooldown_ms)
+                return Err(NotPromotable::new(
+                    Blocker::CoolDown {
+                        demoted_at_ms: demoted_at.0,
+                    },
+                    // No running time: this text is gossiped, and would change every step.
+                    format!(
+                        "in its promotion cool-down: demoted less than {} ago",
+                        seconds(self.policy.promotion_cooldown_ms)
+                    ),
                 ));
             }
         }
@@ -559,6 +596,7 @@ impl DbCore {
     }
 
     pub fn announcement(&self, now: MonoMs, local: &LocalDb) -> DbAnnouncement {
+        let promotable = self.promotable_reason(now, local);
         let role = match (&self.role, &local.probe) {
             (LocalRole::NeedsResync(_), _) => DbRole::NeedsResync,
             (_, Err(_)) => DbRole::Unreachable,
@@ -590,7 +628,8 @@ impl DbCore {
             epoch: self.epoch,
             priority: self.policy.priority,
             maintenance: self.policy.maintenance,
-            promotable: self.promotable_reason(now, local).is_ok() && !self.claims_primary(),
+            promotable: promotable.is_ok() && !self.claims_primary(),
+            not_promotable: promotable.err().map(|refusal| refusal.why),
             advertise: self.policy.advertise.clone(),
             version: probe.map(|probe| probe.version.clone()),
             last_error,
@@ -603,9 +642,10 @@ impl DbCore {
         }
     }
 
-    fn note(&mut self, reason: String, out: &mut Vec<DbDecision>) {
-        if self.last_note.as_deref() != Some(reason.as_str()) {
-            self.last_note = Some(reason.clone());
+    /// Says why nothing is done, once per thing waited for (not per wording: see `waiting`).
+    fn note(&mut self, waiting: Waiting, reason: String, out: &mut Vec<DbDecision>) {
+        if self.last_note.as_ref() != Some(&waiting) {
+            self.last_note = Some(waiting);
             out.push(DbDecision::Note { reason });
         }
     }
@@ -647,6 +687,7 @@ impl DbCore {
             LocalRole::Promoting if probe.read_only => {
                 self.role = LocalRole::Starting;
                 self.note(
+                    Waiting::ReEvaluating,
                     "promotion did not leave the database writable; re-evaluating".into(),
                     &mut out,
                 );
@@ -657,6 +698,7 @@ impl DbCore {
                 // mysqld restarted (it boots read-only): a primary no longer, until re-elected.
                 self.role = LocalRole::Starting;
                 self.note(
+                    Waiting::ReEvaluating,
                     "the database came back read-only; re-evaluating who is primary".into(),
                     &mut out,
                 );
@@ -669,6 +711,7 @@ impl DbCore {
             // claim at once (so peers see no gap), and steps down below if a better one exists.
             self.role = LocalRole::Primary;
             self.note(
+                Waiting::ResumingPrimary { epoch: self.epoch },
                 format!(
                     "resuming as primary with epoch {}: the database is writable and this node promoted it",
                     self.epoch
@@ -701,6 +744,7 @@ impl DbCore {
             return out;
         }
         self.rival_since = None;
+        self.split_verdict_said = false;
 
         if !probe.read_only {
             self.act(
@@ -787,27 +831,31 @@ impl DbCore {
         let tally = split_tally(&all);
         if rivals.is_empty() {
             self.rival_since = None;
-        } else if self.rival_since.is_none() {
-            self.rival_since = Some(view.now);
-            let names: Vec<String> = rivals
-                .iter()
-                .map(|rival| format!("{} (epoch {}, GTID {})", rival.name, rival.epoch, rival.gtid))
-                .collect();
-            let winner = elected.map(|claim| claim.name).unwrap_or("-");
-            let both = format!(
-                "this node (epoch {}, GTID {}) and {} both claim primary; {tally}; {winner} stays primary",
-                self.epoch,
-                display_gtid(&probe.gtid),
-                names.join(", ")
-            );
-            // Two unrelated histories are two clusters' primaries, not one cluster split.
-            out.push(if unrelated_claims(&all) {
-                DbDecision::Note { reason: both }
-            } else {
-                DbDecision::SplitBrain {
-                    reason: format!("split-brain: {both}"),
-                }
+            self.split_verdict_said = false;
+        } else {
+            let since = *self.rival_since.get_or_insert(view.now);
+            let handing_over = self.handover.as_ref().is_some_and(|handover| {
+                handover.gtid.is_some() && rivals.iter().all(|rival| rival.name == handover.to)
             });
+            let settled = positions_settled(&all);
+            if !handing_over && !settled && view.now.since(since) < view.threshold_ms {
+                // A position gossiped before the fork counts its side's writes as 0: a verdict
+                // now could be reversed a moment later. Gossip brings current ones within a
+                // threshold.
+                let names: Vec<String> = rivals.iter().map(|rival| rival.name.to_string()).collect();
+                let reason = format!(
+                    "{} also claims primary, but not every position gossiped is past the fork yet: waiting (at most {}) for current ones before any verdict",
+                    names.join(", "),
+                    seconds(view.threshold_ms)
+                );
+                return self.note(Waiting::SplitPositionsStale { rivals: names }, reason, out);
+            }
+            if !self.split_verdict_said && !handing_over {
+                // A planned switchover is not a split-brain: the target's claim is what the
+                // handover waits for, and the step-down below says so.
+                self.split_verdict_said = true;
+                out.push(self.split_verdict(&rivals, &all, elected, probe, settled));
+            }
         }
         let better = elected.filter(|claim| claim.name != view.me);
         let better_name = better.map(|claim| claim.name.to_string());
@@ -855,6 +903,7 @@ impl DbCore {
             // Right after a peer returns its gossip may still be what it said before: a restarted
             // old primary announces the claim it resumed, then finds the fence's read-only.
             return self.note(
+                Waiting::RivalAfterReturn,
                 "a peer just came back: waiting one threshold for its current state before stepping down for a rival claim".into(),
                 out,
             );
@@ -871,7 +920,51 @@ impl DbCore {
         self.role = LocalRole::Starting;
         self.demoted_at = Some(view.now);
         self.rival_since = None;
+        self.split_verdict_said = false;
         self.act(DbAction::StepDown, reason, out);
+    }
+
+    /// The one verdict of a split-brain episode, as an event: who claims, the tally, who stays.
+    fn split_verdict(
+        &self,
+        rivals: &[Claim<'_>],
+        all: &[Claim<'_>],
+        elected: Option<Claim<'_>>,
+        probe: &DbProbe,
+        settled: bool,
+    ) -> DbDecision {
+        let names: Vec<String> = rivals
+            .iter()
+            .map(|rival| {
+                format!(
+                    "{} (epoch {}, GTID {})",
+                    rival.name,
+                    rival.epoch,
+                    display_gtid(rival.gtid)
+                )
+            })
+            .collect();
+        let winner = elected.map(|claim| claim.name).unwrap_or("-");
+        let stale = if settled {
+            ""
+        } else {
+            " (a position gossiped is still older than the fork after a threshold: judged on what is known)"
+        };
+        let both = format!(
+            "this node (epoch {}, GTID {}) and {} both claim primary; {}{stale}; {winner} stays primary",
+            self.epoch,
+            display_gtid(&probe.gtid),
+            names.join(", "),
+            split_tally(all)
+        );
+        // Two unrelated histories are two clusters' primaries, not one cluster split.
+        if unrelated_claims(all) {
+            DbDecision::Note { reason: both }
+        } else {
+            DbDecision::SplitBrain {
+                reason: format!("split-brain: {both}"),
+            }
+        }
     }
 
     /// Why a merge of this server's writes could not be exact, as last probed.
@@ -1031,13 +1124,22 @@ impl DbCore {
     ) {
         let down_after_ms = 2 * view.threshold_ms;
         if view.now.since(started_at) <= down_after_ms {
-            return self.note("start-up grace: waiting 2 × threshold before any promotion".into(), out);
+            return self.note(
+                Waiting::StartupGrace,
+                "start-up grace: waiting 2 × threshold before any promotion".into(),
+                out,
+            );
         }
-        if let Err(why) = self.promotable_reason(view.now, local) {
-            return self.note(format!("no primary, but this node cannot be promoted: {why}"), out);
+        if let Err(refusal) = self.promotable_reason(view.now, local) {
+            return self.note(
+                Waiting::NotPromotable(refusal.blocker),
+                format!("no primary, but this node cannot be promoted: {}", refusal.why),
+                out,
+            );
         }
         if view.now.since(self.promotable_since.unwrap_or(view.now)) < view.threshold_ms {
             return self.note(
+                Waiting::JustPromotable,
                 "just became promotable: waiting one threshold so the other candidates hear of it".into(),
                 out,
             );
@@ -1047,6 +1149,7 @@ impl DbCore {
             .is_some_and(|at| view.now.since(at) < view.threshold_ms)
         {
             return self.note(
+                Waiting::PeerJustReturned,
                 "a peer just came back: waiting one threshold for its current state before any promotion".into(),
                 out,
             );
@@ -1056,6 +1159,7 @@ impl DbCore {
         if !two_node {
             if live_peers.is_empty() {
                 return self.note(
+                    Waiting::Isolated,
                     "no primary visible, but this node sees no other live node: isolated, not bereaved; not promoting"
                         .into(),
                     out,
@@ -1065,7 +1169,12 @@ impl DbCore {
                 .iter()
                 .find(|peer| peer.db_primary.is_some_and(|primary| primary != view.me))
             {
+                let primary = witness.db_primary.unwrap_or_default();
                 return self.note(
+                    Waiting::WitnessSeesPrimary {
+                        witness: witness.name.to_string(),
+                        primary: primary.to_string(),
+                    },
                     format!(
                         "no primary visible here, but {} still sees {} as primary; not promoting",
                         witness.name,
@@ -1083,12 +1192,17 @@ impl DbCore {
         let (best, best_priority) = (best.name, best.priority);
         if best != view.me {
             self.catchup_since = None;
-            let behind = if ranking.is_most_advanced(view.me) {
-                String::new()
-            } else {
+            let is_behind = !ranking.is_most_advanced(view.me);
+            let behind = if is_behind {
                 format!(" (this node is behind: GTID {})", display_gtid(&probe.gtid))
+            } else {
+                String::new()
             };
             return self.note(
+                Waiting::BetterCandidate {
+                    best: best.to_string(),
+                    behind: is_behind,
+                },
                 format!(
                     "no primary; {best} (priority {best_priority}) is the best candidate and should promote{behind}"
                 ),
@@ -1100,7 +1214,11 @@ impl DbCore {
         if let Some(replica) = probe.replica.as_ref().filter(|r| r.sql_running && !r.relay_applied) {
             let since = *self.catchup_since.get_or_insert(view.now);
             if view.now.since(since) < self.policy.catchup_timeout_ms {
-                return self.note("best candidate: applying the relay log before promotion".into(), out);
+                return self.note(
+                    Waiting::ApplyingRelayLog,
+                    "best candidate: applying the relay log before promotion".into(),
+                    out,
+                );
             }
             caveat = format!(
                 "; relay log not fully applied after {} (lag {:?} s): its events stay in the old primary's binlog for the merge",
@@ -1138,6 +1256,10 @@ impl DbCore {
                 .find(|peer| peer.alive && peer.reaches.iter().any(|name| name == old));
             if let (false, Some(witness)) = (reached_here, witness) {
                 return self.note(
+                    Waiting::OldPrimaryWitnessed {
+                        old: old.clone(),
+                        witness: witness.name.to_string(),
+                    },
                     format!(
                         "{old}'s agent is silent and this node cannot reach its host ({addr}), but {} still does: its database may still take writes, so not promoting over it",
                         witness.name
@@ -1147,7 +1269,8 @@ impl DbCore {
             }
         }
         if let Some(waiting) = self.wait_for_old_primary(view, probe, fence.as_ref()) {
-            return self.note(waiting, out);
+            let old = fence.as_ref().map(|(old, _)| old.clone()).unwrap_or_default();
+            return self.note(Waiting::OldPrimaryLink { old }, waiting, out);
         }
         if let Some((node, addr)) = fence {
             // Fenced again as primary only once it was out of this node's reach in between.
@@ -1218,7 +1341,9 @@ mod handover;
 mod repair;
 #[cfg(test)]
 mod tests;
+pub mod waiting;
 
 use handover::Handover;
 pub use repair::MAX_REPAIR_ATTEMPTS;
 use repair::{Refusal, Repair};
+pub use waiting::{Blocker, NotPromotable, Waiting};

@@ -62,10 +62,14 @@ pub enum Decision {
         to: Option<String>,
         reason: String,
     },
+    /// `from` is the last primary known before this one (not "none" in between: a failover
+    /// is one change); `to` is `None` while no node holds a valid claim.
     DbPrimaryChanged {
         from: Option<String>,
         to: Option<String>,
         reason: String,
+        /// A planned switchover: the old primary handed over to `to`.
+        switchover: bool,
     },
     /// A command an operator gave on another node, carried out here (or refused).
     Request {
@@ -129,6 +133,9 @@ pub struct Core {
     peers: BTreeMap<String, Peer>,
     server_master: Option<String>,
     db_primary: Option<String>,
+    /// The last DB primary elected before the current one (or before "none"): what a change
+    /// is from, across the gap of a failover.
+    last_db_primary: Option<String>,
     /// Present when this node has the `db` role.
     db: Option<DbCore>,
     self_db: Option<DbAnnouncement>,
@@ -142,6 +149,17 @@ pub struct Core {
     /// Nodes a previous run of this agent knew (from the state file): a restarted agent that
     /// hears nobody yet is still part of a cluster that large, not a fresh one.
     remembered_nodes: std::collections::BTreeSet<String>,
+    /// Until the first server-master election: the seeds' gossip addresses not heard from yet.
+    seed_hold: Option<SeedHold>,
+}
+
+/// The first server-master election waits for the seeds' first answers, bounded by one DOWN
+/// window: an agent that elected itself before hearing anyone would fire hooks and rewrites for
+/// a master that never was.
+#[derive(Debug, Clone)]
+struct SeedHold {
+    seeds: Vec<String>,
+    since: Option<MonoMs>,
 }
 
 impl Core {
@@ -155,6 +173,7 @@ impl Core {
             peers: BTreeMap::new(),
             server_master: None,
             db_primary: None,
+            last_db_primary: None,
             db: None,
             self_db: None,
             last_peer_return: None,
@@ -162,7 +181,34 @@ impl Core {
             answers: BTreeMap::new(),
             db_reach: Vec::new(),
             remembered_nodes: Default::default(),
+            seed_hold: None,
         }
+    }
+
+    /// The seeds' gossip addresses (`host:port` as peers advertise them): the first server-master
+    /// election waits until each has been heard from, or for one DOWN window at most.
+    pub fn with_seeds(mut self, seeds: impl IntoIterator<Item = String>) -> Self {
+        let seeds: Vec<String> = seeds.into_iter().filter(|seed| *seed != self.self_addr).collect();
+        self.seed_hold = (!seeds.is_empty()).then_some(SeedHold { seeds, since: None });
+        self
+    }
+
+    /// Whether the server master may be elected: the seeds were heard from, or waited for long
+    /// enough (a seed silent for a DOWN window would be down anyway).
+    fn seeds_answered(&mut self, now: MonoMs) -> bool {
+        let Some(hold) = self.seed_hold.as_mut() else {
+            return true;
+        };
+        let since = *hold.since.get_or_insert(now);
+        let heard_all = hold
+            .seeds
+            .iter()
+            .all(|seed| self.peers.values().any(|peer| peer.addr == *seed));
+        let waited_enough = now.since(since) >= down_after_ms(self.self_announcement.threshold_ms);
+        if heard_all || waited_enough {
+            self.seed_hold = None;
+        }
+        self.seed_hold.is_none()
     }
 
     /// What a previous run knew of the cluster: its nodes and the DB primary it last saw.
@@ -306,7 +352,9 @@ impl Core {
         }
         self.mark_down(now, &mut decisions);
         self.forget_excess();
-        self.elect(&mut decisions);
+        if self.seeds_answered(now) {
+            self.elect(&mut decisions);
+        }
         self.carry_out_requests(&mut decisions);
         self.step_db(now, local_db, &mut decisions);
         decisions
@@ -517,7 +565,19 @@ impl Core {
             .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)))
             .chain(own)
             .collect();
+        let handed_over_by = after.and_then(|new| {
+            claims
+                .iter()
+                .find(|claim| Some(claim.name) == self.db_primary.as_deref() && claim.yields_to == Some(new.name))
+                .map(|old| old.name.to_string())
+        });
         let reason = match after {
+            Some(claim) if handed_over_by.is_some() => format!(
+                "switchover: {} handed over to {} (epoch {}) once it had applied everything",
+                handed_over_by.as_deref().unwrap_or_default(),
+                claim.name,
+                claim.epoch
+            ),
             Some(claim) if Some(claim) == before && claims.len() > 1 && unrelated_claims(&claims) => format!(
                 "{} is primary among {} primary claims: {}",
                 claim.name,
@@ -548,10 +608,17 @@ impl Core {
             self.self_db = self_db;
         }
         if elected_name != self.db_primary {
+            if let Some(old) = self.db_primary.take() {
+                self.last_db_primary = Some(old);
+            }
             decisions.push(Decision::DbPrimaryChanged {
-                from: self.db_primary.take(),
+                from: self
+                    .last_db_primary
+                    .clone()
+                    .filter(|old| Some(old) != elected_name.as_ref()),
                 to: elected_name.clone(),
                 reason,
+                switchover: handed_over_by.is_some(),
             });
             self.db_primary = elected_name;
         }

@@ -89,7 +89,8 @@ impl DbCore {
                 "switchover: read-only at GTID {}; {} promotes once it has applied it",
                 probe.gtid, handover.to
             );
-            self.note(reason, out);
+            let to = handover.to.clone();
+            self.note(Waiting::HandoverReadOnly { to }, reason, out);
         }
         true
     }
@@ -117,17 +118,24 @@ impl DbCore {
             (Ok(mine), Ok(wanted)) if mine.covers(&wanted)
         );
         let relay_done = probe.replica.as_ref().is_none_or(|replica| replica.relay_applied);
-        if let Err(why) = self.promotable_reason(view.now, local) {
+        if let Err(refusal) = self.promotable_reason(view.now, local) {
             return self.note(
+                Waiting::HandoverBlocked {
+                    from: primary.name.to_string(),
+                    blocker: refusal.blocker,
+                },
                 format!(
-                    "switchover from {} asked, but this node cannot be promoted: {why}",
-                    primary.name
+                    "switchover from {} asked, but this node cannot be promoted: {}",
+                    primary.name, refusal.why
                 ),
                 out,
             );
         }
         if !(applied && relay_done) {
             return self.note(
+                Waiting::HandoverApplying {
+                    from: primary.name.to_string(),
+                },
                 format!(
                     "switchover from {}: applying up to GTID {target} (at {})",
                     primary.name, probe.gtid

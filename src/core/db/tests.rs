@@ -172,6 +172,7 @@ fn observe(peer: &Peer, heartbeat: u64) -> Observation {
         priority: peer.priority,
         maintenance: false,
         promotable: peer.promotable,
+        not_promotable: (!peer.promotable).then(|| "in maintenance".to_string()),
         advertise: format!("127.0.0.1:{}", 3300 + peer.priority as u16),
         version: None,
         last_error: None,
@@ -1186,6 +1187,11 @@ fn a_switchover_goes_read_only_waits_for_the_target_and_steps_down_for_it() {
         format!("{decided:?}").contains("switchover: db2 has promoted"),
         "{decided:?}"
     );
+    // A planned move is no split-brain: nobody alerting on one is paged for it.
+    assert!(
+        !decided.iter().any(|d| matches!(d, DbDecision::SplitBrain { .. })),
+        "{decided:?}"
+    );
     assert_eq!(primary.db_primary(), Some("db2"));
 }
 
@@ -1605,3 +1611,4 @@ fn a_server_logging_full_row_images_is_never_warned_about() {
 }
 
 mod histories;
+mod said_once;

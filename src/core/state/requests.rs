@@ -99,10 +99,12 @@ impl Core {
             return Err(format!("{to} is down"));
         }
         if !target.promotable {
+            // Older agents do not say why; their last error is the best clue.
             let why = target
-                .last_error
+                .not_promotable
                 .clone()
-                .unwrap_or_else(|| "maintenance, cool-down or no binary log".into());
+                .or_else(|| target.last_error.clone())
+                .unwrap_or_else(|| "its agent does not say why (an older version)".into());
             return Err(format!("{to} cannot be promoted ({why})"));
         }
         if target.source.as_deref() != Some(advertise.as_str()) || target.io_running != Some(true) {

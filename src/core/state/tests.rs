@@ -149,3 +149,26 @@ fn view_lists_self_first_with_ages_on_the_local_clock() {
     assert!(view[0].is_self && view[0].alive && view[0].last_contact_ms == 0);
     assert_eq!((view[1].name.as_str(), view[1].last_contact_ms), ("b", 700));
 }
+
+#[test]
+fn the_first_election_waits_for_the_seeds_first_answers() {
+    // a (master 1, at :7100) is given the seed list of every host: b (master 5, at :7001) and
+    // itself.
+    let mut waiting = Core::new("a", "127.0.0.1:7100", 1, announcement(1, 1_000, &[Role::Server]))
+        .with_seeds(["127.0.0.1:7001".to_string(), "127.0.0.1:7100".to_string()]);
+    assert!(
+        waiting.step(MonoMs(0), [], None).is_empty(),
+        "no master before the seed answers"
+    );
+    assert_eq!(waiting.server_master(), None);
+    let decisions = waiting.step(MonoMs(100), [observation("b", 1, 1, 5, 1_000)], None);
+    assert_eq!(kinds(&decisions), ["up", "master"]);
+    assert_eq!(waiting.server_master(), Some("b"), "the first master is the real one");
+
+    // A seed that never answers holds the election for one DOWN window, no longer.
+    let mut alone = core(1).with_seeds(["127.0.0.1:7999".to_string()]);
+    assert!(alone.step(MonoMs(0), [], None).is_empty());
+    assert!(alone.step(MonoMs(1_999), [], None).is_empty());
+    assert_eq!(kinds(&alone.step(MonoMs(2_000), [], None)), ["master"]);
+    assert_eq!(alone.server_master(), Some("a"));
+}
