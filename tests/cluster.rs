@@ -147,3 +147,35 @@ fn the_status_command_prints_the_documented_json() {
     let events = cli(&["events", "--socket", agent.socket.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&events.stdout).contains("agent_started"));
 }
+
+/// An agent joining a running cluster elects the server master it finds there, once: it waits
+/// for its seeds' first answers instead of electing itself first (hooks and rewrites would fire
+/// for a master that never was).
+#[test]
+fn a_joining_agent_elects_the_real_master_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let n1 = AgentSpec::new("n1", 1, THRESHOLD_SECONDS);
+    let mut n2 = AgentSpec::new("n2", 5, THRESHOLD_SECONDS);
+    let mut n3 = AgentSpec::new("n3", 3, THRESHOLD_SECONDS);
+    n2.seeds = vec![n1.port];
+    n3.seeds = vec![n1.port];
+    let a1 = Agent::start(dir.path(), &n1);
+    let a2 = Agent::start(dir.path(), &n2);
+    wait_until("n1 to follow n2 as master", Duration::from_secs(15), || {
+        a1.status().server_master.as_deref() == Some("n2")
+    });
+    let a3 = Agent::start(dir.path(), &n3);
+    wait_until("n3 to see all three alive", Duration::from_secs(15), || {
+        alive_names(&a3.status()) == ["n1", "n2", "n3"]
+    });
+    std::thread::sleep(Duration::from_secs_f64(THRESHOLD_SECONDS));
+    for agent in [&a2, &a3] {
+        let masters: Vec<String> = agent
+            .events()
+            .into_iter()
+            .filter(|event| event.kind == EventKind::ServerMasterChanged)
+            .map(|event| event.node.unwrap_or_default())
+            .collect();
+        assert_eq!(masters, ["n2"], "{}: server_master_changed events", agent.name);
+    }
+}

@@ -1,6 +1,6 @@
 //! End to end: after the primary's mysqld is killed, every agent's own pandora_ha_hosts.conf,
-//! pandora_server.conf and config.php name the new primary, each reload ran once, and the
-//! promote hook ran on the new primary.
+//! pandora_server.conf and config.php name the new primary, each reload ran once, the promote
+//! hook ran on the new primary, and on_db_primary_change once per change on every host.
 
 mod common;
 
@@ -35,7 +35,8 @@ fn host_files(dir: &Path, name: &str) -> PathBuf {
         "[[rewrite]]\nkind = \"ha_hosts_file\"\npath = \"{0}/pandora_ha_hosts.conf\"\nfollows = \"db_primary\"\nreload = {1}\n\n\
          [[rewrite]]\nkind = \"token\"\npath = \"{0}/pandora_server.conf\"\ntoken = \"dbhost\"\nfollows = \"db_primary\"\nreload = {2}\n\n\
          [[rewrite]]\nkind = \"php\"\npath = \"{0}/config.php\"\ntoken = \"dbhost\"\nfollows = \"db_primary\"\nreload = {3}\n\n\
-         [hooks]\non_promote = [\"sh\", \"-c\", \"echo $GOSSIP_HA_EVENT $GOSSIP_HA_NODE >> {0}/hooks.log\"]\n",
+         [hooks]\non_promote = [\"sh\", \"-c\", \"echo $GOSSIP_HA_EVENT $GOSSIP_HA_NODE >> {0}/hooks.log\"]\n\
+         on_db_primary_change = [\"sh\", \"-c\", \"echo $GOSSIP_HA_PREVIOUS'>'$GOSSIP_HA_NODE >> {0}/primary.log\"]\n",
         host.display(),
         reload("server"),
         reload("server"),
@@ -123,6 +124,12 @@ fn every_host_rewrites_its_files_once_to_the_new_primary() {
             "{name}: each reload ran once for the failover"
         );
         assert!(names_primary(host, ips[1]), "{name}: files stay on the new primary");
+    }
+    // One change of primary per failover on every host, naming the old one: the gap between
+    // (no primary for a moment) is no change a hook can act on.
+    for (name, host) in &hosts {
+        let changes = std::fs::read_to_string(host.join("primary.log")).unwrap_or_default();
+        assert_eq!(changes, ">db1\ndb1>db2\n", "{name}: on_db_primary_change");
     }
     let hooks = std::fs::read_to_string(hosts[1].1.join("hooks.log")).unwrap_or_default();
     assert_eq!(hooks, "promote db2\n", "db2's on_promote ran once");

@@ -97,6 +97,24 @@ fn a_switchover_under_load_loses_no_acknowledged_write() {
         EventKind::DbAction,
         "switchover from db1"
     ));
+    // A planned move is a switchover on every host, never a split-brain anyone is paged for.
+    for name in ["db1", "db2", "db3", "srv"] {
+        let events = cluster.agent(name).events();
+        let split: Vec<&str> = events
+            .iter()
+            .filter(|event| event.kind == EventKind::SplitBrain || event.reason.contains("split-brain"))
+            .map(|event| event.reason.as_str())
+            .collect();
+        assert!(split.is_empty(), "{name} calls the switchover a split-brain: {split:?}");
+        assert!(
+            has_event(
+                cluster.agent(name),
+                EventKind::Switchover,
+                "switchover: db1 handed over to db2"
+            ),
+            "{name} has no switchover event: {events:#?}"
+        );
+    }
 }
 
 #[test]

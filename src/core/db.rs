@@ -806,10 +806,13 @@ impl DbCore {
     /// lower (priority, name) steps down anyway: two writable primaries never last.
     fn check_rivals(&mut self, view: &DbView<'_>, probe: &DbProbe, out: &mut Vec<DbDecision>) {
         let down_after_ms = 2 * view.threshold_ms;
+        // A primary handing over to this node (a switchover) is no rival: it steps down as soon
+        // as it sees this claim.
         let rivals: Vec<Claim> = view
             .peers
             .iter()
             .filter_map(|peer| peer_claim(peer, down_after_ms))
+            .filter(|claim| claim.yields_to != Some(view.me))
             .collect();
         // Elected again with this node's claim as it stands now (it may have just resumed it).
         let own = Claim {

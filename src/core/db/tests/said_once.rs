@@ -199,3 +199,27 @@ fn a_failover_is_one_change_of_primary_for_hooks() {
         .expect("db2's claim is a change of primary");
     assert_eq!(change, (Some("db1".into()), Some("db2".into())), "{after:?}");
 }
+
+#[test]
+fn the_new_primary_of_a_switchover_reports_no_split_brain() {
+    let handing_over = Peer {
+        handover: Some(("db2", "0-1-50")),
+        gtid: "0-1-50",
+        ..primary_peer("db1", 3, 1)
+    };
+    let mut db2 = db_node("db2", 2);
+    let caught_up = probe(true, "0-1-50", Some(replica_of("127.0.0.1:3303")));
+    let decided = run(&mut db2, 0, 3_000, std::slice::from_ref(&handing_over), &[], &caught_up);
+    assert_eq!(actions(&decided), [promote(2)], "{decided:?}");
+    // Promoted and writable while db1 still claims for a moment, read-only and yielding.
+    let decided = run(
+        &mut db2,
+        3_100,
+        5_000,
+        &[handing_over],
+        &[],
+        &probe(false, "0-1-50", None),
+    );
+    assert!(split_verdicts(&decided).is_empty(), "{decided:?}");
+    assert!(actions(&decided).is_empty(), "{decided:?}");
+}
