@@ -205,6 +205,20 @@ async fn start_transfer(
     Ok(Some((format!("{}:{port}", settings.advertise.ip()), task)))
 }
 
+/// The event a DB decision is recorded as (a note as `note_kind`: a repair's notes are repair
+/// events); an action reads as its description, never as Rust debug text.
+fn db_event(decision: DbDecision, note_kind: EventKind) -> (EventKind, String) {
+    match decision {
+        DbDecision::Note { reason } => (note_kind, reason),
+        DbDecision::NeedsResync { reason } => (EventKind::DbNeedsResync, reason),
+        DbDecision::Unreachable { reason } => (EventKind::DbUnreachable, reason),
+        DbDecision::Reachable { reason } => (EventKind::DbReachable, reason),
+        DbDecision::SplitBrain { reason } => (EventKind::SplitBrain, reason),
+        DbDecision::Warning { reason } => (EventKind::DbWarning, reason),
+        DbDecision::Act { action, reason } => (EventKind::DbAction, format!("{}: {reason}", describe(&action))),
+    }
+}
+
 /// Runs the agent until `shutdown` resolves (SIGTERM/SIGINT in the binary).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     crate::limits::raise_open_files()?;
@@ -565,16 +579,8 @@ impl Driver {
                     continue;
                 }
                 Decision::Db(db) => {
-                    let me = Some(self.settings.node_name.clone());
-                    match db {
-                        DbDecision::Note { reason } => (EventKind::DbNote, me, reason),
-                        DbDecision::NeedsResync { reason } => (EventKind::DbNeedsResync, me, reason),
-                        DbDecision::Unreachable { reason } => (EventKind::DbUnreachable, me, reason),
-                        DbDecision::Reachable { reason } => (EventKind::DbReachable, me, reason),
-                        DbDecision::SplitBrain { reason } => (EventKind::SplitBrain, me, reason),
-                        DbDecision::Warning { reason } => (EventKind::DbWarning, me, reason),
-                        DbDecision::Act { .. } => unreachable!("handled above"),
-                    }
+                    let (kind, reason) = db_event(db, EventKind::DbNote);
+                    (kind, Some(self.settings.node_name.clone()), reason)
                 }
             };
             self.record(kind, node, reason);
@@ -664,11 +670,7 @@ impl Driver {
                     .map(|core| core.repair_finished(&outcome.action, result))
                     .unwrap_or_default();
                 for decision in decisions {
-                    let (kind, reason) = match decision {
-                        DbDecision::NeedsResync { reason } => (EventKind::DbNeedsResync, reason),
-                        DbDecision::Note { reason } => (EventKind::Repair, reason),
-                        other => (EventKind::DbNote, format!("{other:?}")),
-                    };
+                    let (kind, reason) = db_event(decision, EventKind::Repair);
                     self.record(kind, me.clone(), reason);
                 }
             }
