@@ -101,3 +101,49 @@ fn a_derived_admin_url_shows_all_but_its_password_and_a_loopback_advertise_is_wa
     let (_, stderr) = check_config(&config);
     assert!(!stderr.contains("warning: db.advertise"), "{stderr}");
 }
+
+/// The console's packaged `include/config.inc.php`: its settings are only in comments.
+const CONFIG_INC_PHP: &str = include_str!("fixtures/console_config.inc.php");
+
+#[test]
+fn a_php_target_without_a_live_assignment_is_named_before_the_first_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let php = dir.path().join("config.inc.php");
+    std::fs::write(&php, CONFIG_INC_PHP).unwrap();
+    let target = format!(
+        "node_name = \"console1\"\nroles = [\"console\"]\n\n[[rewrite]]\nkind = \"php\"\npath = \"{}\"\n\
+         token = \"dbhost\"\nfollows = \"db_primary\"\n",
+        php.display()
+    );
+    let config = dir.path().join("console.toml");
+    std::fs::write(&config, &target).unwrap();
+    let (_, stderr) = check_config(&config);
+    for expected in [
+        format!(
+            "warning: rewrite #0 ({}): no uncommented `$config[\"dbhost\"]`",
+            php.display()
+        ),
+        "set `insert_if_missing = true` on this [[rewrite]] target".into(),
+    ] {
+        assert!(stderr.contains(&expected), "expected `{expected}` in:\n{stderr}");
+    }
+
+    std::fs::write(&config, format!("{target}insert_if_missing = true\n")).unwrap();
+    let (stdout, stderr) = check_config(&config);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(stdout.contains("insert_if_missing = true"), "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(&php).unwrap(),
+        CONFIG_INC_PHP,
+        "check-config writes nothing"
+    );
+
+    std::fs::write(
+        &config,
+        format!("{}insert_if_missing = true\n", target.replace("\"php\"", "\"token\"")),
+    )
+    .unwrap();
+    let refused = cli(&["check-config", "--config", config.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("`insert_if_missing` applies only to kind `php`"));
+}

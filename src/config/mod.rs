@@ -334,7 +334,11 @@ impl Settings {
             overrides: pandora
                 .map(|pandora| sources::overridden(&pandora, &merged, &locator))
                 .unwrap_or_default(),
-            warnings: sources::derived_loopback(&settings, &merged, &locator),
+            warnings: [
+                sources::derived_loopback(&settings, &merged, &locator),
+                sources::php_targets_without_assignment(&settings.rewrite),
+            ]
+            .concat(),
         };
         Ok((settings, notes))
     }
@@ -538,6 +542,11 @@ fn check_target(index: usize, target: &Target) -> Result<(), String> {
     }
     if matches!(target.kind, Kind::Token | Kind::Php) && target.token.as_deref().is_some_and(str::is_empty) {
         return Err(format!("rewrite #{index} ({path}): `token` is empty"));
+    }
+    if target.insert_if_missing && target.kind != Kind::Php {
+        return Err(format!(
+            "rewrite #{index} ({path}): `insert_if_missing` applies only to kind `php`"
+        ));
     }
     if target.reload.first().is_some_and(|program| program.is_empty()) {
         return Err(format!("rewrite #{index} ({path}): `reload` must start with a program"));

@@ -9,6 +9,7 @@ use config::{Config, Value, ValueKind};
 use super::locate::{lookup, Locator};
 use super::pandora::PandoraServerConf;
 use super::{Settings, MASK};
+use crate::rewrite::{Kind, Target};
 
 /// Notes about a configuration that loads: none of them stops the agent.
 #[derive(Debug, Default, Clone)]
@@ -82,4 +83,20 @@ pub(super) fn derived_loopback(settings: &Settings, merged: &Config, locator: &L
          whose agents all run on this host",
         db.advertise
     )]
+}
+
+/// A `php` target whose file exists but has no live assignment fails at the first failover,
+/// when it matters most: said at `check-config` (which the unit runs before each start).
+pub(super) fn php_targets_without_assignment(targets: &[Target]) -> Vec<String> {
+    targets
+        .iter()
+        .enumerate()
+        .filter(|(_, target)| target.kind == Kind::Php && !target.insert_if_missing)
+        .filter_map(|(index, target)| {
+            let text = super::read_config_file(&target.path).ok()?;
+            let token = target.token.as_deref().unwrap_or("dbhost");
+            let err = crate::rewrite::edit::php(&text, token, "x").err()?;
+            Some(format!("rewrite #{index} ({}): {err}", target.path.display()))
+        })
+        .collect()
 }
