@@ -245,10 +245,7 @@ impl Settings {
 
     /// Loads and validates; `config_file` is the `--config` path, `overrides` the flags given.
     pub fn load(config_file: Option<&Path>, overrides: &[Override]) -> Result<Settings, ConfigError> {
-        let environment = std::env::vars()
-            .filter(|(name, _)| name.starts_with("GOSSIP_HA_"))
-            .collect();
-        Self::load_with_env(config_file, overrides, environment)
+        Self::load_with_env(config_file, overrides, own_environment())
     }
 
     /// As `load`, with the environment given explicitly (tests must not share process state).
@@ -263,10 +260,7 @@ impl Settings {
     /// As `load`, with what `check-config` says besides: which source won each key that
     /// `pandora_server.conf` also sets, and derived addresses that are likely wrong.
     pub fn check(config_file: Option<&Path>, overrides: &[Override]) -> Result<(Settings, Notes), ConfigError> {
-        let environment = std::env::vars()
-            .filter(|(name, _)| name.starts_with("GOSSIP_HA_"))
-            .collect();
-        Self::load_noted(config_file, overrides, environment)
+        Self::load_noted(config_file, overrides, own_environment())
     }
 
     fn load_noted(
@@ -342,6 +336,13 @@ impl Settings {
         };
         Ok((settings, notes))
     }
+}
+
+/// The `GOSSIP_HA_*` variables of this process.
+fn own_environment() -> config::Map<String, String> {
+    std::env::vars()
+        .filter(|(name, _)| name.starts_with("GOSSIP_HA_"))
+        .collect()
 }
 
 fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Settings, ConfigError> {
