@@ -14,6 +14,13 @@ const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 pub enum ClientError {
     #[error("no agent answers on {path}: {source}")]
     Connect { path: PathBuf, source: std::io::Error },
+    /// This user may not reach the socket: `why` names what stops it, its group and the fix.
+    #[error("cannot reach the agent's socket {path}: {source}; {why}")]
+    Denied {
+        path: PathBuf,
+        source: std::io::Error,
+        why: String,
+    },
     #[error("the agent on {path} did not answer within {timeout:?}")]
     Timeout { path: PathBuf, timeout: Duration },
     #[error("talking to the agent on {path}: {source}")]
@@ -34,9 +41,16 @@ const BUSY_PREFIX: &str = "busy: ";
 
 pub async fn request(path: &Path, command: Command, timeout: Duration) -> Result<Response, ClientError> {
     let exchange = async {
-        let stream = UnixStream::connect(path).await.map_err(|source| ClientError::Connect {
-            path: path.to_path_buf(),
-            source,
+        let stream = UnixStream::connect(path).await.map_err(|source| match source.kind() {
+            std::io::ErrorKind::PermissionDenied => ClientError::Denied {
+                path: path.to_path_buf(),
+                why: explain_denied(path),
+                source,
+            },
+            _ => ClientError::Connect {
+                path: path.to_path_buf(),
+                source,
+            },
         })?;
         let io = |source| ClientError::Io {
             path: path.to_path_buf(),
@@ -92,4 +106,75 @@ fn closed_by_agent(err: &std::io::Error) -> bool {
         err.kind(),
         BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
     )
+}
+
+/// Why this user cannot reach `socket`: the first directory on the way it may not enter, or else
+/// the socket itself, with its owner, group and mode, and what would let this user in.
+fn explain_denied(socket: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut directories: Vec<&Path> = socket
+        .ancestors()
+        .skip(1)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .collect();
+    directories.reverse();
+    let blocked_dir = directories
+        .into_iter()
+        .find(|dir| nix::unistd::access(*dir, nix::unistd::AccessFlags::X_OK).is_err());
+    let (what, blocker) = match blocked_dir {
+        Some(dir) => ("its directory", dir),
+        None => ("the socket", socket),
+    };
+    let Ok(metadata) = std::fs::metadata(blocker) else {
+        return format!("{what} {} cannot be examined by this user", blocker.display());
+    };
+    let gid = nix::unistd::Gid::from_raw(metadata.gid());
+    let group = group_name(gid);
+    let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(metadata.uid()))
+        .ok()
+        .flatten()
+        .map_or_else(|| metadata.uid().to_string(), |user| user.name);
+    let head = format!(
+        "{what} {} is {owner}:{group}, mode {:o}",
+        blocker.display(),
+        metadata.mode() & 0o7777
+    );
+    let only = match owner.as_str() {
+        "root" => "only root".to_string(),
+        owner => format!("only {owner} and root"),
+    };
+    let fix = if listed_but_not_in_session(gid) {
+        format!("this user is listed in group `{group}` but this login session does not carry it yet: log in again, or run `newgrp {group}`")
+    } else if gid.as_raw() != 0 {
+        format!("{only} and members of group `{group}` (the agent's `socket_group`) may pass: `usermod -aG {group} USER`, then log in again")
+    } else if let Some(dir) = blocked_dir {
+        format!(
+            "{only} may pass. With a `socket_group`, the agent gives it the directory only when it made the directory \
+             or it is its runtime directory; here run `chgrp GROUP {}`; without one, set `socket_group` in the agent's \
+             configuration and restart it",
+            dir.display()
+        )
+    } else {
+        format!("{only} may pass; to let a group read status, set `socket_group` in the agent's configuration and restart it")
+    };
+    format!("{head}; {fix}")
+}
+
+fn group_name(gid: nix::unistd::Gid) -> String {
+    nix::unistd::Group::from_gid(gid)
+        .ok()
+        .flatten()
+        .map_or_else(|| gid.to_string(), |group| group.name)
+}
+
+/// Whether the group file lists this user in `gid` while this process does not hold it: the
+/// user was added after logging in.
+fn listed_but_not_in_session(gid: nix::unistd::Gid) -> bool {
+    let held = nix::unistd::getegid() == gid || nix::unistd::getgroups().is_ok_and(|groups| groups.contains(&gid));
+    if held {
+        return false;
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten();
+    let group = nix::unistd::Group::from_gid(gid).ok().flatten();
+    matches!((user, group), (Some(user), Some(group)) if user.gid == gid || group.mem.contains(&user.name))
 }

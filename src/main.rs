@@ -55,21 +55,7 @@ async fn dispatch(command: CliCommand) -> ExitCode {
                 Err(err) => fail(EXIT_RUNTIME, err),
             }
         }
-        CliCommand::CheckConfig(args) => match Settings::load(args.config.as_deref(), &args.overrides()) {
-            // The TLS identity is loaded exactly as `run` loads it: what passes here starts.
-            Ok(settings) => match gossip_ha::gossip::load_identity(&settings).map(|_| toml::to_string(&settings)) {
-                Err(err) => fail(EXIT_CONFIG, err),
-                Ok(Ok(text)) => {
-                    print!("# effective configuration of gossip-ha (passwords masked)\n{text}");
-                    if let Some(db) = &settings.db_agent {
-                        check_binlog(db.url.expose()).await;
-                    }
-                    ExitCode::SUCCESS
-                }
-                Ok(Err(err)) => fail(EXIT_RUNTIME, format!("cannot print the configuration: {err}")),
-            },
-            Err(err) => fail(EXIT_CONFIG, err),
-        },
+        CliCommand::CheckConfig(args) => check_config(args.config.as_deref(), &args.overrides()).await,
         CliCommand::Certs(command) => certs(command),
         CliCommand::Status(args) => query(&args, Command::Status).await,
         CliCommand::Events { client, limit } => query(&client, Command::Events { limit }).await,
@@ -79,6 +65,44 @@ async fn dispatch(command: CliCommand) -> ExitCode {
             query(&client, Command::Maintenance { on, node }).await
         }
         CliCommand::Switchover { to, client } => query(&client, Command::Switchover { to }).await,
+    }
+}
+
+/// Prints the effective configuration and what is worth knowing about it; refuses what `run`
+/// refuses, the TLS identity included (loaded exactly as `run` loads it).
+async fn check_config(config: Option<&std::path::Path>, overrides: &[gossip_ha::config::Override]) -> ExitCode {
+    let (settings, notes) = match Settings::check(config, overrides) {
+        Ok(checked) => checked,
+        Err(err) => return fail(EXIT_CONFIG, err),
+    };
+    if let Err(err) = gossip_ha::gossip::load_identity(&settings) {
+        return fail(EXIT_CONFIG, err);
+    }
+    let text = match toml::to_string(&settings) {
+        Ok(text) => text,
+        Err(err) => return fail(EXIT_RUNTIME, format!("cannot print the configuration: {err}")),
+    };
+    println!("# effective configuration of gossip-ha (passwords masked)");
+    print_overrides(&notes.overrides);
+    print!("{text}");
+    for warning in &notes.warnings {
+        eprintln!("gossip-ha: warning: {warning}");
+    }
+    if let Some(db) = &settings.db_agent {
+        check_binlog(db.url.expose()).await;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Keys set both in `pandora_server.conf` and later, as TOML comments: the printed file stays
+/// valid TOML.
+fn print_overrides(overrides: &[String]) {
+    if overrides.is_empty() {
+        return;
+    }
+    println!("# set in pandora_server.conf and again later; the later source wins:");
+    for line in overrides {
+        println!("#   {line}");
     }
 }
 

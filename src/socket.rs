@@ -52,10 +52,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SocketError + '_ {
 /// on is removed; one where an agent answers is left alone and the start refused.
 pub fn bind(path: &Path, group: Option<nix::unistd::Gid>) -> Result<UnixListener, SocketError> {
     if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-        if !parent.exists() {
-            std::fs::create_dir_all(parent).map_err(io_error(parent))?;
-            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o750)).map_err(io_error(parent))?;
-        }
+        prepare_directory(parent, group)?;
     }
     match std::fs::symlink_metadata(path) {
         Ok(metadata) if !metadata.file_type().is_socket() => return Err(SocketError::NotASocket(path.to_path_buf())),
@@ -76,6 +73,87 @@ pub fn bind(path: &Path, group: Option<nix::unistd::Gid>) -> Result<UnixListener
         nix::unistd::chown(path, None, Some(group)).map_err(|err| io_error(path)(err.into()))?;
     }
     Ok(listener)
+}
+
+/// The socket's mode lets `socket_group` in only if its directory does too. Directories the agent
+/// makes, and its runtime directory (which systemd makes root:root, knowing nothing of the
+/// group), become 0750 with the group; any other directory is the operator's: left as it is, with
+/// a warning when the group cannot pass it.
+fn prepare_directory(dir: &Path, group: Option<nix::unistd::Gid>) -> Result<(), SocketError> {
+    let mut ours = create_missing(dir)?;
+    if ours.is_empty() && is_runtime_directory(dir) && group.is_some() {
+        ours.push(dir.to_path_buf());
+    }
+    for made in &ours {
+        std::fs::set_permissions(made, std::fs::Permissions::from_mode(0o750)).map_err(io_error(made))?;
+        if let Some(group) = group {
+            nix::unistd::chown(made.as_path(), None, Some(group)).map_err(|err| io_error(made)(err.into()))?;
+        }
+    }
+    if let Some(group) = group {
+        warn_if_closed(dir, group);
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its missing ancestors one by one; returns those made, outermost first.
+fn create_missing(dir: &Path) -> Result<Vec<PathBuf>, SocketError> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|ancestor| !ancestor.as_os_str().is_empty() && !ancestor.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    let mut made = Vec::with_capacity(missing.len());
+    for path in missing {
+        match std::fs::create_dir(&path) {
+            Ok(()) => made.push(path),
+            // Made by someone else meanwhile: not ours to change.
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(io_error(&path)(err)),
+        }
+    }
+    Ok(made)
+}
+
+/// systemd's `RuntimeDirectory` (named in `$RUNTIME_DIRECTORY`), or the default socket's directory.
+fn is_runtime_directory(dir: &Path) -> bool {
+    let from_systemd = std::env::var_os("RUNTIME_DIRECTORY").unwrap_or_default();
+    let from_systemd = from_systemd.to_string_lossy();
+    let default = crate::config::default_socket_path();
+    let candidates = from_systemd
+        .split(':')
+        .filter(|entry| !entry.is_empty())
+        .map(PathBuf::from)
+        .chain(default.parent().map(Path::to_path_buf));
+    let canonical = std::fs::canonicalize(dir).ok();
+    candidates
+        .into_iter()
+        .any(|candidate| candidate == dir || canonical.is_some() && std::fs::canonicalize(&candidate).ok() == canonical)
+}
+
+/// Says at start when members of `group` could not reach the socket: a directory on the way
+/// lets neither the group nor others through.
+fn warn_if_closed(dir: &Path, group: nix::unistd::Gid) {
+    use std::os::unix::fs::MetadataExt;
+    let closed = dir
+        .ancestors()
+        .filter(|ancestor| !ancestor.as_os_str().is_empty())
+        .find(|ancestor| {
+            std::fs::metadata(ancestor).is_ok_and(|metadata| {
+                let mode = metadata.mode();
+                mode & 0o001 == 0 && !(metadata.gid() == group.as_raw() && mode & 0o010 != 0)
+            })
+        });
+    if let Some(closed) = closed {
+        tracing::warn!(
+            "members of socket_group (gid {group}) cannot reach the socket: {} lets neither that group nor others \
+             through, and the agent changes only directories it made or its runtime directory; \
+             run `chgrp {group} {}` and `chmod g+x` on it",
+            closed.display(),
+            closed.display()
+        );
+    }
 }
 
 /// A state-changing command for the driver loop, from a caller that was allowed to send it.

@@ -20,6 +20,7 @@ fn target(path: PathBuf) -> Target {
         token: Some("dbhost".into()),
         template: None,
         reload: vec![],
+        insert_if_missing: false,
     }
 }
 

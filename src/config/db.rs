@@ -23,6 +23,7 @@ pub struct DbSettings {
     pub replication_user: Option<String>,
     pub replication_password: Option<Secret>,
     pub splitbrain_autofix: Option<bool>,
+    #[serde(serialize_with = "super::secret::serialize_optional_url")]
     pub url: Option<Secret>,
     pub advertise: Option<String>,
     pub priority: Option<u8>,
@@ -102,6 +103,8 @@ fn plain_identifier(name: &str) -> bool {
 /// The resolved settings of a DB node's agent.
 #[derive(Debug, Clone, Serialize)]
 pub struct DbAgentSettings {
+    /// Shown with only its password masked: the derived host and user are worth checking.
+    #[serde(serialize_with = "super::secret::serialize_url")]
     pub url: Secret,
     pub advertise: String,
     pub replication_user: String,

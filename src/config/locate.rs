@@ -38,7 +38,8 @@ impl<'a> Locator<'a> {
         }
     }
 
-    fn describe(&self, origin: Option<&str>, key: &str) -> String {
+    /// Where a value with this `origin` came from: `file:line`, a variable, a flag.
+    pub fn describe(&self, origin: Option<&str>, key: &str) -> String {
         match origin {
             None => match self.overrides.iter().find(|flag| flag.key == key) {
                 Some(flag) => format!("flag --{}", flag.flag),
@@ -138,7 +139,7 @@ impl<'a> Locator<'a> {
     }
 }
 
-fn lookup<'c>(merged: &'c Config, dotted_key: &str) -> Option<&'c Value> {
+pub(super) fn lookup<'c>(merged: &'c Config, dotted_key: &str) -> Option<&'c Value> {
     let mut current = &merged.cache;
     for part in dotted_key.split('.') {
         let ValueKind::Table(table) = &current.kind else {

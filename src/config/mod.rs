@@ -6,6 +6,7 @@ mod db;
 mod locate;
 pub mod pandora;
 mod secret;
+mod sources;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -24,7 +25,8 @@ use db::{resolve_db_agent, seconds_to_ms};
 pub use db::{DbAgentSettings, DbSettings, MergeTable};
 pub use locate::Override;
 use pandora::PandoraServerConf;
-pub use secret::{Secret, MASK};
+pub use secret::{mask_url_password, Secret, MASK};
+pub use sources::Notes;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7946";
 pub const DEFAULT_THRESHOLD_SECONDS: f64 = 2.0;
@@ -243,10 +245,7 @@ impl Settings {
 
     /// Loads and validates; `config_file` is the `--config` path, `overrides` the flags given.
     pub fn load(config_file: Option<&Path>, overrides: &[Override]) -> Result<Settings, ConfigError> {
-        let environment = std::env::vars()
-            .filter(|(name, _)| name.starts_with("GOSSIP_HA_"))
-            .collect();
-        Self::load_with_env(config_file, overrides, environment)
+        Self::load_with_env(config_file, overrides, own_environment())
     }
 
     /// As `load`, with the environment given explicitly (tests must not share process state).
@@ -255,6 +254,20 @@ impl Settings {
         overrides: &[Override],
         environment: config::Map<String, String>,
     ) -> Result<Settings, ConfigError> {
+        Self::load_noted(config_file, overrides, environment).map(|(settings, _)| settings)
+    }
+
+    /// As `load`, with what `check-config` says besides: which source won each key that
+    /// `pandora_server.conf` also sets, and derived addresses that are likely wrong.
+    pub fn check(config_file: Option<&Path>, overrides: &[Override]) -> Result<(Settings, Notes), ConfigError> {
+        Self::load_noted(config_file, overrides, own_environment())
+    }
+
+    fn load_noted(
+        config_file: Option<&Path>,
+        overrides: &[Override],
+        environment: config::Map<String, String>,
+    ) -> Result<(Settings, Notes), ConfigError> {
         let file_text = match config_file {
             Some(path) => {
                 let text = read_config_file(path)?;
@@ -297,21 +310,39 @@ impl Settings {
             .get("pandora_server_conf")
             .map_err(|err| locator.load_error(err))
             .ok();
-        let merged = match &pandora_path {
+        let (merged, pandora) = match &pandora_path {
             Some(path) => {
                 let pandora = PandoraServerConf::read(path)?;
                 refuse_if_exposed(path, pandora.holds_password())?;
-                layered(Some(pandora))?
+                (layered(Some(pandora.clone()))?, Some(pandora))
             }
-            None => without_import,
+            None => (without_import, None),
         };
         locator.refuse_unknown_keys(&merged, TOP_LEVEL_KEYS, DB_KEYS)?;
         let raw: RawSettings = merged
             .clone()
             .try_deserialize()
             .map_err(|err| locator.load_error(err))?;
-        validate(raw, &merged, &locator)
+        let settings = validate(raw, &merged, &locator)?;
+        let notes = Notes {
+            overrides: pandora
+                .map(|pandora| sources::overridden(&pandora, &merged, &locator))
+                .unwrap_or_default(),
+            warnings: [
+                sources::derived_loopback(&settings, &merged, &locator),
+                sources::php_targets_without_assignment(&settings.rewrite),
+            ]
+            .concat(),
+        };
+        Ok((settings, notes))
     }
+}
+
+/// The `GOSSIP_HA_*` variables of this process.
+fn own_environment() -> config::Map<String, String> {
+    std::env::vars()
+        .filter(|(name, _)| name.starts_with("GOSSIP_HA_"))
+        .collect()
 }
 
 fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Settings, ConfigError> {
@@ -512,6 +543,11 @@ fn check_target(index: usize, target: &Target) -> Result<(), String> {
     }
     if matches!(target.kind, Kind::Token | Kind::Php) && target.token.as_deref().is_some_and(str::is_empty) {
         return Err(format!("rewrite #{index} ({path}): `token` is empty"));
+    }
+    if target.insert_if_missing && target.kind != Kind::Php {
+        return Err(format!(
+            "rewrite #{index} ({path}): `insert_if_missing` applies only to kind `php`"
+        ));
     }
     if target.reload.first().is_some_and(|program| program.is_empty()) {
         return Err(format!("rewrite #{index} ({path}): `reload` must start with a program"));

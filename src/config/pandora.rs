@@ -67,6 +67,17 @@ impl PandoraServerConf {
         PandoraServerConf { values }
     }
 
+    /// Each imported value: our key, Pandora's token, the value and its `path:line`.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &'static str, &str, &str)> {
+        self.values.iter().map(|(key, (value, origin))| {
+            let token = IMPORTED_TOKENS
+                .iter()
+                .find(|(_, ours)| ours == key)
+                .map_or(*key, |(token, _)| *token);
+            (*key, token, value.as_str(), origin.as_str())
+        })
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(|(value, _)| value.as_str())
     }

@@ -272,3 +272,34 @@ fn rewrite_targets_and_hooks_are_checked_at_start() {
         "{text}"
     );
 }
+
+#[test]
+fn overrides_of_imported_tokens_name_the_winning_variable_or_flag_and_mask_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let pandora = write(
+        &dir,
+        "pandora_server.conf",
+        "master 1\nserver_threshold 5\ndbpass hunter2\nha_hosts 127.0.0.1\n",
+    );
+    let flags = [
+        flag(
+            "pandora_server_conf",
+            "pandora-server-conf",
+            pandora.display().to_string(),
+        ),
+        flag("server_threshold", "server-threshold", 2.0),
+    ];
+    let variables = env(&[("GOSSIP_HA_MASTER", "3"), ("GOSSIP_HA_DB__PASSWORD", "other")]);
+    let (settings, notes) = Settings::load_noted(None, &flags, variables).unwrap();
+    assert_eq!(settings.master, 3);
+    let pandora = pandora.display();
+    assert_eq!(
+        notes.overrides,
+        [
+            format!("db.password = ******** from environment variable GOSSIP_HA_DB__PASSWORD overrides `dbpass ********` from {pandora}:3"),
+            format!("master = 3 from environment variable GOSSIP_HA_MASTER overrides `master 1` from {pandora}:1"),
+            format!("server_threshold = 2 from flag --server-threshold overrides `server_threshold 5` from {pandora}:2"),
+        ]
+    );
+    assert!(notes.warnings.is_empty(), "{:?}", notes.warnings);
+}

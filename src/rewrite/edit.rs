@@ -7,8 +7,15 @@ use std::collections::BTreeMap;
 pub enum EditError {
     #[error("value `{0}` cannot be written: it is empty or holds a line break, quote or backslash")]
     BadValue(String),
-    #[error("no uncommented `$config[\"{0}\"]` assignment found")]
+    #[error(
+        "no uncommented `$config[\"{0}\"]` assignment found. The console's installer writes one into \
+         include/config.php; for a file holding only commented defaults (as the packaged include/config.inc.php \
+         does) set `insert_if_missing = true` on this [[rewrite]] target, which adds `$config[\"{0}\"]=\"…\";` \
+         on the line after `<?php`, or add that line by hand"
+    )]
     NoPhpAssignment(String),
+    #[error("no line holding only `<?php` to add `$config[\"{0}\"]` after; add the assignment by hand")]
+    NoPhpOpenTag(String),
     #[error("template uses `{{{{{name}}}}}`, which is not one of: {known}")]
     UnknownVariable { name: String, known: String },
     #[error("template has an unclosed `{{{{` at byte {0}")]
@@ -151,6 +158,44 @@ pub fn php(text: &str, key: &str, value: &str) -> Result<String, EditError> {
         } else {
             out.push_str(line);
         }
+    }
+    Ok(out)
+}
+
+/// `php`, or, in a file with no live assignment, one added on the line after the file's first
+/// `<?php` line (which must hold nothing else): before any code, so the console has the value
+/// before its `config_process.php` connects. Once added, the next edit finds it like any other.
+pub fn php_or_insert(text: &str, key: &str, value: &str) -> Result<String, EditError> {
+    match php(text, key, value) {
+        Err(EditError::NoPhpAssignment(_)) => insert_php(text, key, value),
+        edited => edited,
+    }
+}
+
+fn insert_php(text: &str, key: &str, value: &str) -> Result<String, EditError> {
+    check_value(key)?;
+    let lines = lines_with_endings(text);
+    let no_tag = || EditError::NoPhpOpenTag(key.to_string());
+    let open = lines
+        .iter()
+        .position(|line| line.contains("<?php"))
+        .ok_or_else(no_tag)?;
+    let (body, ending) = body_and_ending(lines[open]);
+    if !body.trim_start_matches('\u{feff}').trim().eq_ignore_ascii_case("<?php") {
+        return Err(no_tag());
+    }
+    let ending = if ending.is_empty() { "\n" } else { ending };
+    let mut out = String::with_capacity(text.len() + key.len() + value.len() + 64);
+    for line in &lines[..open] {
+        out.push_str(line);
+    }
+    out.push_str(body);
+    out.push_str(ending);
+    out.push_str(&format!(
+        "$config[\"{key}\"]=\"{value}\"; // added by gossip-ha (insert_if_missing){ending}"
+    ));
+    for line in &lines[open + 1..] {
+        out.push_str(line);
     }
     Ok(out)
 }

@@ -54,6 +54,10 @@ pub struct Target {
     /// Run after the file changed: argv, no shell.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reload: Vec<String>,
+    /// `php` only: a file without a live assignment gets one after its `<?php` line (opt-in: the
+    /// agent otherwise never adds code to the console's files).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insert_if_missing: bool,
 }
 
 /// What files are written from: the settled view of the cluster.
@@ -139,7 +143,13 @@ impl Target {
         let rendered = match self.kind {
             Kind::HaHostsFile => edit::ha_hosts_file(value),
             Kind::Token => edit::token(current.ok_or_else(|| self.file_error("does not exist"))?, token, value),
-            Kind::Php => edit::php(current.ok_or_else(|| self.file_error("does not exist"))?, token, value),
+            Kind::Php => {
+                let current = current.ok_or_else(|| self.file_error("does not exist"))?;
+                match self.insert_if_missing {
+                    true => edit::php_or_insert(current, token, value),
+                    false => edit::php(current, token, value),
+                }
+            }
             Kind::Template => {
                 let template_path = self.template.as_deref().unwrap_or(Path::new(""));
                 let template = crate::config::read_config_file(template_path)
@@ -350,6 +360,7 @@ mod tests {
             token: None,
             template: None,
             reload: vec![],
+            insert_if_missing: false,
         }
     }
 
@@ -411,6 +422,36 @@ mod tests {
                 Ok(Applied::Unchanged { .. })
             ));
         }
+    }
+
+    #[test]
+    fn a_php_file_without_an_assignment_gets_one_only_when_the_target_asks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.inc.php");
+        let shipped = include_str!("../../tests/fixtures/console_config.inc.php");
+        std::fs::write(&path, shipped).unwrap();
+        let plain = target(Kind::Php, path.clone(), Follows::DbPrimary);
+        let err = plain.apply(&facts(), &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("insert_if_missing"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), shipped);
+
+        let inserting = Target {
+            insert_if_missing: true,
+            ..plain
+        };
+        assert!(matches!(
+            inserting.apply(&facts(), &mut |_| {}),
+            Ok(Applied::Written { .. })
+        ));
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            written.starts_with("<?php\n$config[\"dbhost\"]=\"198.18.0.12\";"),
+            "{written}"
+        );
+        assert!(matches!(
+            inserting.apply(&facts(), &mut |_| {}),
+            Ok(Applied::Unchanged { .. })
+        ));
     }
 
     #[test]

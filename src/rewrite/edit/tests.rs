@@ -159,3 +159,58 @@ fn templates_render_known_names_and_refuse_unknown_ones() {
         EditError::Unclosed(2)
     );
 }
+
+/// The console's packaged `include/config.inc.php` has its settings only in comments.
+const CONFIG_INC_PHP: &str = include_str!("../../../tests/fixtures/console_config.inc.php");
+
+#[test]
+fn php_adds_the_assignment_after_the_open_tag_only_when_asked() {
+    assert_eq!(
+        php(CONFIG_INC_PHP, "dbhost", "10.0.0.2").unwrap_err(),
+        EditError::NoPhpAssignment("dbhost".into())
+    );
+    let message = EditError::NoPhpAssignment("dbhost".into()).to_string();
+    assert!(
+        message.contains("insert_if_missing = true") && message.contains("include/config.inc.php"),
+        "{message}"
+    );
+
+    let added = php_or_insert(CONFIG_INC_PHP, "dbhost", "10.0.0.2").unwrap();
+    let line = "$config[\"dbhost\"]=\"10.0.0.2\"; // added by gossip-ha (insert_if_missing)\n";
+    assert_eq!(added, format!("<?php\n{line}{}", &CONFIG_INC_PHP["<?php\n".len()..]));
+    // From then on it is an ordinary live assignment: edited in place, nothing added again.
+    let moved = php_or_insert(&added, "dbhost", "10.0.0.3").unwrap();
+    assert_eq!(moved, added.replace("10.0.0.2", "10.0.0.3"));
+    assert_eq!(php(&added, "dbhost", "10.0.0.3").unwrap(), moved);
+}
+
+#[test]
+fn php_insertion_keeps_line_endings_and_needs_a_bare_open_tag() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "crlf",
+            "<?php\r\n/* $config[\"dbhost\"]=\"x\"; */\r\n",
+            "<?php\r\n$config[\"dbhost\"]=\"h\"; // added by gossip-ha (insert_if_missing)\r\n/* $config[\"dbhost\"]=\"x\"; */\r\n",
+        ),
+        (
+            "open tag alone, no newline",
+            "<?php",
+            "<?php\n$config[\"dbhost\"]=\"h\"; // added by gossip-ha (insert_if_missing)\n",
+        ),
+        (
+            "a live assignment is edited, nothing added",
+            "<?php\n$config[\"dbhost\"]=\"old\";\n",
+            "<?php\n$config[\"dbhost\"]=\"h\";\n",
+        ),
+    ];
+    for (name, input, expected) in cases {
+        assert_eq!(php_or_insert(input, "dbhost", "h").unwrap(), *expected, "{name}");
+    }
+    for no_place in ["", "<?php /* starts a comment\n*/\n", "<html>\n"] {
+        assert_eq!(
+            php_or_insert(no_place, "dbhost", "h").unwrap_err(),
+            EditError::NoPhpOpenTag("dbhost".into()),
+            "{no_place:?}"
+        );
+    }
+}
