@@ -7,17 +7,34 @@ use gossip_ha_proto::db::DbAnnouncement;
 use gossip_ha_proto::gossip::{Announcement, ClusterRequest, RequestAnswer, Role};
 
 use super::db::{
-    elect_db_primary, peer_claim, split_tally, unrelated_claims, Claim, DbCore, DbDecision, DbView, LocalDb, PeerDb,
+    elect_db_primary, peer_claim, positions_settled, split_tally, unrelated_claims, Claim, DbCore, DbDecision, DbView,
+    LocalDb, PeerDb,
 };
 use super::election::{elect_server_master, Candidate};
 use super::liveness::{down_after_ms, LivenessTracker, Observed};
 use super::{seconds, MonoMs};
 
-fn elect_from<'a>(peers: &[PeerDb<'a>], own: Option<Claim<'a>>, threshold_ms: u64) -> Option<Claim<'a>> {
-    let claims = peers
+/// The DB primary from the peers' claims and this node's own; `keep` (the primary elected so far,
+/// while the claims' positions are not all past the fork) stays if it still claims and yields to
+/// nobody: a verdict from a position older than the fork could be reversed a moment later.
+fn elect_from<'a>(
+    peers: &[PeerDb<'a>],
+    own: Option<Claim<'a>>,
+    threshold_ms: u64,
+    keep: Option<&str>,
+) -> Option<Claim<'a>> {
+    let claims: Vec<Claim<'a>> = peers
         .iter()
-        .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)));
-    elect_db_primary(claims.chain(own))
+        .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)))
+        .chain(own)
+        .collect();
+    let kept = keep.and_then(|name| {
+        claims
+            .iter()
+            .find(|claim| claim.name == name && claim.yields_to.is_none())
+            .copied()
+    });
+    kept.or_else(|| elect_db_primary(claims))
 }
 
 /// Peers remembered at most; beyond it the longest-DOWN ones are forgotten first.
@@ -136,6 +153,8 @@ pub struct Core {
     /// The last DB primary elected before the current one (or before "none"): what a change
     /// is from, across the gap of a failover.
     last_db_primary: Option<String>,
+    /// Since when several primary claims are seen whose positions are not all past the fork.
+    contested_since: Option<MonoMs>,
     /// Present when this node has the `db` role.
     db: Option<DbCore>,
     self_db: Option<DbAnnouncement>,
@@ -174,6 +193,7 @@ impl Core {
             server_master: None,
             db_primary: None,
             last_db_primary: None,
+            contested_since: None,
             db: None,
             self_db: None,
             last_peer_return: None,
@@ -531,7 +551,19 @@ impl Core {
             .as_ref()
             .zip(local_db)
             .and_then(|(db, local)| db.own_claim(me, local, fork_before.as_deref(), yields_before.as_deref()));
-        let before = elect_from(&peers, own, threshold_ms);
+        // Several claims whose positions are not all past the fork yet: keep the primary elected
+        // so far, for one threshold at most, until current positions arrive.
+        let contested: Vec<Claim> = peers
+            .iter()
+            .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)))
+            .chain(own)
+            .collect();
+        let contested_since =
+            (contested.len() > 1 && !positions_settled(&contested)).then(|| self.contested_since.unwrap_or(now));
+        let keep = contested_since
+            .filter(|since| now.since(*since) < threshold_ms)
+            .and(self.db_primary.as_deref());
+        let before = elect_from(&peers, own, threshold_ms, keep);
         let mut after = before;
         let fork_after: Option<String>;
         let yields_after: Option<String>;
@@ -556,6 +588,7 @@ impl Core {
                 &peers,
                 db.own_claim(me, local, fork_after.as_deref(), yields_after.as_deref()),
                 threshold_ms,
+                keep,
             );
             self_db = Some(db.announcement(now, local));
         }
@@ -603,6 +636,7 @@ impl Core {
             },
         };
         drop(peers);
+        self.contested_since = contested_since;
         self.db = db;
         if self_db.is_some() {
             self.self_db = self_db;

@@ -223,3 +223,34 @@ fn the_new_primary_of_a_switchover_reports_no_split_brain() {
     assert!(split_verdicts(&decided).is_empty(), "{decided:?}");
     assert!(actions(&decided).is_empty(), "{decided:?}");
 }
+
+#[test]
+fn a_witness_does_not_flip_the_primary_on_a_position_older_than_the_fork() {
+    // db3 heard db1 as primary at 0-1-90 before it lost touch; db2 promoted at 0-1-100 meanwhile.
+    let mut db3 = db_node("db3", 1);
+    let local = probe(true, "0-1-90", None);
+    let before_fork = Peer {
+        fork: None,
+        ..split_primary("db1", 3, 1, "0-1-90", "0-1-1")
+    };
+    all_decisions(&mut db3, 0, 500, std::slice::from_ref(&before_fork), &local);
+    assert_eq!(db3.db_primary(), Some("db1"));
+
+    let db2 = split_primary("db2", 2, 2, "0-2-150", "0-1-100");
+    let stale = all_decisions(&mut db3, 600, 1_000, &[before_fork, db2.clone()], &local);
+    let current = Peer {
+        fork: None,
+        ..split_primary("db1", 3, 1, "0-1-190", "0-1-1")
+    };
+    let settled = all_decisions(&mut db3, 1_100, 2_000, &[current, db2], &local);
+    let changes: Vec<&Decision> = stale
+        .iter()
+        .chain(&settled)
+        .filter(|decision| matches!(decision, Decision::DbPrimaryChanged { .. }))
+        .collect();
+    assert!(
+        changes.is_empty(),
+        "db1 took more writes since the fork all along: {changes:?}"
+    );
+    assert_eq!(db3.db_primary(), Some("db1"));
+}
