@@ -11,7 +11,9 @@ use gossip_ha_proto::gossip::{ClusterRequest, ClusterRequestKind};
 use tokio::sync::oneshot;
 
 use super::{relay_refusal, unix_ms, Driver};
+use crate::core::NodeView;
 use crate::socket::AdminRequest;
+use crate::state_file::{MaintenanceRecord, PersistentState, StateFile};
 
 /// How long a peer has to show that it applied a maintenance request.
 const MAINTENANCE_CONFIRM: Duration = Duration::from_secs(10);
@@ -39,7 +41,13 @@ impl Driver {
         let uid = request.caller_uid;
         let answer = match request.command {
             Command::Maintenance { on, node } => match node.filter(|node| *node != me) {
-                None => self.core.apply_maintenance(on),
+                None => self
+                    .core
+                    .apply_maintenance(on)
+                    .map(|done| match self.save_maintenance(on) {
+                        Ok(()) => done,
+                        Err(err) => format!("{done}; but not for after a restart: {err}"),
+                    }),
                 Some(node) => {
                     if let Err(refused) = self.reachable_for_request(&node) {
                         let _ = request.reply.send(Err(refused));
@@ -217,5 +225,75 @@ impl Driver {
             // Nothing waits on a relayed request any more: withdraw it.
             self.request = None;
         }
+    }
+}
+
+/// At start: whether the database is in maintenance (the state file's record of the last
+/// command, or the configuration when it changed since), and the event that says why.
+pub(super) fn maintenance_at_start(
+    state: &StateFile,
+    persisted: &mut PersistentState,
+    config: bool,
+) -> (bool, Option<String>) {
+    let start = persisted.maintenance_at_start(config);
+    let mut note = start.note;
+    if start.forgot_record {
+        if let Err(err) = state.save(persisted.clone()) {
+            note = note.map(|note| format!("{note} (the state file still holds the old command: {err})"));
+        }
+    }
+    (start.on, note)
+}
+
+impl Driver {
+    /// Persists this node's maintenance when it changed, whichever way it came: a command on
+    /// this socket, or one relayed from another node and carried out by the core.
+    pub(super) fn keep_maintenance(&mut self, view: &[NodeView]) {
+        let on = view
+            .iter()
+            .find(|node| node.is_self)
+            .and_then(|node| node.db.as_ref())
+            .map(|db| db.maintenance);
+        let (Some(on), Some(db)) = (on, self.db.as_ref()) else {
+            return;
+        };
+        if db.persisted.maintenance_on(self.config_maintenance()) == on {
+            return;
+        }
+        if let Err(err) = self.save_maintenance(on) {
+            let me = Some(self.settings.node_name.clone());
+            self.record(
+                EventKind::DbActionFailed,
+                me,
+                format!(
+                    "maintenance {} holds until the agent restarts only: {err}",
+                    if on { "on" } else { "off" }
+                ),
+            );
+        }
+    }
+
+    fn config_maintenance(&self) -> bool {
+        self.settings.db_agent.as_ref().is_some_and(|db| db.maintenance)
+    }
+
+    /// Writes the command to the state file: a restarted agent keeps it.
+    fn save_maintenance(&mut self, on: bool) -> Result<(), String> {
+        let config = self.config_maintenance();
+        let Some(db) = self.db.as_mut() else {
+            return Ok(());
+        };
+        let state = PersistentState {
+            maintenance: Some(MaintenanceRecord {
+                on,
+                set_unix_ms: unix_ms(),
+                config,
+            }),
+            ..db.persisted.clone()
+        };
+        let saved = db.state.save(state.clone()).map_err(|err| err.to_string());
+        // Kept in memory either way: a failure is said once, not retried on every tick.
+        db.persisted = state;
+        saved
     }
 }
