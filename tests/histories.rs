@@ -143,6 +143,9 @@ fn an_unrelated_server_with_data_is_never_primary_nor_wiped_until_the_operator_a
     let socket = cluster.agent("db2").socket.display().to_string();
     let asked = cli(&["resync", "--socket", &socket]);
     assert!(asked.status.success(), "{asked:?}");
+    // The command waited for the rebuild (one step here) and says how it went.
+    let said = String::from_utf8_lossy(&asked.stdout);
+    assert!(said.contains("rebuilt from db1"), "{said}");
     assert_sane_progress(&cluster, "db2", "resync from db1: ", "rebuilt from db1: ");
     wait_replicating(&cluster, "db2", "db1", Duration::from_secs(60));
     cluster.wait("db2 to hold Pandora's rows", Duration::from_secs(10), |_| {

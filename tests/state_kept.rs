@@ -1,12 +1,13 @@
-//! State an operator set must survive the agent (issue #14, "lost or misleading state"):
-//! maintenance through an agent restart, in both of its forms. Real agents, real MariaDB.
+//! State an operator set must survive the agent, and a command must not say it worked before it
+//! has (issue #14, "lost or misleading state"): maintenance through an agent restart, in both of
+//! its forms, and `gossip-ha resync` failing with the reason. Real agents, real MariaDB.
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::db_cluster::{db_of, formed, has_event, Cluster, THRESHOLD};
-use common::mariadb::scalar;
+use common::mariadb::{scalar, sql};
 use common::{cli, generation_of};
 use gossip_ha_proto::api::EventKind;
 use gossip_ha_proto::db::DbRole;
@@ -87,4 +88,38 @@ fn maintenance_set_either_way_survives_an_agent_restart_and_keeps_the_node_from_
     cluster.wait("db2 promoted once out of maintenance", Duration::from_secs(20), |c| {
         db_of(&c.agent("srv").status(), "db2").is_some_and(|db| db.role == DbRole::Primary)
     });
+}
+
+#[test]
+fn a_resync_whose_copy_fails_at_once_fails_the_command_with_the_reason() {
+    let cluster = formed(2, false);
+    // A view over a table that is gone: `mariadb-dump` of db1 stops at it.
+    sql(
+        &cluster.db("db1").admin_url(),
+        &[
+            "CREATE TABLE pandora.gone (id INT)",
+            "CREATE VIEW pandora.broken AS SELECT * FROM pandora.gone",
+            "DROP TABLE pandora.gone",
+        ],
+    )
+    .unwrap();
+
+    let asked_at = Instant::now();
+    let asked = cli(&["resync", "--socket", &socket(&cluster, "db2")]);
+    let (out, err) = (
+        String::from_utf8_lossy(&asked.stdout),
+        String::from_utf8_lossy(&asked.stderr),
+    );
+    assert!(
+        !asked.status.success(),
+        "exit 0 for a failed resync: {out}{err}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        err.contains("resync failed: resync from db1") && err.contains("pandora.broken"),
+        "the reason: {err}"
+    );
+    // While it waited it showed what the agent did.
+    assert!(err.contains("… resync from db1"), "progress: {err}");
+    println!("`gossip-ha resync` failed after {:?}: {err}", asked_at.elapsed());
 }

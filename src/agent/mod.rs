@@ -675,6 +675,7 @@ impl Driver {
                     };
                     self.record(kind, me.clone(), reason);
                 }
+                self.repair_step_finished(&outcome);
             }
             if let (Some(hook), Some(hooks)) = (hook, &self.hooks) {
                 let mut environment = fact_environment(&self.facts(self.now()));
