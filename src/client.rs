@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use gossip_ha_proto::api::{Command, Request, Response};
+use gossip_ha_proto::api::{Command, Event, EventKind, Request, Response};
 use gossip_ha_proto::PROTOCOL_VERSION;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -34,6 +34,9 @@ pub enum ClientError {
     Busy(String),
     #[error("the agent on {path} is busy or closed the connection before answering; try again")]
     Closed { path: PathBuf },
+    /// The command was carried out and failed (`gossip-ha resync`'s first step).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// What the agent says when it turns a connection away (`socket.rs`).
@@ -177,4 +180,55 @@ fn listed_but_not_in_session(gid: nix::unistd::Gid) -> bool {
     let user = nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten();
     let group = nix::unistd::Group::from_gid(gid).ok().flatten();
     matches!((user, group), (Some(user), Some(group)) if user.gid == gid || group.mem.contains(&user.name))
+}
+
+/// How the agent's answer to `gossip-ha resync` starts when the step it waited for failed.
+pub const RESYNC_FAILED_PREFIX: &str = "resync failed: ";
+/// How often `gossip-ha resync` reads the agent's events while it waits for its answer.
+const RESYNC_PROGRESS_POLL: Duration = Duration::from_secs(1);
+/// Bounds each of those reads: progress is a view, a slow read is skipped.
+const RESYNC_PROGRESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `gossip-ha resync`: the agent answers once the repair's first step has finished (or after
+/// its own bound); meanwhile the repair's events of this run are handed to `show`.
+pub async fn resync(path: &Path, timeout: Duration, mut show: impl FnMut(&Event)) -> Result<Response, ClientError> {
+    let mut seen = newest_events(path, Some(1)).await?.last().map_or(0, |event| event.seq);
+    let answer = request(path, Command::Resync, timeout);
+    tokio::pin!(answer);
+    let mut poll = tokio::time::interval(RESYNC_PROGRESS_POLL);
+    loop {
+        tokio::select! {
+            answer = &mut answer => {
+                show_repair_events(path, &mut seen, &mut show).await;
+                return answer.map_err(|err| match err {
+                    ClientError::Refused(text) if text.starts_with(RESYNC_FAILED_PREFIX) => ClientError::Failed(text),
+                    other => other,
+                });
+            }
+            _ = poll.tick() => show_repair_events(path, &mut seen, &mut show).await,
+        }
+    }
+}
+
+async fn newest_events(path: &Path, limit: Option<usize>) -> Result<Vec<Event>, ClientError> {
+    let response = request(path, Command::Events { limit }, RESYNC_PROGRESS_TIMEOUT).await?;
+    Ok(response.events.unwrap_or_default())
+}
+
+/// The repair's events newer than `seen`: its actions, progress lines and outcome.
+async fn show_repair_events(path: &Path, seen: &mut u64, show: &mut impl FnMut(&Event)) {
+    // At most one progress line a second is recorded: 64 cover a poll with room to spare.
+    let Ok(events) = newest_events(path, Some(64)).await else {
+        return;
+    };
+    let since = *seen;
+    for event in events.iter().filter(|event| event.seq > since) {
+        if matches!(
+            event.kind,
+            EventKind::Repair | EventKind::DbAction | EventKind::DbNeedsResync
+        ) {
+            show(event);
+        }
+        *seen = event.seq;
+    }
 }

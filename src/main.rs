@@ -184,14 +184,19 @@ async fn query(args: &ClientArgs, command: Command) -> ExitCode {
     // Commands that wait for the cluster are bounded by the agent, which always answers.
     let waits = matches!(
         command,
-        Command::Switchover { .. } | Command::Maintenance { node: Some(_), .. }
+        Command::Switchover { .. } | Command::Maintenance { node: Some(_), .. } | Command::Resync
     );
     let timeout = if waits {
         Duration::from_secs_f64(args.timeout).max(Duration::from_secs(3_700))
     } else {
         Duration::from_secs_f64(args.timeout)
     };
-    let response = match client::request(&socket, command, timeout).await {
+    let asked = match command {
+        // Progress goes to stderr: stdout holds the answer alone.
+        Command::Resync => client::resync(&socket, timeout, |event| eprintln!("… {}", event.reason)).await,
+        command => client::request(&socket, command, timeout).await,
+    };
+    let response = match asked {
         Ok(response) => response,
         Err(err) => return fail(EXIT_RUNTIME, err),
     };

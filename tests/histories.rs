@@ -38,6 +38,63 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// Bytes in "38 KiB", "7.5 MiB", "1.25 GiB" at the start of `text`.
+fn bytes_at(text: &str) -> Option<f64> {
+    let mut words = text.split_whitespace();
+    let number: f64 = words.next()?.parse().ok()?;
+    let unit = match words.next()?.trim_end_matches([',', ';']) {
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(number * unit)
+}
+
+/// The progress lines `node` recorded for a copy (`label` …) are sane: what was copied and the
+/// share never go down, no share is over 100 %, a total they name is neither one the copy had
+/// already passed nor far from what the final line (`done` …) says was copied.
+fn assert_sane_progress(cluster: &Cluster, node: &str, label: &str, done: &str) {
+    let events = cluster.agent(node).events();
+    let lines: Vec<&str> = events
+        .iter()
+        .filter(|event| event.kind == EventKind::Repair)
+        .filter_map(|event| event.reason.strip_prefix(label))
+        .collect();
+    let final_size = events
+        .iter()
+        .filter(|event| event.kind == EventKind::Repair)
+        .find_map(|event| bytes_at(event.reason.strip_prefix(done)?))
+        .unwrap_or_else(|| panic!("no final line `{done}…`\n{}", cluster.logs()));
+    assert!(!lines.is_empty(), "no progress line `{label}…`\n{}", cluster.logs());
+    let (mut copied_before, mut share_before) = (0.0, 0.0);
+    for line in &lines {
+        let copied = bytes_at(line).unwrap_or_else(|| panic!("no size in `{line}`"));
+        assert!(copied >= copied_before, "copied went down: {lines:#?}");
+        copied_before = copied;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2).filter(|pair| pair[1].starts_with('%')) {
+            let share: f64 = pair[0].parse().unwrap_or_else(|_| panic!("share in `{line}`"));
+            assert!(share <= 100.0 && share >= share_before, "share {share}: {lines:#?}");
+            share_before = share;
+        }
+        if let Some((_, total)) = line.split_once("% of ") {
+            let total = bytes_at(total.trim_start_matches("about ")).unwrap_or_else(|| panic!("total in `{line}`"));
+            assert!(total >= copied, "a total the copy had passed: `{line}`");
+            assert!(
+                total <= 2.0 * final_size && 2.0 * total >= final_size,
+                "a total far from the {final_size} bytes copied: `{line}`"
+            );
+        }
+    }
+    println!("{node}'s progress: {lines:#?}, then {final_size} bytes copied");
+    // The last line rounds to a tenth of its unit.
+    assert!(
+        final_size * 1.05 + 52_429.0 >= copied_before,
+        "{lines:#?}, final {final_size}"
+    );
+}
+
 fn wait_replicating(cluster: &Cluster, replica: &str, primary: &str, timeout: Duration) {
     let source = cluster.db(primary);
     cluster.wait(&format!("{replica} replicating from {primary}"), timeout, |c| {
@@ -86,6 +143,10 @@ fn an_unrelated_server_with_data_is_never_primary_nor_wiped_until_the_operator_a
     let socket = cluster.agent("db2").socket.display().to_string();
     let asked = cli(&["resync", "--socket", &socket]);
     assert!(asked.status.success(), "{asked:?}");
+    // The command waited for the rebuild (one step here) and says how it went.
+    let said = String::from_utf8_lossy(&asked.stdout);
+    assert!(said.contains("rebuilt from db1"), "{said}");
+    assert_sane_progress(&cluster, "db2", "resync from db1: ", "rebuilt from db1: ");
     wait_replicating(&cluster, "db2", "db1", Duration::from_secs(60));
     cluster.wait("db2 to hold Pandora's rows", Duration::from_secs(10), |_| {
         count(db2, "pandora.tagente_datos") == 200
@@ -260,6 +321,12 @@ fn a_new_server_behind_purged_logs_is_cloned_physically_over_mutual_tls() {
         has_event(cluster.agent("db2"), EventKind::DbAction, "by physical copy"),
         "{}",
         cluster.logs()
+    );
+    assert_sane_progress(
+        &cluster,
+        "db2",
+        "resync from db1 (physical): ",
+        "rebuilt from db1 by physical copy: ",
     );
     // Its own users were logged (the harness sets servers up as operators do): a setup-only
     // history the primary cannot take, cloned all the same.

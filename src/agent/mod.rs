@@ -270,6 +270,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let (status_tx, status_rx) = watch::channel(Arc::new(empty_report(&settings)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (admin_tx, admin_rx) = tokio::sync::mpsc::channel::<AdminRequest>(ADMIN_QUEUE);
+    // Said once the agent has started: why its database is (or stays out of) maintenance.
+    let mut maintenance_note = None;
     let db = match &settings.db_agent {
         None => None,
         Some(db_settings) => {
@@ -310,10 +312,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 }
             };
             let (transfer_addr, transfer_task) = transfer.unzip();
+            let mut persisted = persisted;
+            let (maintenance, note) = admin::maintenance_at_start(&state, &mut persisted, db_settings.maintenance);
+            maintenance_note = note;
             core = core.with_db(
                 DbCore::new(
                     DbPolicy {
                         transfer: transfer_addr,
+                        maintenance,
                         ..db_policy(db_settings)
                     },
                     persisted.epoch,
@@ -402,6 +408,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             driver.settings.socket.display()
         ),
     );
+
+    if let Some(note) = maintenance_note {
+        driver.record(EventKind::AdminCommand, Some(driver.settings.node_name.clone()), note);
+    }
 
     let outcome = driver.drive(&gossip, admin_rx, shutdown).await;
 
@@ -589,6 +599,7 @@ impl Driver {
             rewriter.settle(settled);
         }
         self.remember_cluster();
+        self.keep_maintenance(&view);
         self.answer_pending();
         self.publish_view(gossip).await;
         let report = self.report(now, view);
@@ -673,6 +684,7 @@ impl Driver {
                     let (kind, reason) = db_event(decision, EventKind::Repair);
                     self.record(kind, me.clone(), reason);
                 }
+                self.repair_step_finished(&outcome);
             }
             if let (Some(hook), Some(hooks)) = (hook, &self.hooks) {
                 let mut environment = fact_environment(&self.facts(self.now()));

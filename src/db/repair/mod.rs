@@ -3,6 +3,7 @@
 //! winner, and rebuild the node from the winner. MariaDB only: the tools and the GTID statements are its own.
 
 mod divergent;
+mod estimate;
 mod ledger;
 mod literal;
 mod merge;
@@ -238,75 +239,59 @@ fn ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-fn mib(bytes: f64) -> String {
-    format!("{:.1} MiB", bytes / 1_048_576.0)
-}
-
-/// "resync from db2: 12.0 MiB copied, 8.1 MiB/s, about 40 % of 30.0 MiB (ETA 2 s)". The share
-/// needs a size (the tables' size, only an estimate of the stream's); no ETA from the first
-/// second's rate, which is noise.
-fn copy_progress(label: &str, bytes: u64, size: u64, started: Instant) -> String {
-    let per_second = rate(bytes as f64, started);
-    let share = if size > bytes {
-        let eta = if started.elapsed() >= Duration::from_secs(1) && per_second > 0.0 {
-            format!(" (ETA {:.0} s)", (size - bytes) as f64 / per_second)
-        } else {
-            String::new()
-        };
-        format!(
-            ", about {:.0} % of {}{eta}",
-            100.0 * bytes as f64 / size as f64,
-            mib(size as f64)
-        )
-    } else {
-        String::new()
-    };
-    format!("{label}: {} copied, {}/s{share}", mib(bytes as f64), mib(per_second))
-}
-
-/// Bytes of tables on `target` (of `schema`, or all): what a rebuild will roughly move.
-async fn table_bytes(ctx: &RepairContext, conn: &mut Conn, target: &str, schema: Option<&str>) -> Result<u64, DbError> {
-    let sql = "SELECT CAST(COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) AS UNSIGNED) FROM information_schema.TABLES \
-               WHERE ? IS NULL OR TABLE_SCHEMA = ?";
-    let size: Option<u64> = run(
+/// The tables a dump of `databases` on `target` will hold (views are no tables), with the bytes
+/// InnoDB says each takes: the weights of a logical copy's progress.
+async fn dump_tables(
+    ctx: &RepairContext,
+    conn: &mut Conn,
+    target: &str,
+    databases: &[String],
+) -> Result<estimate::DumpTables, DbError> {
+    let names = databases
+        .iter()
+        .map(|name| crate::db::dialect::quote(name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT TABLE_SCHEMA, TABLE_NAME, CAST(COALESCE(DATA_LENGTH, 0) AS UNSIGNED) FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA IN ({names}) AND TABLE_TYPE <> 'VIEW'"
+    );
+    let tables: Vec<(String, String, u64)> = run(
         ctx.statement_timeout,
         target,
-        "estimate the data size",
-        conn.exec_first(sql, (schema, schema)),
+        "list the tables to copy",
+        conn.query(sql.as_str()),
     )
     .await?;
-    Ok(size.unwrap_or(0))
+    Ok(estimate::DumpTables::new(tables))
+}
+
+/// Roughly what `mariabackup` on `target` streams: its InnoDB tablespace files (the system one
+/// included, the temporary one not) and its other engines' tables. `None` when the server
+/// cannot say (the progress then shows no share rather than a wrong one).
+async fn backup_bytes(ctx: &RepairContext, conn: &mut Conn, target: &str) -> Option<u64> {
+    let sql = "SELECT CAST( \
+           COALESCE((SELECT SUM(FILE_SIZE) FROM information_schema.INNODB_SYS_TABLESPACES \
+                     WHERE NAME <> 'innodb_temporary'), 0) \
+         + COALESCE((SELECT SUM(DATA_LENGTH + INDEX_LENGTH) FROM information_schema.TABLES \
+                     WHERE ENGINE <> 'InnoDB' AND TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema')), 0) \
+         AS UNSIGNED)";
+    let size: Result<Option<u64>, DbError> = run(
+        ctx.statement_timeout,
+        target,
+        "estimate the backup's size",
+        conn.query_first(sql),
+    )
+    .await;
+    match size {
+        Ok(size) => size.filter(|size| *size > 0),
+        Err(err) => {
+            tracing::warn!("the physical copy's progress shows no share: {err}");
+            None
+        }
+    }
 }
 
 fn rate(amount: f64, since: Instant) -> f64 {
     amount / since.elapsed().as_secs_f64().max(0.001)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::{Duration, Instant};
-
-    use super::copy_progress;
-
-    #[test]
-    fn progress_shows_a_share_when_the_size_is_known_and_an_eta_after_the_first_second() {
-        let now = Instant::now();
-        let earlier = now.checked_sub(Duration::from_secs(2)).unwrap();
-        let mib = 1_048_576;
-        let cases: &[(u64, u64, &str)] = &[
-            (0, 0, "x: 0.0 MiB copied, 0.0 MiB/s"),
-            (4 * mib, 0, "x: 4.0 MiB copied, 2.0 MiB/s"),
-            (
-                4 * mib,
-                10 * mib,
-                "x: 4.0 MiB copied, 2.0 MiB/s, about 40 % of 10.0 MiB (ETA 3 s)",
-            ),
-            (12 * mib, 10 * mib, "x: 12.0 MiB copied, 6.0 MiB/s"),
-        ];
-        for &(bytes, size, expected) in cases {
-            assert_eq!(copy_progress("x", bytes, size, earlier), expected);
-        }
-        let first_second = copy_progress("x", 4 * mib, 10 * mib, now);
-        assert!(first_second.ends_with(", about 40 % of 10.0 MiB"), "{first_second}");
-    }
 }

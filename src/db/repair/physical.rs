@@ -11,8 +11,9 @@ use gossip_ha_proto::wire::TransferRequest;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
+use super::estimate::{physical_line, size_text};
 use super::tools::{self, tool_error};
-use super::{copy_progress, exec_drop, forget_history, rate, table_bytes, Progress, RepairContext};
+use super::{backup_bytes, exec_drop, forget_history, rate, Progress, RepairContext};
 use crate::db::DbError;
 use crate::tls::identity::IdentityHandle;
 
@@ -61,7 +62,7 @@ pub async fn resync(
     let started = Instant::now();
     let target = ctx.local_target();
     let mut remote = ctx.connect_to(winner_db).await?;
-    let size = table_bytes(ctx, &mut remote, winner_db, None).await?;
+    let about_total = backup_bytes(ctx, &mut remote, winner_db).await;
     let _ = remote.disconnect().await;
 
     let fresh = sibling(&setup.datadir, "gossip-ha-new");
@@ -83,6 +84,9 @@ pub async fn resync(
         cluster_id: setup.cluster_id.clone(),
         node_name: setup.node_name.clone(),
     };
+    let label = format!("resync from {winner} (physical)");
+    // Rates and ETAs count from the first byte: the source's backup takes a moment to start.
+    let mut first_byte: Option<Instant> = None;
     let received = tokio::time::timeout(
         ctx.resync_timeout,
         crate::transfer::fetch_backup(
@@ -92,7 +96,8 @@ pub async fn resync(
             &request,
             &mut sink,
             |bytes| {
-                progress.report(|| copy_progress(&format!("resync from {winner} (physical)"), bytes, size, started))
+                let copying = first_byte.get_or_insert_with(Instant::now).elapsed();
+                progress.report(|| physical_line(&label, bytes, about_total, copying))
             },
             stop,
         ),
@@ -146,10 +151,10 @@ pub async fn resync(
     exec_drop(&mut local, ctx.statement_timeout, &target, &set_position).await?;
     let _ = local.disconnect().await;
     let line = format!(
-        "rebuilt from {winner} by physical copy: {:.1} MiB received in {:.1} s ({:.1} MiB/s), ready in {:.1} s; replicating from GTID {gtid}; the old data directory is kept at {}",
-        received as f64 / 1_048_576.0,
+        "rebuilt from {winner} by physical copy: {} received in {:.1} s ({}/s), ready in {:.1} s; replicating from GTID {gtid}; the old data directory is kept at {}",
+        size_text(received),
         copied_in.as_secs_f64(),
-        rate(received as f64, started) / 1_048_576.0,
+        size_text(rate(received as f64, started) as u64),
         started.elapsed().as_secs_f64(),
         kept.display()
     );

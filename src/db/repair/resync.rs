@@ -11,11 +11,9 @@ use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+use super::estimate::size_text;
 use super::tools::{self, ClientOptions};
-use super::{
-    copy_progress, exec_drop, forget_history, mib, rate, run, stopped, table_bytes, user_databases, Progress,
-    RepairContext,
-};
+use super::{dump_tables, exec_drop, forget_history, rate, run, stopped, user_databases, Progress, RepairContext};
 use crate::db::DbError;
 
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -39,7 +37,6 @@ pub async fn resync(
     })?;
     let mut remote = ctx.connect_to(winner_addr).await?;
     let databases = user_databases(ctx, &mut remote, winner_addr).await?;
-    let size = table_bytes(ctx, &mut remote, winner_addr, None).await?;
     let mut local = ctx.connect_local().await?;
     // Read-only stays on: only this admin session writes, and it writes no binary log.
     forget_history(ctx, &mut local).await?;
@@ -61,6 +58,7 @@ pub async fn resync(
         return Ok(line);
     }
 
+    let mut tables = dump_tables(ctx, &mut remote, winner_addr, &databases).await?;
     let dir = ctx.state_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|err| tools::tool_error("state directory", err.to_string()))?;
     let remote_options = ClientOptions::write(&dir, "winner", &ctx.local, Some((&host, port)))?;
@@ -91,6 +89,9 @@ pub async fn resync(
         let mut buffer = vec![0u8; CHUNK_BYTES];
         let mut tail: Vec<u8> = Vec::with_capacity(2 * TAIL_BYTES);
         let mut copied: u64 = 0;
+        // Rates and ETAs count from the first byte: the dump's own start is no copying.
+        let mut first_byte: Option<Instant> = None;
+        let label = format!("resync from {winner}");
         loop {
             stopped(stop, "resync")?;
             let read = source
@@ -98,15 +99,18 @@ pub async fn resync(
                 .await
                 .map_err(|err| tools::tool_error("mariadb-dump", err.to_string()))?;
             if read == 0 {
+                tables.end();
                 break;
             }
+            let copying = first_byte.get_or_insert_with(Instant::now).elapsed();
+            tables.feed(&buffer[..read]);
             tail.extend_from_slice(&buffer[..read]);
             if tail.len() > 2 * TAIL_BYTES {
                 tail.drain(..tail.len() - TAIL_BYTES);
             }
             sink.write_all(&buffer[..read]).await.map_err(write_error)?;
             copied += read as u64;
-            progress.report(|| copy_progress(&format!("resync from {winner}"), copied, size, started));
+            progress.report(|| tables.line(&label, copied, copying));
         }
         sink.shutdown().await.map_err(write_error)?;
         drop(sink);
@@ -167,9 +171,9 @@ pub async fn resync(
     }
     let line = format!(
         "rebuilt from {winner}: {} copied in {:.1} s ({}/s), {} tables, replicating from GTID {gtid}",
-        mib(copied as f64),
+        size_text(copied),
         started.elapsed().as_secs_f64(),
-        mib(rate(copied as f64, started)),
+        size_text(rate(copied as f64, started) as u64),
         theirs.unwrap_or(0)
     );
     progress.finish(line.clone());
