@@ -136,7 +136,7 @@ fn maintenance_of_another_node_is_carried_there_and_confirmed() {
     let refusal = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
-        refusal.contains("db1 refused: db2 cannot be promoted"),
+        refusal.contains("db1 refused: db2 cannot be promoted (in maintenance)"),
         "the refusal is not the primary's: {refusal}"
     );
     assert!(
