@@ -780,6 +780,7 @@ impl Driver {
             // Once per change of primary: the gap of a failover ("no primary") is not a change
             // a hook can act on, and the next primary's change names the old one as previous.
             Decision::DbPrimaryChanged { to: None, .. } => return,
+            Decision::DbPrimaryChanged { from, to, .. } if from == to => return,
             Decision::DbPrimaryChanged { from, to, reason, .. } => {
                 (Hook::OnDbPrimaryChange, to.as_ref(), from.as_ref(), reason)
             }

@@ -80,7 +80,8 @@ pub enum Decision {
         reason: String,
     },
     /// `from` is the last primary known before this one (not "none" in between: a failover
-    /// is one change); `to` is `None` while no node holds a valid claim.
+    /// is one change, and `from == to` is a primary back after a gap, no change at all); `to`
+    /// is `None` while no node holds a valid claim.
     DbPrimaryChanged {
         from: Option<String>,
         to: Option<String>,
@@ -646,10 +647,7 @@ impl Core {
                 self.last_db_primary = Some(old);
             }
             decisions.push(Decision::DbPrimaryChanged {
-                from: self
-                    .last_db_primary
-                    .clone()
-                    .filter(|old| Some(old) != elected_name.as_ref()),
+                from: self.last_db_primary.clone(),
                 to: elected_name.clone(),
                 reason,
                 switchover: handed_over_by.is_some(),

@@ -198,6 +198,31 @@ fn a_failover_is_one_change_of_primary_for_hooks() {
         })
         .expect("db2's claim is a change of primary");
     assert_eq!(change, (Some("db1".into()), Some("db2".into())), "{after:?}");
+
+    // db2's claim lapses and it comes back: no change of primary, `from` says so.
+    let back: Vec<Decision> = (3_700..=7_000)
+        .step_by(100)
+        .flat_map(|now| {
+            let heartbeat = if now < 6_500 { 3_601 } else { now };
+            db3.step(
+                MonoMs(now),
+                vec![observe(&old, 1), observe(&promoted, heartbeat)],
+                Some(&local),
+            )
+        })
+        .collect();
+    let changes: Vec<(Option<String>, Option<String>)> = back
+        .iter()
+        .filter_map(|decision| match decision {
+            Decision::DbPrimaryChanged { from, to, .. } => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [(Some("db2".into()), None), (Some("db2".into()), Some("db2".into()))],
+        "{back:?}"
+    );
 }
 
 #[test]
