@@ -127,6 +127,62 @@ pub struct StatusReport {
     pub rewrites: Vec<RewriteStatus>,
 }
 
+/// An agent whose reachability checks have not reached a DB node's host for a while.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReachProblem {
+    /// The agent that checks.
+    pub observer: String,
+    /// The DB node whose host it does not reach.
+    pub node: String,
+    /// host:port of that node's database, as it advertises it.
+    pub address: String,
+    /// Since when, on the answering agent's clock: the first of its ticks that saw it.
+    pub unreached_ms: u64,
+}
+
+/// How far a replica is behind the DB primary, as the answering agent derives it from both
+/// nodes' announced GTID positions (never from `Seconds_Behind_Master`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationLag {
+    /// Transactions of the primary's announced position this replica has not executed; 0 when
+    /// it holds them all. Absent when the histories cannot be compared (unreadable, forked,
+    /// unrelated, no primary position yet).
+    pub transactions_behind: Option<u64>,
+    /// How long ago the answering agent first saw the primary announce the oldest position this
+    /// replica still lacks; 0 when it holds the primary's latest. Absent when unknown.
+    pub lag_ms: Option<u64>,
+    /// `lag_ms` is a lower bound: the replica lacks even the oldest primary position remembered.
+    #[serde(default)]
+    pub lag_at_least: bool,
+    /// Why nothing reaches this replica, when that is so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<Stall>,
+    /// How long its position has not moved while behind (answering agent's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_progress_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stall {
+    /// The IO thread is not running.
+    IoStopped,
+    /// The IO thread is trying to connect to its source.
+    IoConnecting,
+    /// Both threads run, yet its position has not moved for a while although it is behind.
+    NoProgress,
+}
+
+impl Stall {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stall::IoStopped => "IO stopped",
+            Stall::IoConnecting => "IO connecting",
+            Stall::NoProgress => "no progress",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeLiveness {
@@ -178,6 +234,9 @@ pub enum EventKind {
     DbNeedsResync,
     DbUnreachable,
     DbReachable,
+    /// An agent's reachability check of a DB node's host changed: it no longer reaches it, or
+    /// reaches it again. Once per change per (agent, DB node).
+    DbReach,
     /// The local database's settings put something at risk (its binary log format); said when
     /// it first appears or changes.
     DbWarning,
