@@ -125,6 +125,10 @@ pub struct StatusReport {
     pub nodes: Vec<NodeStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rewrites: Vec<RewriteStatus>,
+    /// DB hosts some live agent's last reachability checks did not reach (only problems: empty
+    /// when every agent reaches every DB host). Older agents send none.
+    #[serde(default)]
+    pub db_reach: Vec<ReachProblem>,
 }
 
 /// An agent whose reachability checks have not reached a DB node's host for a while.
@@ -210,6 +214,9 @@ pub struct NodeStatus {
     /// at risk, such as a binary log a split-brain merge cannot copy rows from exactly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub db_warnings: Vec<String>,
+    /// Replicas only (alive, not the primary): how far behind the primary, and whether stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationLag>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,9 +315,22 @@ mod tests {
             uptime_ms: 1,
             nodes: vec![],
             rewrites: vec![],
+            db_reach: vec![],
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["self"], "a");
         assert!(json["server_master"].is_null());
+    }
+
+    #[test]
+    fn a_status_from_an_older_agent_still_parses() {
+        let old = r#"{"self":"a","cluster_id":"c","server_master":null,"threshold_ms":2000,"uptime_ms":1,
+            "nodes":[{"name":"db1","addr":"127.0.0.1:1","roles":["db"],"master":0,"state":"alive",
+            "last_contact_ms":0,"generation":1,"threshold_ms":2000,"is_self":true}]}"#;
+        let report: StatusReport = serde_json::from_str(old).unwrap();
+        assert!(report.db_reach.is_empty());
+        assert_eq!(report.nodes[0].replication, None);
+        let kind: EventKind = serde_json::from_str(r#""db_reach""#).unwrap();
+        assert_eq!(kind, EventKind::DbReach);
     }
 }
