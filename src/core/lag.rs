@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use gossip_ha_proto::api::{ReplicationLag, Stall};
-use gossip_ha_proto::db::DbAnnouncement;
+use gossip_ha_proto::db::{DbAnnouncement, DbRole};
 
 use super::gtid::{GtidSet, Relation};
 use super::MonoMs;
@@ -174,9 +174,10 @@ impl LagBook {
     }
 }
 
-/// A node that replicates, or is configured to: it has a source.
+/// A replica, configured to replicate (threads running or not). A node being repaired is
+/// not one: its history is not the primary's, and the repair says where it stands.
 fn is_replica(db: &DbAnnouncement) -> bool {
-    db.reachable && db.source.is_some() && !db.claims_primary
+    db.role == DbRole::Replica && db.reachable && db.source.is_some() && !db.claims_primary
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ fn primary(gtid: &str) -> DbAnnouncement {
 
 fn replica(gtid: &str, io: &str, sql: bool) -> DbAnnouncement {
     DbAnnouncement {
+        role: DbRole::Replica,
         reachable: true,
         source: Some("198.18.0.11:3306".into()),
         io_state: Some(io.into()),
@@ -240,7 +241,10 @@ fn only_live_replicas_have_a_lag() {
     let mut book = LagBook::default();
     let primary_db = primary("0-1-50");
     let down = replica("0-1-10", "Yes", true);
-    let fresh = DbAnnouncement::default();
+    let repaired = DbAnnouncement {
+        role: DbRole::NeedsResync,
+        ..replica("0-1-60", "No", false)
+    };
     let nodes = [
         DbNode {
             name: "db1",
@@ -255,7 +259,7 @@ fn only_live_replicas_have_a_lag() {
         DbNode {
             name: "db3",
             alive: true,
-            db: &fresh,
+            db: &repaired,
         },
     ];
     let lags = book.step(MonoMs(0), Some(&nodes[0]), &nodes, STALL_AFTER_MS);
