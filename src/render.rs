@@ -2,10 +2,11 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use gossip_ha_proto::api::{Event, NodeLiveness, StatusReport};
-use gossip_ha_proto::db::RepairKind;
+use gossip_ha_proto::api::{Event, NodeLiveness, NodeStatus, Stall, StatusReport};
+use gossip_ha_proto::db::{DbAnnouncement, RepairKind};
 
 use crate::agent::role_list;
+use crate::core::db::display_gtid;
 
 fn seconds(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
@@ -108,44 +109,7 @@ fn database_table(report: &StatusReport) -> String {
         .nodes
         .iter()
         .filter_map(|node| node.db.as_ref().map(|db| (node, db)))
-        .map(|(node, db)| {
-            let sql_status = if db.reachable {
-                "up".to_string()
-            } else {
-                format!("DOWN {}", seconds(db.unreachable_for_ms))
-            };
-            let replication = match (&db.io_state, db.sql_running) {
-                (Some(io), Some(sql)) => format!("IO {io} / SQL {}", if sql { "Yes" } else { "No" }),
-                _ => "-".into(),
-            };
-            let mut role = db.role.as_str().to_string();
-            if db.read_only == Some(false) {
-                role += " (writable)";
-            }
-            if db.maintenance {
-                role += " [maintenance]";
-            }
-            vec![
-                node.name.clone(),
-                sql_status,
-                replication,
-                role,
-                db.lag_seconds.map_or("-".into(), |lag| format!("{lag} s")),
-                if node.is_self {
-                    "now".into()
-                } else {
-                    format!("{} ago", seconds(node.last_contact_ms))
-                },
-                db.version.clone().unwrap_or_else(|| "-".into()),
-                db.epoch.to_string(),
-                db.priority.to_string(),
-                if db.gtid.is_empty() {
-                    "-".into()
-                } else {
-                    db.gtid.clone()
-                },
-            ]
-        })
+        .map(|(node, db)| database_row(node, db))
         .collect();
     if rows.is_empty() {
         return String::new();
@@ -160,7 +124,7 @@ fn database_table(report: &StatusReport) -> String {
             "SQL STATUS",
             "REPLICATION",
             "ROLE",
-            "DELAY",
+            "LAG",
             "LAST UPDATE",
             "SQL VERSION",
             "EPOCH",
@@ -169,11 +133,12 @@ fn database_table(report: &StatusReport) -> String {
         ],
         &rows,
     );
+    out += &reach_lines(report);
     let problems: Vec<String> = report
         .nodes
         .iter()
         .filter_map(|node| Some((node, node.db.as_ref()?.last_error.as_ref()?)))
-        .map(|(node, error)| format!("  {}: {error}\n", node.name))
+        .map(|(node, error)| format!("  {}: {error}\n", who(node)))
         .collect();
     if !problems.is_empty() {
         out += "\nDatabase problems:\n";
@@ -205,7 +170,7 @@ fn database_table(report: &StatusReport) -> String {
                 .flatten()
                 .map(|line| format!("\n    {line}"))
                 .collect();
-            format!("  {}: {} ({what}){lines}\n", node.name, repair.stage.as_str())
+            format!("  {}: {} ({what}){lines}\n", who(node), repair.stage.as_str())
         })
         .collect();
     if !repairs.is_empty() {
@@ -213,6 +178,121 @@ fn database_table(report: &StatusReport) -> String {
         out += &repairs.concat();
     }
     out
+}
+
+/// One DB node's row. A node whose agent is DOWN shows its last announcement as such: nothing
+/// in the row may read as current.
+fn database_row(node: &NodeStatus, db: &DbAnnouncement) -> Vec<String> {
+    let stale = !node.is_self && node.state == NodeLiveness::Down;
+    let last_seen = seconds(node.last_contact_ms);
+    let mut role = db.role.as_str().to_string();
+    if db.read_only == Some(false) {
+        role += " (writable)";
+    }
+    if db.maintenance {
+        role += " [maintenance]";
+    }
+    let (sql_status, replication, role, lag) = if stale {
+        (
+            format!("unknown (agent down {last_seen})"),
+            "unknown".to_string(),
+            format!("{}? (last seen {last_seen} ago)", db.role.as_str()),
+            "?".to_string(),
+        )
+    } else {
+        let sql_status = if db.reachable {
+            "up".to_string()
+        } else {
+            format!("DOWN {}", seconds(db.unreachable_for_ms))
+        };
+        (sql_status, replication_cell(node, db), role, lag_cell(node))
+    };
+    let gtid = if db.reachable || !db.gtid.is_empty() {
+        display_gtid(&db.gtid)
+    } else {
+        "-".into()
+    };
+    vec![
+        node.name.clone(),
+        sql_status,
+        replication,
+        role,
+        lag,
+        if node.is_self {
+            "now".into()
+        } else {
+            format!("{last_seen} ago")
+        },
+        db.version.clone().unwrap_or_else(|| "-".into()),
+        db.epoch.to_string(),
+        db.priority.to_string(),
+        gtid,
+    ]
+}
+
+/// The threads as the server says, and whether anything reaches the replica.
+fn replication_cell(node: &NodeStatus, db: &DbAnnouncement) -> String {
+    let (Some(io), Some(sql)) = (&db.io_state, db.sql_running) else {
+        return "-".into();
+    };
+    let threads = format!("IO {io} / SQL {}", if sql { "Yes" } else { "No" });
+    let Some(lag) = &node.replication else {
+        return threads;
+    };
+    match (lag.stalled, lag.no_progress_ms) {
+        (Some(Stall::NoProgress), Some(unmoved_ms)) => {
+            format!("{threads}, STALLED (no progress for {})", seconds(unmoved_ms))
+        }
+        (Some(stall), _) => format!("{threads}, STALLED ({})", stall.as_str()),
+        (None, _) => threads,
+    }
+}
+
+/// Transactions behind the primary's announced position, and for how long (from GTIDs).
+fn lag_cell(node: &NodeStatus) -> String {
+    let Some(lag) = &node.replication else {
+        return "-".into();
+    };
+    let at_least = if lag.lag_at_least { ">= " } else { "" };
+    match (lag.transactions_behind, lag.lag_ms) {
+        (Some(0), _) => "0".into(),
+        (Some(count), Some(lag_ms)) => format!("{count} trx, {at_least}{}", seconds(lag_ms)),
+        (Some(count), None) => format!("{count} trx"),
+        (None, _) => "?".into(),
+    }
+}
+
+/// A node's name, marked when what follows is only its last announcement.
+fn who(node: &NodeStatus) -> String {
+    if node.is_self || node.state == NodeLiveness::Alive {
+        return node.name.clone();
+    }
+    format!(
+        "{} (last known, agent down {})",
+        node.name,
+        seconds(node.last_contact_ms)
+    )
+}
+
+/// Which agents do not reach which DB hosts: nothing when every agent reaches every one.
+fn reach_lines(report: &StatusReport) -> String {
+    if report.db_reach.is_empty() {
+        return String::new();
+    }
+    let lines: String = report
+        .db_reach
+        .iter()
+        .map(|problem| {
+            format!(
+                "  {} cannot reach {} ({}) for {}\n",
+                problem.observer,
+                problem.node,
+                problem.address,
+                seconds(problem.unreached_ms)
+            )
+        })
+        .collect();
+    format!("\nDatabase reach:\n{lines}")
 }
 
 /// What puts the answering agent's own database at risk (only it knows its settings).
@@ -250,4 +330,114 @@ pub fn events(events: &[Event]) -> String {
         })
         .collect();
     table(&["TIME (UTC)", "SEQ", "EVENT", "NODE", "REASON"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use gossip_ha_proto::api::ReplicationLag;
+    use gossip_ha_proto::db::DbRole;
+
+    use super::*;
+
+    fn node(name: &str, state: NodeLiveness, db: DbAnnouncement, replication: Option<ReplicationLag>) -> NodeStatus {
+        NodeStatus {
+            name: name.into(),
+            addr: "198.18.0.11:7946".into(),
+            roles: vec![],
+            master: 0,
+            state,
+            last_contact_ms: 15_100,
+            generation: 1,
+            threshold_ms: 1_000,
+            is_self: false,
+            db: Some(db),
+            db_warnings: vec![],
+            replication,
+        }
+    }
+
+    #[test]
+    fn a_db_node_whose_agent_is_down_reads_as_last_known() {
+        let primary = DbAnnouncement {
+            role: DbRole::Primary,
+            reachable: true,
+            read_only: Some(false),
+            gtid: "0-2-390".into(),
+            last_error: Some("error reconnecting to master".into()),
+            ..DbAnnouncement::default()
+        };
+        let down = node("db2", NodeLiveness::Down, primary.clone(), None);
+        let row = database_row(&down, &primary).join(" | ");
+        assert!(row.contains("unknown (agent down 15.1 s)"), "{row}");
+        assert!(row.contains("primary? (last seen 15.1 s ago)"), "{row}");
+        assert!(!row.contains(" up ") && !row.contains("(writable)"), "{row}");
+        assert_eq!(who(&down), "db2 (last known, agent down 15.1 s)");
+        let alive = node("db2", NodeLiveness::Alive, primary.clone(), None);
+        let row = database_row(&alive, &primary).join(" | ");
+        assert!(row.contains("up | - | primary (writable)"), "{row}");
+    }
+
+    #[test]
+    fn lag_and_stalls_read_from_gtids() {
+        let replica = DbAnnouncement {
+            role: DbRole::Replica,
+            reachable: true,
+            io_state: Some("Connecting".into()),
+            sql_running: Some(true),
+            lag_seconds: Some(0),
+            ..DbAnnouncement::default()
+        };
+        let lag = |transactions, lag_ms, at_least, stalled, no_progress_ms| ReplicationLag {
+            transactions_behind: transactions,
+            lag_ms,
+            lag_at_least: at_least,
+            stalled,
+            no_progress_ms,
+        };
+        let cases = [
+            (lag(Some(0), Some(0), false, None, None), "0", "IO Connecting / SQL Yes"),
+            (
+                lag(Some(102), Some(4_200), false, Some(Stall::IoConnecting), Some(900)),
+                "102 trx, 4.2 s",
+                "IO Connecting / SQL Yes, STALLED (IO connecting)",
+            ),
+            (
+                lag(Some(7), Some(64_000), true, Some(Stall::NoProgress), Some(6_000)),
+                "7 trx, >= 64.0 s",
+                "IO Connecting / SQL Yes, STALLED (no progress for 6.0 s)",
+            ),
+            (lag(None, None, false, None, None), "?", "IO Connecting / SQL Yes"),
+        ];
+        for (replication, lag_text, threads) in cases {
+            let status = node("db1", NodeLiveness::Alive, replica.clone(), Some(replication));
+            assert_eq!(lag_cell(&status), lag_text);
+            assert_eq!(replication_cell(&status, &replica), threads);
+        }
+    }
+
+    #[test]
+    fn reach_problems_are_listed_and_nothing_when_all_reach_all() {
+        let mut report = StatusReport {
+            self_name: "srv".into(),
+            cluster_id: "c".into(),
+            server_master: None,
+            db_primary: None,
+            threshold_ms: 1_000,
+            uptime_ms: 1,
+            nodes: vec![],
+            rewrites: vec![],
+            db_reach: vec![],
+        };
+        assert_eq!(reach_lines(&report), "");
+        report.db_reach.push(gossip_ha_proto::api::ReachProblem {
+            observer: "srv".into(),
+            node: "db2".into(),
+            address: "198.18.0.12:3306".into(),
+            unreached_ms: 10_200,
+        });
+        assert_eq!(
+            reach_lines(&report),
+            "\nDatabase reach:\n  srv cannot reach db2 (198.18.0.12:3306) for 10.2 s\n"
+        );
+    }
 }

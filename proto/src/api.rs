@@ -125,6 +125,66 @@ pub struct StatusReport {
     pub nodes: Vec<NodeStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rewrites: Vec<RewriteStatus>,
+    /// DB hosts some live agent's last reachability checks did not reach (only problems: empty
+    /// when every agent reaches every DB host). Older agents send none.
+    #[serde(default)]
+    pub db_reach: Vec<ReachProblem>,
+}
+
+/// An agent whose reachability checks have not reached a DB node's host for a while.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReachProblem {
+    /// The agent that checks.
+    pub observer: String,
+    /// The DB node whose host it does not reach.
+    pub node: String,
+    /// host:port of that node's database, as it advertises it.
+    pub address: String,
+    /// Since when, on the answering agent's clock: the first of its ticks that saw it.
+    pub unreached_ms: u64,
+}
+
+/// How far a replica is behind the DB primary, as the answering agent derives it from both
+/// nodes' announced GTID positions (never from `Seconds_Behind_Master`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationLag {
+    /// Transactions of the primary's announced position this replica has not executed; 0 when
+    /// it holds them all. Absent when the histories cannot be compared (unreadable, forked,
+    /// unrelated, no primary position yet).
+    pub transactions_behind: Option<u64>,
+    /// How long ago the answering agent first saw the primary announce the oldest position this
+    /// replica still lacks; 0 when it holds the primary's latest. Absent when unknown.
+    pub lag_ms: Option<u64>,
+    /// `lag_ms` is a lower bound: the replica lacks even the oldest primary position remembered.
+    #[serde(default)]
+    pub lag_at_least: bool,
+    /// Why nothing reaches this replica, when that is so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<Stall>,
+    /// How long its position has not moved while behind (answering agent's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_progress_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stall {
+    /// The IO thread is not running.
+    IoStopped,
+    /// The IO thread is trying to connect to its source.
+    IoConnecting,
+    /// Both threads run, yet its position has not moved for a while although it is behind.
+    NoProgress,
+}
+
+impl Stall {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stall::IoStopped => "IO stopped",
+            Stall::IoConnecting => "IO connecting",
+            Stall::NoProgress => "no progress",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +214,9 @@ pub struct NodeStatus {
     /// at risk, such as a binary log a split-brain merge cannot copy rows from exactly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub db_warnings: Vec<String>,
+    /// Replicas only (alive, not the primary): how far behind the primary, and whether stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationLag>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +243,9 @@ pub enum EventKind {
     DbNeedsResync,
     DbUnreachable,
     DbReachable,
+    /// An agent's reachability check of a DB node's host changed: it no longer reaches it, or
+    /// reaches it again. Once per change per (agent, DB node).
+    DbReach,
     /// The local database's settings put something at risk (its binary log format); said when
     /// it first appears or changes.
     DbWarning,
@@ -251,9 +317,22 @@ mod tests {
             uptime_ms: 1,
             nodes: vec![],
             rewrites: vec![],
+            db_reach: vec![],
         };
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["self"], "a");
         assert!(json["server_master"].is_null());
+    }
+
+    #[test]
+    fn a_status_from_an_older_agent_still_parses() {
+        let old = r#"{"self":"a","cluster_id":"c","server_master":null,"threshold_ms":2000,"uptime_ms":1,
+            "nodes":[{"name":"db1","addr":"127.0.0.1:1","roles":["db"],"master":0,"state":"alive",
+            "last_contact_ms":0,"generation":1,"threshold_ms":2000,"is_self":true}]}"#;
+        let report: StatusReport = serde_json::from_str(old).unwrap();
+        assert!(report.db_reach.is_empty());
+        assert_eq!(report.nodes[0].replication, None);
+        let kind: EventKind = serde_json::from_str(r#""db_reach""#).unwrap();
+        assert_eq!(kind, EventKind::DbReach);
     }
 }

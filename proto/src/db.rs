@@ -39,6 +39,9 @@ pub struct DbAnnouncement {
     pub sql_running: Option<bool>,
     /// `Yes`, `Connecting` or `No`, as the server says it.
     pub io_state: Option<String>,
+    /// `Seconds_Behind_Master` as the server reports it: the age of the event the SQL thread is
+    /// applying, 0 whenever it is idle however far behind it is, so not the lag. Status shows
+    /// the lag from GTIDs instead (`NodeStatus::replication`).
     pub lag_seconds: Option<u64>,
     /// host:port this node replicates from.
     pub source: Option<String>,

@@ -30,7 +30,7 @@ mod admin;
 mod reach;
 mod view;
 pub use view::{describe, facts_from, role_list, view_keys};
-use view::{empty_report, node_status};
+use view::{empty_report, node_status, StatusBook};
 
 const SOCKET_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// State-changing socket commands waiting for the driver; more are refused as busy.
@@ -113,6 +113,8 @@ struct Driver {
     unheard_names: HashSet<String>,
     /// `None` only while shutting down.
     reach: Option<reach::ReachProber>,
+    /// Replicas' lag and agents' reach problems, remembered across ticks for status.
+    status_book: StatusBook,
 }
 
 fn db_policy(db: &DbAgentSettings) -> DbPolicy {
@@ -393,6 +395,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             gossip::gossip_interval(settings.threshold_ms()) * 5,
             stop_rx.clone(),
         )),
+        status_book: StatusBook::new(
+            settings.threshold_ms(),
+            settings.db_agent.as_ref().map_or(1_000, |db| db.check_interval_ms),
+        ),
         settings,
     };
     driver.record(
@@ -602,7 +608,13 @@ impl Driver {
         self.keep_maintenance(&view);
         self.answer_pending();
         self.publish_view(gossip).await;
-        let report = self.report(now, view);
+        let (reach_changes, extras) = self.status_book.observe(now, self.core.db_primary(), &view);
+        for change in reach_changes {
+            let (checker, reason) = change.describe();
+            self.record(EventKind::DbReach, Some(checker), reason);
+        }
+        let mut report = self.report(now, view);
+        extras.apply(&mut report);
         self.status.send_replace(Arc::new(report));
     }
 

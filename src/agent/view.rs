@@ -1,12 +1,16 @@
 //! What the driver (and the simulations) derive from the core after a step: the keys an agent
 //! gossips, the facts files and hooks are told, and the status rows.
 
-use gossip_ha_proto::api::{NodeLiveness, NodeStatus, StatusReport};
+use std::collections::BTreeMap;
+
+use gossip_ha_proto::api::{NodeLiveness, NodeStatus, ReachProblem, ReplicationLag, StatusReport};
 use gossip_ha_proto::gossip::{KEY_ANSWERS, KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH, KEY_DOWN};
 
 use crate::config::Settings;
 use crate::core::db::{DbAction, SaveFirst};
-use crate::core::{Core, NodeView};
+use crate::core::lag::{DbNode, LagBook};
+use crate::core::reach::{Checker, ReachBook, ReachChange, Target};
+use crate::core::{Core, MonoMs, NodeView};
 use crate::db::worker::split_host_port;
 use crate::rewrite::Facts;
 
@@ -20,6 +24,88 @@ pub(super) fn empty_report(settings: &Settings) -> StatusReport {
         uptime_ms: 0,
         nodes: Vec::new(),
         rewrites: Vec::new(),
+        db_reach: Vec::new(),
+    }
+}
+
+/// What status shows beyond the core's view and must remember from tick to tick: how far each
+/// replica is behind, and which agents do not reach which DB hosts since when (pure
+/// bookkeeping in `core::lag` and `core::reach`, on this agent's clock).
+pub(super) struct StatusBook {
+    lag: LagBook,
+    reach: ReachBook,
+    /// A reach problem counts once it has lasted this long, as does a checking agent's life.
+    settle_ms: u64,
+    /// A replica behind whose position has not moved this long is stalled.
+    stall_after_ms: u64,
+}
+
+/// What one tick adds to the status report.
+pub(super) struct StatusExtras {
+    lags: BTreeMap<String, ReplicationLag>,
+    reach: Vec<ReachProblem>,
+}
+
+impl StatusBook {
+    /// Problems must outlast a DOWN window (`2 × threshold`), and a replica's position is given
+    /// three DB checks to move (peers are assumed to check as often as this agent).
+    pub(super) fn new(threshold_ms: u64, check_interval_ms: u64) -> Self {
+        let down_window_ms = 2 * threshold_ms;
+        StatusBook {
+            lag: LagBook::default(),
+            reach: ReachBook::default(),
+            settle_ms: down_window_ms,
+            stall_after_ms: down_window_ms.max(3 * check_interval_ms),
+        }
+    }
+
+    /// One tick over the view of this step: the reach changes worth an event, and the extras.
+    pub(super) fn observe(
+        &mut self,
+        now: MonoMs,
+        db_primary: Option<&str>,
+        view: &[NodeView],
+    ) -> (Vec<ReachChange>, StatusExtras) {
+        let nodes: Vec<DbNode> = view
+            .iter()
+            .filter_map(|node| {
+                Some(DbNode {
+                    name: &node.name,
+                    alive: node.alive,
+                    db: node.db.as_ref()?,
+                })
+            })
+            .collect();
+        let primary = nodes.iter().find(|node| Some(node.name) == db_primary);
+        let lags = self.lag.step(now, primary, &nodes, self.stall_after_ms);
+        let checkers: Vec<Checker> = view
+            .iter()
+            .map(|node| Checker {
+                name: &node.name,
+                alive: node.alive,
+                reached: &node.db_reach,
+            })
+            .collect();
+        let targets: Vec<Target> = nodes
+            .iter()
+            .map(|node| Target {
+                name: node.name,
+                alive: node.alive,
+                address: &node.db.advertise,
+            })
+            .collect();
+        let changes = self.reach.step(now, self.settle_ms, &checkers, &targets);
+        let reach = self.reach.problems(now, self.settle_ms, &targets);
+        (changes, StatusExtras { lags, reach })
+    }
+}
+
+impl StatusExtras {
+    pub(super) fn apply(mut self, report: &mut StatusReport) {
+        for node in &mut report.nodes {
+            node.replication = self.lags.remove(&node.name);
+        }
+        report.db_reach = self.reach;
     }
 }
 
@@ -38,6 +124,7 @@ pub(super) fn node_status(view: NodeView) -> NodeStatus {
         is_self: view.is_self,
         db: view.db,
         db_warnings: view.db_warnings,
+        replication: None,
         addr: view.addr,
         name: view.name,
     }

@@ -6,7 +6,9 @@ pub mod authority;
 pub mod db;
 pub mod election;
 pub mod gtid;
+pub mod lag;
 pub mod liveness;
+pub mod reach;
 pub mod settle;
 mod state;
 

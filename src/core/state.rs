@@ -110,6 +110,8 @@ pub struct NodeView {
     pub db: Option<DbAnnouncement>,
     /// This agent's own database only: settings that put something at risk (not gossiped).
     pub db_warnings: Vec<String>,
+    /// DB nodes whose host this node's last reachability check reached (as it gossips them).
+    pub db_reach: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -668,6 +670,7 @@ impl Core {
             is_self: true,
             db: self.self_db.clone(),
             db_warnings: self.db_warnings(),
+            db_reach: self.db_reach.clone(),
         };
         let peers = self.peers.iter().map(|(name, peer)| NodeView {
             name: name.clone(),
@@ -683,6 +686,7 @@ impl Core {
             is_self: false,
             db: peer.db.clone(),
             db_warnings: Vec::new(),
+            db_reach: peer.db_reach.clone(),
         });
         std::iter::once(me).chain(peers).collect()
     }

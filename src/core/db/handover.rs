@@ -87,7 +87,8 @@ impl DbCore {
             handover.gtid = Some(probe.gtid.clone());
             let reason = format!(
                 "switchover: read-only at GTID {}; {} promotes once it has applied it",
-                probe.gtid, handover.to
+                display_gtid(&probe.gtid),
+                handover.to
             );
             let to = handover.to.clone();
             self.note(Waiting::HandoverReadOnly { to }, reason, out);
@@ -137,16 +138,19 @@ impl DbCore {
                     from: primary.name.to_string(),
                 },
                 format!(
-                    "switchover from {}: applying up to GTID {target} (at {})",
-                    primary.name, probe.gtid
+                    "switchover from {}: applying up to GTID {} (at {})",
+                    primary.name,
+                    display_gtid(target),
+                    display_gtid(&probe.gtid)
                 ),
                 out,
             );
         }
         let epoch = self.highest_epoch(view) + 1;
         let reason = format!(
-            "switchover from {}: applied everything up to GTID {target}; promoting with epoch {epoch}",
-            primary.name
+            "switchover from {}: applied everything up to GTID {}; promoting with epoch {epoch}",
+            primary.name,
+            display_gtid(target)
         );
         self.promote(epoch, probe, reason, out);
     }
