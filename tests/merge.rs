@@ -264,7 +264,7 @@ fn a_merge_stopped_between_batches_resumes_where_its_ledger_says_copying_nothing
     assert!(outcome.is_err(), "the merge was stopped: {outcome:?}");
     let part = marked();
     assert!(part > 0 && part < ROWS, "cut in the middle: {part} of {ROWS}");
-    let ledger = scalar_root(&winner, "SELECT SUM(rows_in_batch) FROM gossip_ha.merge_ledger");
+    let ledger = scalar_root(&winner, "SELECT SUM(rows_in_batch) FROM gossip_ha.merged_rows");
     assert_eq!(
         ledger,
         part.to_string(),

@@ -1347,6 +1347,6 @@ mod tests;
 pub mod waiting;
 
 use handover::Handover;
-pub use repair::MAX_REPAIR_ATTEMPTS;
+pub use repair::{common_point, merge_fork, Divergence, LedgerLine, OriginRow, RowLedger, MAX_REPAIR_ATTEMPTS};
 use repair::{Refusal, Repair};
 pub use waiting::{Blocker, NotPromotable, Waiting};

@@ -240,21 +240,31 @@ impl DbCore {
         self.act(action, reason, out);
     }
 
-    /// Where the histories parted and since when rows may differ: the newer promotion of the
-    /// two (this node's or the winner's) forked them.
-    pub(super) fn repair_plan(&self, view: &DbView<'_>, winner: &str, winner_addr: &str) -> Repair {
-        let winner_db = view
-            .peers
-            .iter()
-            .find(|peer| peer.name == winner)
-            .and_then(|peer| peer.db);
-        let (fork, promoted_unix_ms) = match winner_db {
+    /// Where the histories parted and since when rows may differ. A promotion forked them (the
+    /// newer of this node's and the winner's); the fork itself is the common point of this
+    /// node's history and the winner's, which a replica of the losing primary (never promoted
+    /// itself, or long ago) gets right too. The window opens at the promotion made there.
+    pub(super) fn repair_plan(&self, view: &DbView<'_>, winner: &str, winner_addr: &str, probe: &DbProbe) -> Repair {
+        let winner_db = peer_db(view, winner);
+        let promotion = match winner_db {
             Some(db) if db.epoch >= self.epoch => (db.promoted_from_gtid.clone(), db.promoted_unix_ms),
             _ => (self.promoted_from_gtid.clone(), self.promoted_unix_ms),
         };
-        // Without the fork there is no telling which transactions diverged: an operator decides
-        // (`gossip-ha resync` saves the whole binary log and a dump first).
-        let fork = fork.filter(|fork| !fork.is_empty());
+        let mine = probe.history().ok();
+        let theirs = winner_db.and_then(announced_history);
+        // Without a promotion there is no telling which transactions diverged: an operator
+        // decides (`gossip-ha resync` saves the whole binary log and a dump first).
+        let fork = merge_fork(mine.as_ref(), theirs.as_ref(), promotion.0.as_deref());
+        let promotions = view
+            .peers
+            .iter()
+            .filter_map(|peer| peer.db)
+            .map(|db| (db.promoted_from_gtid.as_deref(), db.promoted_unix_ms))
+            .chain([(self.promoted_from_gtid.as_deref(), self.promoted_unix_ms)]);
+        let promoted_unix_ms = fork
+            .as_deref()
+            .and_then(|fork| promotion_at(fork, promotions))
+            .or(promotion.1);
         let automatic = self.policy.splitbrain_autofix && fork.is_some();
         let stage = if automatic {
             RepairStage::Merging
@@ -383,7 +393,7 @@ impl DbCore {
                 ),
             ),
             _ => {
-                let repair = self.repair_plan(view, primary, primary_addr);
+                let repair = self.repair_plan(view, primary, primary_addr, probe);
                 let next = match (repair.next.is_some(), repair.status.fork_gtid.is_empty()) {
                     (true, _) => "merging its rows into the winner, then rebuilding from it (splitbrain_autofix)",
                     (false, true) => "the fork is unknown (no promotion point announced), so which transactions diverged cannot be told: left to an operator; `gossip-ha resync` on this host saves its whole binary log and a dump under state_dir, then rebuilds it",
@@ -433,5 +443,395 @@ fn relation_words(relation: Option<Relation>, primary: &str) -> String {
         }
         Some(Relation::Unrelated) => format!("unrelated to {primary}'s (no transaction in common)"),
         None => format!("of unknown relation to {primary}'s (a GTID set could not be read)"),
+    }
+}
+
+/// The fork a merge reads the loser's log from: the common point of the two histories when
+/// both are MariaDB histories sharing one, else the promotion that forked them; `None` when no
+/// promotion is known (then nothing says the histories forked where they seem to).
+pub fn merge_fork(mine: Option<&GtidSet>, theirs: Option<&GtidSet>, promotion: Option<&str>) -> Option<String> {
+    let promotion = promotion.filter(|fork| !fork.is_empty())?;
+    let common = mine.zip(theirs).and_then(|(mine, theirs)| common_point(mine, theirs));
+    Some(common.unwrap_or_else(|| promotion.to_string()))
+}
+
+/// Where two MariaDB histories part, per domain: both hold a server's transactions up to the
+/// lower of their waypoints for it (a server writes on one line), and the shared line of a
+/// domain reaches the highest of those. A replica of the losing primary holds the winner's
+/// transactions from before the cut, and its own setup, and the losing side's since: only the
+/// first are common. Gossiped waypoints only lag, so the point found is never past the real
+/// one. `None` for MySQL sets, or when no domain shares a server.
+pub fn common_point(mine: &GtidSet, theirs: &GtidSet) -> Option<String> {
+    let (GtidSet::MariaDb(mine), GtidSet::MariaDb(theirs)) = (mine, theirs) else {
+        return None;
+    };
+    let points: Vec<String> = mine
+        .iter()
+        .filter_map(|(domain, held)| {
+            let their_domain = theirs.get(domain)?;
+            let (server, seq) = held
+                .servers
+                .iter()
+                .filter_map(|(server, seq)| Some((*server, (*seq).min(*their_domain.servers.get(server)?))))
+                .max_by_key(|&(server, seq)| (seq, server))?;
+            Some(format!("{domain}-{server}-{seq}"))
+        })
+        .collect();
+    (!points.is_empty()).then(|| points.join(","))
+}
+
+/// The wall-clock time of the promotion made at `fork` (as announced beside its GTID), if one
+/// of `promotions` was; the newest if several.
+fn promotion_at<'a>(fork: &str, promotions: impl Iterator<Item = (Option<&'a str>, Option<u64>)>) -> Option<u64> {
+    let position = |text: &str| GtidSet::parse(text).ok().map(|set| set.to_string());
+    let wanted = position(fork)?;
+    promotions
+        .filter(|(from, _)| from.and_then(position).as_ref() == Some(&wanted))
+        .filter_map(|(_, unix_ms)| unix_ms)
+        .max()
+}
+
+/// Which transactions of a split-brain loser's binary log a merge copies from: those neither
+/// the fork nor the winner holds. The winner's history (`gtid_binlog_state`,
+/// `gtid_slave_pos`, `gtid_current_pos`, read from it when the merge starts) is judged per
+/// server id, so a transaction the winner holds is never divergent whatever fork the loser was
+/// given: its own transactions the loser logged, those applied before the loser stopped
+/// replicating, a replica's setup the winner replicated.
+#[derive(Debug, Clone)]
+pub struct Divergence {
+    fork: GtidSet,
+    winner: GtidSet,
+}
+
+impl Divergence {
+    pub fn new(fork_gtid: &str, winner_history: &str) -> Result<Divergence, String> {
+        let mariadb = |text: &str, what: &str| match GtidSet::parse(text) {
+            Ok(set @ GtidSet::MariaDb(_)) => Ok(set),
+            _ => Err(format!("the {what} `{text}` is not a MariaDB GTID position")),
+        };
+        if fork_gtid.trim().is_empty() {
+            return Err("the fork is empty".into());
+        }
+        Ok(Divergence {
+            fork: mariadb(fork_gtid, "fork")?,
+            winner: mariadb(winner_history, "winner's history")?,
+        })
+    }
+
+    /// Transaction `domain-server-seq` is the loser's own since the fork.
+    pub fn is_divergent(&self, domain: u32, server: u32, seq: u64) -> bool {
+        !self.fork.holds(domain, seq) && !self.winner_holds(domain, server, seq)
+    }
+
+    fn winner_holds(&self, domain: u32, server: u32, seq: u64) -> bool {
+        match &self.winner {
+            GtidSet::MariaDb(domains) => domains
+                .get(&domain)
+                .and_then(|held| held.servers.get(&server))
+                .is_some_and(|held| *held >= seq),
+            GtidSet::MySql(_) => false,
+        }
+    }
+
+    /// A binary log file whose `Gtid_list` (the newest GTID per domain and server before it)
+    /// holds nothing divergent starts no later than the first divergent transaction.
+    pub fn starts_before(&self, gtid_list: &GtidSet) -> bool {
+        match gtid_list {
+            GtidSet::MariaDb(domains) => domains.iter().all(|(domain, held)| {
+                held.servers
+                    .iter()
+                    .all(|(server, seq)| !self.is_divergent(*domain, *server, *seq))
+            }),
+            GtidSet::MySql(_) => false,
+        }
+    }
+}
+
+/// A row a divergent transaction inserted into a merged table, known by where it was first
+/// written: its transaction's GTID (the origin's, kept by every server that logs it again with
+/// `log-slave-updates`) and its place among that transaction's merged rows. A losing primary
+/// and its replica hold the same rows under the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OriginRow {
+    pub domain: u32,
+    pub server: u32,
+    pub seq: u64,
+    pub row: u64,
+}
+
+impl OriginRow {
+    fn line(&self) -> (u32, u32) {
+        (self.domain, self.server)
+    }
+
+    fn place(&self) -> (u64, u64) {
+        (self.seq, self.row)
+    }
+}
+
+/// One line of the winner's ledger: every merged row of one origin (domain, server) from
+/// `first` to `last` (by sequence number, then row), `rows` of them, is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerLine {
+    pub first: OriginRow,
+    pub last: OriginRow,
+    pub rows: u64,
+}
+
+/// One origin's rows from a first to a last place (sequence number, row), both included.
+type Span = ((u64, u64), (u64, u64));
+
+/// Whether each row a merge reads goes to the winner: exactly the rows no ledger line holds,
+/// whichever node's merge wrote the line. Rows are asked about in log order; the lines of the
+/// rows taken grow while each row taken is the next one its origin showed in this log (a row
+/// found in already breaks them), so a line never claims a row nobody copied.
+#[derive(Debug, Clone, Default)]
+pub struct RowLedger {
+    /// The ledger's lines, per origin: sorted, overlapping ones joined.
+    merged: BTreeMap<(u32, u32), Vec<Span>>,
+    /// The last row of each origin this reading met.
+    last_seen: BTreeMap<(u32, u32), (u64, u64)>,
+    /// Lines of the rows taken since the last `take_lines`.
+    taken: Vec<LedgerLine>,
+    /// Rows found in already.
+    pub rows_in_already: u64,
+}
+
+impl RowLedger {
+    pub fn new(lines: impl IntoIterator<Item = (OriginRow, OriginRow)>) -> RowLedger {
+        let mut merged: BTreeMap<(u32, u32), Vec<Span>> = BTreeMap::new();
+        for (first, last) in lines {
+            if first.line() == last.line() && first.place() <= last.place() {
+                merged
+                    .entry(first.line())
+                    .or_default()
+                    .push((first.place(), last.place()));
+            }
+        }
+        for ranges in merged.values_mut() {
+            ranges.sort_unstable();
+            let mut joined: Vec<Span> = Vec::with_capacity(ranges.len());
+            for &(first, last) in ranges.iter() {
+                match joined.last_mut() {
+                    Some(previous) if first <= previous.1 => previous.1 = previous.1.max(last),
+                    _ => joined.push((first, last)),
+                }
+            }
+            *ranges = joined;
+        }
+        RowLedger {
+            merged,
+            ..RowLedger::default()
+        }
+    }
+
+    fn holds(&self, row: OriginRow) -> bool {
+        let Some(ranges) = self.merged.get(&row.line()) else {
+            return false;
+        };
+        let after = ranges.partition_point(|(first, _)| *first <= row.place());
+        after > 0 && ranges[after - 1].1 >= row.place()
+    }
+
+    /// Whether `row` is copied (and recorded in the batch's lines) or is in already.
+    pub fn take(&mut self, row: OriginRow) -> bool {
+        let previous = self.last_seen.insert(row.line(), row.place());
+        if self.holds(row) {
+            self.rows_in_already += 1;
+            return false;
+        }
+        let open = self
+            .taken
+            .iter_mut()
+            .rev()
+            .find(|line| line.last.line() == row.line())
+            .filter(|line| Some(line.last.place()) == previous);
+        match open {
+            Some(line) => {
+                line.last = row;
+                line.rows += 1;
+            }
+            None => self.taken.push(LedgerLine {
+                first: row,
+                last: row,
+                rows: 1,
+            }),
+        }
+        true
+    }
+
+    /// The lines of the rows taken since the last call: committed with those rows.
+    pub fn take_lines(&mut self) -> Vec<LedgerLine> {
+        std::mem::take(&mut self.taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(text: &str) -> GtidSet {
+        GtidSet::parse(text).unwrap()
+    }
+
+    #[test]
+    fn the_fork_is_the_common_point_of_both_histories() {
+        // (this node's history, the winner's, the promotion the old rule picked, the fork)
+        let cases: &[(&str, &str, Option<&str>, Option<&str>)] = &[
+            // The losing primary (promoted at 0-1-335) against the old primary that kept writing.
+            ("0-2-380,0-1-335", "0-1-400,0-1-6", Some("0-1-335"), Some("0-1-335")),
+            // Its replica: setup of its own (server 3) and an old promotion point picked by the
+            // old rule (the winner's, at its setup); the common point is still 0-1-335.
+            ("0-2-380,0-1-335,0-3-6", "0-1-400,0-1-6", Some("0-1-6"), Some("0-1-335")),
+            // It promoted once (0-2-228) in an earlier failover that the winner replicated.
+            ("0-2-380,0-1-335", "0-1-400,0-2-228", Some("0-2-228"), Some("0-1-335")),
+            // The losing side is the old primary and its replica; the winner promoted at
+            // 0-1-335 and holds server 1 only so far.
+            ("0-1-380,0-3-6", "0-2-400,0-1-335", Some("0-1-335"), Some("0-1-335")),
+            // Two domains: each has its own point.
+            (
+                "0-2-380,0-1-335,1-2-50,1-1-40",
+                "0-1-400,1-1-45",
+                Some("0-1-335"),
+                Some("0-1-335,1-1-40"),
+            ),
+            // Nothing shared in any server: the promotion.
+            ("0-3-6", "0-1-400", Some("0-1-335"), Some("0-1-335")),
+            // No promotion known: nothing says where the fork is.
+            ("0-2-380,0-1-335", "0-1-400", None, None),
+            ("0-2-380,0-1-335", "0-1-400", Some(""), None),
+        ];
+        for &(mine, theirs, promotion, fork) in cases {
+            let chosen = merge_fork(Some(&set(mine)), Some(&set(theirs)), promotion);
+            assert_eq!(
+                chosen.as_deref(),
+                fork,
+                "{mine} against {theirs}, promoted {promotion:?}"
+            );
+        }
+        assert_eq!(
+            merge_fork(None, Some(&set("0-1-400")), Some("0-1-6")).as_deref(),
+            Some("0-1-6"),
+            "an unreadable history keeps the promotion"
+        );
+        let mysql = set("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5");
+        assert_eq!(common_point(&mysql, &mysql), None);
+    }
+
+    #[test]
+    fn the_window_opens_at_the_promotion_made_at_the_fork() {
+        let promotions = [
+            (Some("0-1-6"), Some(100)),
+            (None, Some(150)),
+            (Some("0-1-335"), Some(200)),
+            (Some("0-1-335"), None),
+        ];
+        assert_eq!(promotion_at("0-1-335", promotions.into_iter()), Some(200));
+        assert_eq!(promotion_at("0-1-6", promotions.into_iter()), Some(100));
+        assert_eq!(promotion_at("0-1-7", promotions.into_iter()), None);
+    }
+
+    #[test]
+    fn a_transaction_the_winner_holds_is_never_divergent() {
+        // The replica was given an old fork (0-1-6): the winner's own transactions up to 400
+        // and the replica's promotion history it replicated (server 2 up to 228) are held.
+        let divergence = Divergence::new("0-1-6", "0-1-400,0-2-228,0-1-6").unwrap();
+        let cases: &[((u32, u32, u64), bool)] = &[
+            ((0, 1, 5), false),   // before the fork
+            ((0, 1, 335), false), // the winner's own, logged by the loser before the cut
+            ((0, 2, 228), false), // an earlier promotion the winner replicated
+            ((0, 2, 336), true),  // the losing side's writes during the cut
+            ((0, 2, 380), true),
+            ((0, 3, 7), true), // the replica's own, the winner never had
+            ((1, 1, 3), true), // a domain neither holds
+        ];
+        for &((domain, server, seq), divergent) in cases {
+            assert_eq!(
+                divergence.is_divergent(domain, server, seq),
+                divergent,
+                "{domain}-{server}-{seq}"
+            );
+        }
+        assert!(divergence.starts_before(&set("0-1-300,0-2-228")));
+        assert!(!divergence.starts_before(&set("0-1-300,0-2-340")));
+        assert!(Divergence::new("", "0-1-1").is_err());
+        assert!(Divergence::new("0-1-5", "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5").is_err());
+    }
+
+    fn row(server: u32, seq: u64, row: u64) -> OriginRow {
+        OriginRow {
+            domain: 0,
+            server,
+            seq,
+            row,
+        }
+    }
+
+    #[test]
+    fn the_ledger_knows_rows_by_their_origin_whoever_merged_them() {
+        // The losing primary merged server 2's 336..=340 (two rows each) in one line, and
+        // 345's first row in another; its replica reads the same transactions from its own log.
+        let mut ledger = RowLedger::new([(row(2, 336, 0), row(2, 340, 1)), (row(2, 345, 0), row(2, 345, 0))]);
+        let read = [
+            row(2, 336, 0),
+            row(2, 336, 1),
+            row(2, 340, 1),
+            row(3, 7, 0), // the replica's own row: never merged
+            row(2, 341, 0),
+            row(2, 341, 1),
+            row(2, 345, 0),
+            row(2, 345, 1),
+            row(2, 346, 0),
+        ];
+        let taken: Vec<OriginRow> = read.into_iter().filter(|&origin| ledger.take(origin)).collect();
+        assert_eq!(
+            taken,
+            [
+                row(3, 7, 0),
+                row(2, 341, 0),
+                row(2, 341, 1),
+                row(2, 345, 1),
+                row(2, 346, 0)
+            ]
+        );
+        assert_eq!(ledger.rows_in_already, 4);
+        // A line grows only over rows taken one after another; 345/0, in already, breaks it.
+        let lines = ledger.take_lines();
+        let spans: Vec<(OriginRow, OriginRow, u64)> =
+            lines.iter().map(|line| (line.first, line.last, line.rows)).collect();
+        assert_eq!(
+            spans,
+            [
+                (row(3, 7, 0), row(3, 7, 0), 1),
+                (row(2, 341, 0), row(2, 341, 1), 2),
+                (row(2, 345, 1), row(2, 346, 0), 2),
+            ]
+        );
+        assert!(ledger.take_lines().is_empty(), "lines leave with their batch");
+        // The next batch's lines start afresh.
+        assert!(ledger.take(row(2, 347, 0)));
+        assert_eq!(ledger.take_lines()[0].first, row(2, 347, 0));
+    }
+
+    #[test]
+    fn overlapping_ledger_lines_are_joined_and_other_origins_stay_apart() {
+        let ledger = RowLedger::new([
+            (row(2, 10, 0), row(2, 20, 0)),
+            (row(2, 15, 0), row(2, 30, 2)),
+            (row(2, 40, 0), row(2, 40, 0)),
+            // Malformed (two origins, or reversed): ignored.
+            (row(2, 50, 0), row(3, 60, 0)),
+            (row(2, 70, 0), row(2, 60, 0)),
+        ]);
+        let held = |origin: OriginRow| ledger.holds(origin);
+        assert!(held(row(2, 10, 0)) && held(row(2, 25, 9)) && held(row(2, 30, 2)) && held(row(2, 40, 0)));
+        assert!(!held(row(2, 9, 5)) && !held(row(2, 30, 3)) && !held(row(2, 40, 1)));
+        assert!(!held(row(3, 15, 0)), "another server's 15 is another row");
+        assert!(!held(row(2, 55, 0)) && !held(row(2, 65, 0)));
+        let other_domain = OriginRow {
+            domain: 1,
+            ..row(2, 15, 0)
+        };
+        assert!(!held(other_domain));
     }
 }

@@ -1,9 +1,11 @@
 //! Reading a split-brain loser's own binary log after the fork, transaction by transaction, as a
-//! replica would (mysql_async's binlog stream; MariaDB GTID events read here). The rows that
-//! divergent transactions inserted into the merged tables are copied into the winner exactly,
-//! whatever their time column says, in batches committed with the winner's ledger line; every
-//! other change is counted (and already saved, by the caller, in the divergent-transactions
-//! file).
+//! replica would (mysql_async's binlog stream; MariaDB GTID events read here). A transaction is
+//! divergent when neither the fork nor the winner's history (read from the winner as the merge
+//! starts) holds it (`core::db::Divergence`). The rows that divergent transactions inserted
+//! into the merged tables are copied into the winner exactly, whatever their time column says,
+//! in batches committed with the winner's ledger lines, unless the ledger has them by their
+//! origin already (a losing primary and its replica log the same transactions); every other
+//! change is counted (and already saved, by the caller, in the divergent-transactions file).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -16,10 +18,11 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Row};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::ledger::{self, Committed, LedgerKey};
+use super::ledger;
 use super::literal::{push_literal, ColumnKind};
 use super::statement::{self, Statement, Verb};
 use super::{rate, run, stopped, Progress, RepairContext};
+use crate::core::db::{Divergence, LedgerLine, OriginRow, RowLedger};
 use crate::core::gtid::GtidSet;
 use crate::db::DbError;
 
@@ -70,7 +73,8 @@ pub struct LogReading {
     pub transactions_not_merged: u64,
     /// Rows of each merged table copied by this run, by index into the tables.
     pub rows_copied: Vec<u64>,
-    /// Rows an earlier run had copied already (the ledger said so).
+    /// Rows found in already (the ledger said so: an earlier run of this merge, or another
+    /// node's merge of the same transactions).
     pub rows_copied_before: u64,
     /// Changes not merged, per `db.table`.
     pub untouched: BTreeMap<String, Untouched>,
@@ -83,18 +87,27 @@ pub struct LogReading {
 /// One divergent transaction being read.
 #[derive(Debug, Default)]
 struct Transaction {
-    gtid: String,
+    /// Its GTID, the origin's: (domain, server id, sequence number).
+    origin: (u32, u32, u64),
     divergent: bool,
     standalone: bool,
     not_merged: bool,
+    /// Its rows of merged tables met so far (the next one's place).
+    merged_rows: u64,
 }
 
-/// Rows waiting to be committed on the winner, one INSERT per table, and the ranges of row
-/// numbers they are (one ledger line each).
+impl Transaction {
+    fn gtid(&self) -> String {
+        let (domain, server, seq) = self.origin;
+        format!("{domain}-{server}-{seq}")
+    }
+}
+
+/// Rows waiting to be committed on the winner, one INSERT per table (their ledger lines are
+/// the `RowLedger`'s).
 struct Batch {
     inserts: Vec<String>,
     rows: Vec<u64>,
-    ranges: Vec<(u64, u64)>,
     bytes: usize,
     max_rows: usize,
 }
@@ -104,7 +117,6 @@ impl Batch {
         Batch {
             inserts: vec![String::new(); tables.len()],
             rows: vec![0; tables.len()],
-            ranges: Vec::new(),
             bytes: 0,
             max_rows,
         }
@@ -113,16 +125,11 @@ impl Batch {
     /// `positions[column]` is where the image holds that column (`None`: left out of it).
     fn push(
         &mut self,
-        number: u64,
         index: usize,
         table: &MergedTable,
         positions: &[Option<usize>],
         row: &BinlogRow,
     ) -> Result<(), String> {
-        match self.ranges.last_mut() {
-            Some((first, rows)) if *first + *rows == number => *rows += 1,
-            _ => self.ranges.push((number, 1)),
-        }
         let insert = &mut self.inserts[index];
         let before = insert.len();
         insert.push_str(if insert.is_empty() { &table.insert_prefix } else { "," });
@@ -150,7 +157,7 @@ impl Batch {
 
     /// One transaction: every table's rows and the ledger lines saying which they are. Empties
     /// the batch.
-    fn take_statement(&mut self, key: &LedgerKey, last_gtid: &str) -> String {
+    fn take_statement(&mut self, lines: &[LedgerLine], merged_by: &str) -> String {
         let mut sql = String::with_capacity(self.bytes + 512);
         sql.push_str("START TRANSACTION;");
         for insert in self.inserts.iter_mut().filter(|insert| !insert.is_empty()) {
@@ -158,8 +165,8 @@ impl Batch {
             sql.push(';');
             insert.clear();
         }
-        for (first, rows) in self.ranges.drain(..) {
-            sql.push_str(&ledger::record_statement(key, first, rows, last_gtid));
+        for line in lines {
+            sql.push_str(&ledger::record_statement(line, merged_by));
             sql.push(';');
         }
         sql.push_str("COMMIT");
@@ -276,25 +283,22 @@ fn packed_positions(present: Option<&[bool]>, columns: usize) -> Vec<Option<usiz
 struct Reader<'a> {
     ctx: &'a RepairContext,
     tables: &'a [MergedTable],
-    fork: GtidSet,
-    key: LedgerKey,
+    divergence: Divergence,
     pool: Pool,
     winner_name: &'a str,
     reading: LogReading,
     batch: Batch,
-    /// Rows of merged tables seen in log order since the fork (the next row's number), and
-    /// those the ledger says are in.
-    rows_seen: u64,
-    committed: Committed,
+    /// Which rows are in already, and the lines of those the batch takes.
+    ledger: RowLedger,
     started: Instant,
 }
 
 /// Copies every row the loser's divergent transactions inserted into the merged tables, from
-/// its log after `fork_gtid`, into the winner (`winner`), and counts everything else.
+/// its log after `fork_gtid`, into the winner (`winner`, on which the caller holds the merge's
+/// turn), and counts everything else.
 #[allow(clippy::too_many_arguments)]
 pub async fn merge_from_log(
     ctx: &RepairContext,
-    loser: &str,
     fork_gtid: &str,
     tables: &[MergedTable],
     winner: &mut Conn,
@@ -307,40 +311,34 @@ pub async fn merge_from_log(
         rows_copied: vec![0; tables.len()],
         ..LogReading::default()
     };
-    let fork = match GtidSet::parse(fork_gtid) {
-        Ok(fork) if !fork_gtid.trim().is_empty() && matches!(fork, GtidSet::MariaDb(_)) => fork,
-        _ => {
-            reading.gap = Some(format!("the fork `{fork_gtid}` is not a MariaDB GTID position"));
+    let winner_history = winner_history(ctx, winner, winner_target).await?;
+    let divergence = match Divergence::new(fork_gtid, &winner_history) {
+        Ok(divergence) => divergence,
+        Err(why) => {
+            reading.gap = Some(why);
             return Ok(reading);
         }
     };
     let mut local = ctx.connect_local().await?;
-    let first_file = match start_file(ctx, &mut local, &fork).await? {
+    let first_file = match start_file(ctx, &mut local, &divergence, fork_gtid).await? {
         Ok(file) => file,
         Err(gap) => {
             reading.gap = Some(gap);
             return Ok(reading);
         }
     };
-    let key = LedgerKey {
-        loser: loser.to_string(),
-        fork_gtid: fork_gtid.to_string(),
-    };
-    let committed = ledger::committed(ctx, winner, winner_target, &key).await?;
-    reading.rows_copied_before = committed.total();
+    let ledger = ledger::read(ctx, winner, winner_target).await?;
     let pool = Pool::open(ctx, winner_target).await?;
     let mut stream = open_stream(ctx, local, &first_file).await?;
     let mut reader = Reader {
         ctx,
         tables,
-        fork,
-        key,
+        divergence,
         pool,
         winner_name,
         reading,
         batch: Batch::new(tables, ctx.batch_rows),
-        rows_seen: 0,
-        committed,
+        ledger,
         started: Instant::now(),
     };
     let read = reader.read_all(&mut stream, progress, stop).await;
@@ -348,6 +346,7 @@ pub async fn merge_from_log(
     match read {
         Ok(()) => {
             reader.pool.finish_all().await?;
+            reader.reading.rows_copied_before = reader.ledger.rows_in_already;
             Ok(reader.reading)
         }
         Err(err) => {
@@ -371,12 +370,12 @@ impl Reader<'_> {
             stopped(stop, "merge")?;
             self.read_event(&event, stream, &mut transaction)?;
             if self.batch.full() {
-                self.flush(&transaction.gtid).await?;
+                self.flush().await?;
                 progress.report(|| self.progress_line());
             }
         }
         self.finish_transaction(&mut transaction);
-        self.flush(&transaction.gtid).await
+        self.flush().await
     }
 
     fn read_event(
@@ -432,15 +431,17 @@ impl Reader<'_> {
         }
         let seq = u64::from_le_bytes(data[0..8].try_into().expect("8 bytes"));
         let domain = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
-        let divergent = !self.fork.holds(domain, seq);
+        let server = event.header().server_id();
+        let divergent = self.divergence.is_divergent(domain, server, seq);
         if divergent {
             self.reading.transactions += 1;
         }
         Ok(Transaction {
-            gtid: format!("{domain}-{}-{seq}", event.header().server_id()),
+            origin: (domain, server, seq),
             divergent,
             standalone: data[12] & FL_STANDALONE != 0,
             not_merged: false,
+            merged_rows: 0,
         })
     }
 
@@ -487,14 +488,20 @@ impl Reader<'_> {
         for row in rows.rows(table_map) {
             let (_, after) = row.map_err(|err| self.unreadable(&err.to_string()))?;
             let after = after.ok_or_else(|| self.unreadable("an insert without its row image"))?;
-            let number = self.rows_seen;
-            self.rows_seen += 1;
-            if self.committed.contains(number) {
+            let (domain, server, seq) = transaction.origin;
+            let origin = OriginRow {
+                domain,
+                server,
+                seq,
+                row: transaction.merged_rows,
+            };
+            transaction.merged_rows += 1;
+            if !self.ledger.take(origin) {
                 continue;
             }
             self.batch
-                .push(number, index, table, &positions, &after)
-                .map_err(|err| self.unreadable(&err))?;
+                .push(index, table, &positions, &after)
+                .map_err(|err| self.unreadable(&format!("{err} (transaction {})", transaction.gtid())))?;
             self.reading.rows_copied[index] += 1;
         }
         Ok(())
@@ -525,11 +532,12 @@ impl Reader<'_> {
         self.reading.untouched.entry(name.to_string()).or_default()
     }
 
-    async fn flush(&mut self, last_gtid: &str) -> Result<(), DbError> {
+    async fn flush(&mut self) -> Result<(), DbError> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let sql = self.batch.take_statement(&self.key, last_gtid);
+        let lines = self.ledger.take_lines();
+        let sql = self.batch.take_statement(&lines, &self.ctx.node);
         self.pool.submit(sql).await
     }
 
@@ -552,10 +560,34 @@ impl Reader<'_> {
     }
 }
 
-/// The newest binary log file that starts no later than the fork (its `Gtid_list` holds nothing
-/// the fork does not), or why there is none: the log after the fork was purged, or there is
-/// no log.
-async fn start_file(ctx: &RepairContext, local: &mut Conn, fork: &GtidSet) -> Result<Result<String, String>, DbError> {
+/// Everything the winner holds, as its server says now: a transaction in it is not divergent.
+async fn winner_history(ctx: &RepairContext, winner: &mut Conn, target: &str) -> Result<String, DbError> {
+    let sql = "SELECT @@GLOBAL.gtid_binlog_state, @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_current_pos";
+    let row: Option<(String, String, String)> = run(
+        ctx.statement_timeout,
+        target,
+        "read the winner's GTID history",
+        winner.query_first(sql),
+    )
+    .await?;
+    let (state, slave, current) = row.unwrap_or_default();
+    let parts: Vec<&str> = [state.as_str(), slave.as_str(), current.as_str()]
+        .into_iter()
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect();
+    Ok(parts.join(","))
+}
+
+/// The newest binary log file that starts before any divergent transaction (its `Gtid_list`
+/// holds nothing divergent), or why there is none: the log after the fork was purged, or there
+/// is no log.
+async fn start_file(
+    ctx: &RepairContext,
+    local: &mut Conn,
+    divergence: &Divergence,
+    fork: &str,
+) -> Result<Result<String, String>, DbError> {
     let target = ctx.local_target();
     let logs: Vec<Row> = match run(
         ctx.statement_timeout,
@@ -591,7 +623,7 @@ async fn start_file(ctx: &RepairContext, local: &mut Conn, fork: &GtidSet) -> Re
         let Ok(GtidSet::MariaDb(domains)) = GtidSet::parse(&list) else {
             continue;
         };
-        if domains.iter().all(|(domain, held)| fork.holds(*domain, held.last.1)) {
+        if divergence.starts_before(&GtidSet::MariaDb(domains)) {
             return Ok(Ok(file.clone()));
         }
         oldest_start = Some(list);

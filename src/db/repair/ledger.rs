@@ -1,89 +1,80 @@
-//! The winner's record of a merge: which of the loser's logged rows (numbered in log order from
-//! the fork) are already in it, one line per batch (its first row and how many). Each batch is
-//! committed in one transaction with its line, so batches may commit in any order (several
-//! connections copy at once) and a merge cut at any point and run again skips exactly what is in
-//! and copies exactly what is not, with no scan of the winner's tables.
+//! The winner's record of merges (`gossip_ha.merged_rows`): which rows of divergent
+//! transactions are in it, known by their origin (the transaction's GTID and the row's place in
+//! it, `core::db::OriginRow`), not by the node that merged them, so a losing primary and its
+//! replica, which log the same transactions, never both copy a row. One line per run of rows a
+//! batch copied, committed in the batch's transaction: batches may commit in any order (several
+//! connections copy at once) and a merge cut at any point and run again, by this node or
+//! another, skips exactly what is in and copies exactly what is not, with no scan of the
+//! winner's tables. Merges into one winner take turns (a named lock on it): two losers reading
+//! the ledger at once would both find a row missing.
+
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use tokio::sync::watch;
 
-use super::{run, RepairContext};
+use super::{run, stopped, RepairContext};
+use crate::core::db::{LedgerLine, OriginRow, RowLedger};
 use crate::db::DbError;
 
 /// gossip-ha's own schema on the winner (replicated like any other).
 pub const SCHEMA: &str = "gossip_ha";
-const TABLE: &str = "`gossip_ha`.`merge_ledger`";
-/// The ledger's key holds the fork GTID text.
-pub const MAX_FORK_TEXT: usize = 2048;
+const TABLE: &str = "`gossip_ha`.`merged_rows`";
+/// The named lock merges into one server take turns with (held by the merge's first connection
+/// to the winner until it disconnects; released by the server if that connection dies).
+const LOCK: &str = "gossip_ha.merge";
+/// How long one wait for the lock lasts before the stop flag is looked at again.
+const LOCK_POLL: Duration = Duration::from_secs(1);
 
-/// One merge: the loser's rows since one fork.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerKey {
-    pub loser: String,
-    pub fork_gtid: String,
-}
-
-/// Row numbers already in: sorted, disjoint `[first, first + rows)` ranges.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Committed {
-    ranges: Vec<(u64, u64)>,
-    /// The first range that may still hold or follow the next row asked about.
-    cursor: usize,
-}
-
-impl Committed {
-    pub fn new(mut ranges: Vec<(u64, u64)>) -> Self {
-        ranges.sort_unstable();
-        Committed { ranges, cursor: 0 }
-    }
-
-    /// Whether row `row` is in; rows must be asked about in increasing order.
-    pub fn contains(&mut self, row: u64) -> bool {
-        while let Some(&(first, rows)) = self.ranges.get(self.cursor) {
-            if row < first {
-                return false;
-            }
-            if row < first + rows {
-                return true;
-            }
-            self.cursor += 1;
-        }
-        false
-    }
-
-    pub fn total(&self) -> u64 {
-        self.ranges.iter().map(|(_, rows)| rows).sum()
-    }
-}
-
-/// Creates the ledger if it is missing; returns the rows of this merge already in.
-pub async fn committed(
+/// Waits (up to `ctx.resync_timeout`, which bounds a whole copy) until no other merge into this
+/// winner runs, then holds the lock on `winner` until it disconnects.
+pub async fn take_turn(
     ctx: &RepairContext,
     winner: &mut Conn,
     target: &str,
-    key: &LedgerKey,
-) -> Result<Committed, DbError> {
-    if key.fork_gtid.len() > MAX_FORK_TEXT {
-        return Err(DbError::Unreadable {
-            target: target.to_string(),
-            what: "merge ledger".into(),
-            message: format!(
-                "the fork GTID is {} characters, more than the ledger's {MAX_FORK_TEXT}",
-                key.fork_gtid.len()
-            ),
-        });
+    stop: &watch::Receiver<bool>,
+) -> Result<(), DbError> {
+    let started = Instant::now();
+    let sql = format!("SELECT GET_LOCK('{LOCK}', {})", LOCK_POLL.as_secs());
+    loop {
+        stopped(stop, "merge")?;
+        let got: Option<Option<u8>> = run(
+            ctx.statement_timeout + LOCK_POLL,
+            target,
+            "wait for the other merges into the winner (GET_LOCK)",
+            winner.query_first(&sql),
+        )
+        .await?;
+        if got == Some(Some(1)) {
+            return Ok(());
+        }
+        if started.elapsed() >= ctx.resync_timeout {
+            return Err(DbError::Timeout {
+                target: target.to_string(),
+                what: "wait for another node's merge into the winner to finish".into(),
+                timeout_ms: ctx.resync_timeout.as_millis() as u64,
+            });
+        }
     }
+}
+
+/// Creates the ledger if it is missing; returns what it holds.
+pub async fn read(ctx: &RepairContext, winner: &mut Conn, target: &str) -> Result<RowLedger, DbError> {
     for sql in [
         format!("CREATE DATABASE IF NOT EXISTS `{SCHEMA}`"),
         format!(
             "CREATE TABLE IF NOT EXISTS {TABLE} (\
-             loser VARCHAR(191) CHARACTER SET utf8mb4 NOT NULL, \
-             fork_gtid VARCHAR({MAX_FORK_TEXT}) CHARACTER SET ascii NOT NULL, \
+             origin_domain INT UNSIGNED NOT NULL, \
+             origin_server INT UNSIGNED NOT NULL, \
+             first_seq BIGINT UNSIGNED NOT NULL, \
              first_row BIGINT UNSIGNED NOT NULL, \
+             last_seq BIGINT UNSIGNED NOT NULL, \
+             last_row BIGINT UNSIGNED NOT NULL, \
              rows_in_batch BIGINT UNSIGNED NOT NULL, \
-             last_gtid VARCHAR(64) CHARACTER SET ascii NOT NULL, \
+             merged_by VARCHAR(191) CHARACTER SET utf8mb4 NOT NULL, \
              committed_unix_s BIGINT NOT NULL, \
-             PRIMARY KEY (loser, fork_gtid, first_row)) ENGINE=InnoDB"
+             PRIMARY KEY (origin_domain, origin_server, first_seq, first_row)) ENGINE=InnoDB"
         ),
     ] {
         run(
@@ -94,43 +85,68 @@ pub async fn committed(
         )
         .await?;
     }
-    let ranges: Vec<(u64, u64)> = run(
+    let lines: Vec<(u32, u32, u64, u64, u64, u64)> = run(
         ctx.statement_timeout,
         target,
         "read the merge ledger",
-        winner.exec(
-            format!("SELECT first_row, rows_in_batch FROM {TABLE} WHERE loser = ? AND fork_gtid = ?"),
-            (key.loser.as_str(), key.fork_gtid.as_str()),
-        ),
+        winner.query(format!(
+            "SELECT origin_domain, origin_server, first_seq, first_row, last_seq, last_row FROM {TABLE}"
+        )),
     )
     .await?;
-    Ok(Committed::new(ranges))
+    Ok(RowLedger::new(lines.into_iter().map(
+        |(domain, server, first_seq, first_row, last_seq, last_row)| {
+            let at = |seq, row| OriginRow {
+                domain,
+                server,
+                seq,
+                row,
+            };
+            (at(first_seq, first_row), at(last_seq, last_row))
+        },
+    )))
 }
 
-/// The statement that records a batch (`rows` rows from row number `first_row`) in the same
-/// transaction as its rows. Node names and GTIDs are plain text: quoted with mysql_async's own
-/// escaping.
-pub fn record_statement(key: &LedgerKey, first_row: u64, rows: u64, last_gtid: &str) -> String {
+/// The statement that records a run of rows in the same transaction as the rows. The node name
+/// is plain text: quoted with mysql_async's own escaping.
+pub fn record_statement(line: &LedgerLine, merged_by: &str) -> String {
     let quote = |text: &str| mysql_async::Value::from(text).as_sql(false);
+    let (first, last) = (line.first, line.last);
     format!(
-        "INSERT INTO {TABLE} (loser, fork_gtid, first_row, rows_in_batch, last_gtid, committed_unix_s) \
-         VALUES ({}, {}, {first_row}, {rows}, {}, UNIX_TIMESTAMP())",
-        quote(&key.loser),
-        quote(&key.fork_gtid),
-        quote(last_gtid)
+        "INSERT INTO {TABLE} (origin_domain, origin_server, first_seq, first_row, last_seq, last_row, rows_in_batch, merged_by, committed_unix_s) \
+         VALUES ({}, {}, {}, {}, {}, {}, {}, {}, UNIX_TIMESTAMP())",
+        first.domain,
+        first.server,
+        first.seq,
+        first.row,
+        last.seq,
+        last.row,
+        line.rows,
+        quote(merged_by)
     )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Committed;
+    use super::*;
 
     #[test]
-    fn committed_ranges_answer_for_rows_in_order() {
-        let mut committed = Committed::new(vec![(10, 5), (0, 3), (20, 1)]);
-        let inside: Vec<u64> = (0..25).filter(|row| committed.contains(*row)).collect();
-        assert_eq!(inside, [0, 1, 2, 10, 11, 12, 13, 14, 20]);
-        assert_eq!(committed.total(), 9);
-        assert!(!Committed::default().contains(0));
+    fn a_ledger_line_names_its_origin_not_the_node_that_merged_it() {
+        let at = |seq, row| OriginRow {
+            domain: 0,
+            server: 2,
+            seq,
+            row,
+        };
+        let line = LedgerLine {
+            first: at(336, 0),
+            last: at(340, 1),
+            rows: 10,
+        };
+        assert_eq!(
+            record_statement(&line, "db'3"),
+            "INSERT INTO `gossip_ha`.`merged_rows` (origin_domain, origin_server, first_seq, first_row, last_seq, last_row, rows_in_batch, merged_by, committed_unix_s) \
+             VALUES (0, 2, 336, 0, 340, 1, 10, 'db\\'3', UNIX_TIMESTAMP())"
+        );
     }
 }

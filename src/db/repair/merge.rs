@@ -1,8 +1,9 @@
 //! The merge: the loser's transactions since the fork are saved to a file (replayable, with the
 //! rows decoded in comments); the rows those transactions inserted into the merged tables are
 //! copied into the winner exactly, read from the loser's binary log (`divergent`), each batch
-//! committed with the winner's ledger line (`ledger`), so a merge cut anywhere and run again
-//! copies nothing twice and skips nothing. Where the log cannot say which rows were written
+//! committed with the winner's ledger lines (`ledger`, by the rows' origin transactions), so a
+//! merge cut anywhere and run again, or another loser's merge of the same transactions, copies
+//! nothing twice and skips nothing; merges into one winner take turns. Where the log cannot say which rows were written
 //! (statement events, a purged log), the table's time window is copied instead (`window`).
 //! Everything not merged is counted in the summary, which names the file that holds it.
 
@@ -14,6 +15,7 @@ use mysql_async::Conn;
 use tokio::sync::watch;
 
 use super::divergent::{self, LogReading, MergedTable};
+use super::ledger;
 use super::literal::ColumnKind;
 use super::save::{self, local_error};
 use super::window::{self, WindowCopy};
@@ -76,10 +78,12 @@ async fn copy(
     let mut winner = ctx.connect_to(&plan.winner_addr).await?;
     prepare_merge_session(ctx, &mut local, &ctx.local_target()).await?;
     prepare_merge_session(ctx, &mut winner, &plan.winner_addr).await?;
+    // Another loser of the same split (the losing primary's replica, or the primary) may be
+    // merging the same transactions: one at a time, each reading the ledger the last one left.
+    ledger::take_turn(ctx, &mut winner, &plan.winner_addr, stop).await?;
     let (tables, columns) = merged_tables(ctx, plan, &mut local, &mut winner).await?;
     let reading = divergent::merge_from_log(
         ctx,
-        &ctx.node,
         &plan.fork_gtid,
         &tables,
         &mut winner,
@@ -216,7 +220,9 @@ fn describe(
             .collect();
         let earlier = match reading.rows_copied_before {
             0 => String::new(),
-            rows => format!("; {rows} were in already from an earlier run"),
+            rows => format!(
+                "; {rows} were in already from an earlier run (of this merge, or of another node's holding the same transactions)"
+            ),
         };
         parts.push(format!(
             "{} exactly as this node's binary log has them since the fork at {} ({} transactions{earlier})",
