@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use gossip_ha::cli::{CertsCommand, Cli, CliCommand, ClientArgs};
 use gossip_ha::client;
-use gossip_ha::config::{default_socket_path, Settings};
+use gossip_ha::config::{default_socket_path, LogFormat, Settings};
 use gossip_ha::render;
 use gossip_ha_proto::api::Command;
 
@@ -18,14 +18,10 @@ const CHECK_DB_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,chitchat=warn")),
-        )
-        .init();
+    // `run` logs as its configuration says, so it starts logging once that is loaded.
+    if !matches!(cli.command, CliCommand::Run(_)) {
+        init_logging(LogFormat::Text);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -35,6 +31,22 @@ fn main() -> ExitCode {
         Err(err) => return fail(EXIT_RUNTIME, format!("cannot start the runtime: {err}")),
     };
     runtime.block_on(dispatch(cli.command))
+}
+
+/// Text for people on a terminal or in the journal; JSON lines (one object per line, the
+/// event's kind, node and reason as fields) for log collectors.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,chitchat=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -49,6 +61,7 @@ async fn dispatch(command: CliCommand) -> ExitCode {
                 Ok(settings) => settings,
                 Err(err) => return fail(EXIT_CONFIG, err),
             };
+            init_logging(settings.log_format);
             match gossip_ha::agent::run(settings, shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) if err.is_configuration() => fail(EXIT_CONFIG, err),

@@ -58,6 +58,8 @@ pub enum AgentError {
     Db(String),
     #[error(transparent)]
     Limits(#[from] crate::limits::LimitError),
+    #[error("http_listen: {0}")]
+    Http(String),
 }
 
 impl AgentError {
@@ -115,6 +117,8 @@ struct Driver {
     reach: Option<reach::ReachProber>,
     /// Replicas' lag and agents' reach problems, remembered across ticks for status.
     status_book: StatusBook,
+    /// What `/metrics` counts beyond the event kinds the event log feeds it.
+    counters: Arc<crate::http::Counters>,
 }
 
 fn db_policy(db: &DbAgentSettings) -> DbPolicy {
@@ -207,6 +211,17 @@ async fn start_transfer(
     Ok(Some((format!("{}:{port}", settings.advertise.ip()), task)))
 }
 
+/// Binds `http_listen` when set: a port in use is a start-up error, like the socket's.
+async fn bind_http(settings: &Settings) -> Result<Option<tokio::net::TcpListener>, AgentError> {
+    let Some(address) = settings.http_listen else {
+        return Ok(None);
+    };
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map(Some)
+        .map_err(|err| AgentError::Http(format!("cannot listen on {address}: {err}")))
+}
+
 /// The event a DB decision is recorded as (a note as `note_kind`: a repair's notes are repair
 /// events); an action reads as its description, never as Rust debug text.
 fn db_event(decision: DbDecision, note_kind: EventKind) -> (EventKind, String) {
@@ -233,7 +248,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         threshold_ms: settings.threshold_ms(),
         started_unix_ms: generation,
     };
-    let events = Arc::new(Mutex::new(EventLog::default()));
+    let counters = Arc::new(crate::http::Counters::default());
+    let events = Arc::new(Mutex::new(EventLog::default().with_sink(counters.sink())));
     let refusals: crate::tls::transport::RefusalSink = {
         let events = events.clone();
         Arc::new(move |peer, reason| {
@@ -247,6 +263,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let transport = gossip::transport_for(&settings, identity.as_ref(), refusals);
     let socket_group = settings.socket_group.as_deref().and_then(crate::config::group_id);
     let listener = socket::bind(&settings.socket, socket_group)?;
+    let http_listener = match bind_http(&settings).await {
+        Ok(http_listener) => http_listener,
+        Err(err) => {
+            let _ = std::fs::remove_file(&settings.socket);
+            return Err(err);
+        }
+    };
     let params = gossip::GossipParams {
         certificate: identity
             .as_ref()
@@ -351,7 +374,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let api = tokio::spawn(socket::serve(
         listener,
         ApiState {
-            status: status_rx,
+            status: status_rx.clone(),
             events: events.clone(),
             admin: admin_tx,
             policy: AdminPolicy {
@@ -361,6 +384,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         stop_rx.clone(),
     ));
 
+    let http = http_listener.map(|http_listener| {
+        let state = crate::http::HttpState {
+            status: status_rx.clone(),
+            counters: counters.clone(),
+            started,
+            stale_after: Duration::from_millis((settings.threshold_ms() * 2).max(5_000)),
+        };
+        let tls = settings.http_tls.then(|| identity.clone()).flatten();
+        tokio::spawn(crate::http::serve(http_listener, state, tls, stop_rx.clone()))
+    });
     let rewriter = (!settings.rewrite.is_empty()).then(|| {
         Rewriter::spawn(
             settings.rewrite.clone(),
@@ -399,6 +432,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             settings.threshold_ms(),
             settings.db_agent.as_ref().map_or(1_000, |db| db.check_interval_ms),
         ),
+        counters,
         settings,
     };
     driver.record(
@@ -429,6 +463,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     let _ = stop_tx.send(true);
     if tokio::time::timeout(SOCKET_STOP_TIMEOUT, api).await.is_err() {
         tracing::warn!("status socket did not stop within {SOCKET_STOP_TIMEOUT:?}");
+    }
+    if let Some(http) = http {
+        if tokio::time::timeout(SOCKET_STOP_TIMEOUT, http).await.is_err() {
+            tracing::warn!("HTTP listener did not stop within {SOCKET_STOP_TIMEOUT:?}");
+        }
     }
     if let Some(db) = driver.db.take() {
         db.worker.join(DB_STOP_TIMEOUT).await;
@@ -595,6 +634,9 @@ impl Driver {
                     continue;
                 }
                 Decision::Db(db) => {
+                    if matches!(db, DbDecision::SplitBrain { .. }) {
+                        self.counters.split_brain();
+                    }
                     let (kind, reason) = db_event(db, EventKind::DbNote);
                     (kind, Some(self.settings.node_name.clone()), reason)
                 }
@@ -687,6 +729,7 @@ impl Driver {
             }
             if matches!(outcome.action, DbAction::Merge(_) | DbAction::Resync { .. }) {
                 let result = outcome.result.clone().map(|_| ()).map_err(|err| err.to_string());
+                self.counters.repair_finished(result.is_ok());
                 let decisions = self
                     .core
                     .db_mut()

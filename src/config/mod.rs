@@ -127,6 +127,21 @@ pub struct Settings {
     /// Mutual TLS for gossip; `None` only when every gossip address is on loopback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFiles>,
+    /// The read-only HTTP listener (health checks, metrics, status); off when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<SocketAddr>,
+    /// Serve HTTP over TLS with this host's cluster certificate (`[tls]` must be set).
+    pub http_tls: bool,
+    pub log_format: LogFormat,
+}
+
+/// How the agent writes its log on stderr: text for people, JSON lines for collectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +175,11 @@ struct RawSettings {
     tls: RawTls,
     socket_group: Option<String>,
     admin_group: Option<String>,
+    http_listen: Option<String>,
+    #[serde(default)]
+    http_tls: bool,
+    #[serde(default)]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +225,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tls",
     "socket_group",
     "admin_group",
+    "http_listen",
+    "http_tls",
+    "log_format",
 ];
 const DB_KEYS: &[&str] = &[
     "ha_hosts",
@@ -499,6 +522,19 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
             }
         }
     }
+    let http_listen = match raw.http_listen.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(text) => Some(
+            text.parse::<SocketAddr>()
+                .map_err(|_| invalid("http_listen", format!("expected ip:port, got `{text}`")))?,
+        ),
+    };
+    if raw.http_tls && tls.is_none() {
+        return Err(invalid(
+            "http_tls",
+            "serving HTTP over TLS needs [tls] ca, cert and key (the cluster certificate)".into(),
+        ));
+    }
     Ok(Settings {
         node_name,
         cluster_id: raw.cluster_id,
@@ -520,6 +556,9 @@ fn validate(raw: RawSettings, merged: &Config, locator: &Locator) -> Result<Sett
         socket_group: raw.socket_group,
         admin_group: raw.admin_group,
         tls,
+        http_listen,
+        http_tls: raw.http_tls,
+        log_format: raw.log_format,
     })
 }
 

@@ -303,3 +303,37 @@ fn overrides_of_imported_tokens_name_the_winning_variable_or_flag_and_mask_passw
     );
     assert!(notes.warnings.is_empty(), "{:?}", notes.warnings);
 }
+
+#[test]
+fn the_http_listener_is_off_by_default_and_http_tls_needs_the_cluster_certificate() {
+    let settings = Settings::load_with_env(None, &[], env(&[])).unwrap();
+    assert_eq!((settings.http_listen, settings.http_tls), (None, false));
+    assert_eq!(settings.log_format, LogFormat::Text);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "agent.toml",
+        "http_listen = \"127.0.0.1:8008\"\nlog_format = \"json\"\n",
+    );
+    let settings = Settings::load_with_env(Some(&file), &[], env(&[])).unwrap();
+    assert_eq!(settings.http_listen, Some("127.0.0.1:8008".parse().unwrap()));
+    assert_eq!(settings.log_format, LogFormat::Json);
+    let refused = error_text(Settings::load_with_env(
+        None,
+        &[],
+        env(&[
+            ("GOSSIP_HA_HTTP_LISTEN", "127.0.0.1:8008"),
+            ("GOSSIP_HA_HTTP_TLS", "true"),
+        ]),
+    ));
+    assert!(refused.contains("http_tls") && refused.contains("[tls]"), "{refused}");
+    let refused = error_text(Settings::load_with_env(
+        None,
+        &[],
+        env(&[("GOSSIP_HA_HTTP_LISTEN", "8008")]),
+    ));
+    assert!(
+        refused.contains("http_listen") && refused.contains("ip:port"),
+        "{refused}"
+    );
+}
