@@ -8,6 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::db_cluster::{create_schema, insert, wait_formed, Cluster};
@@ -333,4 +334,53 @@ fn a_client_writing_through_haproxy_keeps_writing_across_a_kill_of_the_primary_d
     );
     assert_eq!(on_primary, Some(after.len().to_string()), "{after:?}");
     assert!(longest_gap < Duration::from_secs(30), "{longest_gap:?}");
+}
+
+#[test]
+fn with_http_tls_the_listener_serves_over_tls_with_the_cluster_certificate_only() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    gossip_ha::tls::certs::init_ca(&ca, "gossip-ha-test", false).unwrap();
+    let port = free_port();
+    let config = dir.path().join("http.toml");
+    std::fs::write(
+        &config,
+        format!("http_listen = \"127.0.0.1:{port}\"\nhttp_tls = true\n"),
+    )
+    .unwrap();
+    let mut spec = AgentSpec::new("solo", 1, 1.0).with_tls(dir.path(), &ca);
+    spec.extra.extend(["--config".into(), config.display().to_string()]);
+    let _agent = Agent::start(dir.path(), &spec);
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.path().join("certs-solo/ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    // No client certificate: checks and scrapers are not asked for one.
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let connection = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+    let mut tcp = None;
+    common::wait_until("the TLS listener", Duration::from_secs(10), || {
+        tcp = TcpStream::connect(("127.0.0.1", port)).ok();
+        tcp.is_some()
+    });
+    let tcp = tcp.unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, tcp);
+    tls.write_all(b"GET /liveness HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    assert_eq!(exchange(port, b"GET /liveness HTTP/1.1\r\n\r\n"), None);
 }
