@@ -11,6 +11,7 @@ pub mod events;
 pub mod fsutil;
 pub mod gossip;
 pub mod hooks;
+pub mod init;
 pub mod limits;
 pub mod render;
 pub mod rewrite;
