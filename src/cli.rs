@@ -58,6 +58,59 @@ pub enum CliCommand {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Write this host's configuration from Pandora's files and the roles given; prints what
+    /// it guessed and what to check. Never overwrites a file someone wrote without --force.
+    Init(crate::init::InitArgs),
+    /// Write the man page and the bash/zsh completions into DIR (the package build runs it).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `gossip-ha.1`, `gossip-ha.bash` and `_gossip-ha` in `dir`, generated from these definitions
+/// by the binary itself, so that what is shipped always describes the binary beside it.
+pub fn generate_docs(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    use clap::CommandFactory;
+    std::fs::create_dir_all(dir)?;
+    let mut command = Cli::command();
+    command.build();
+    let mut written = Vec::new();
+    write_man_pages(&command, "gossip-ha", dir, &mut written)?;
+    for (shell, name) in [
+        (clap_complete::Shell::Bash, "gossip-ha.bash"),
+        (clap_complete::Shell::Zsh, "_gossip-ha"),
+    ] {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "gossip-ha", &mut script);
+        let path = dir.join(name);
+        std::fs::write(&path, script)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// One page per command, as the pages name them: `gossip-ha-certs-issue(1)`.
+fn write_man_pages(
+    command: &clap::Command,
+    name: &str,
+    dir: &std::path::Path,
+    written: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    let path = dir.join(format!("{name}.1"));
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone().name(name.to_string())).render(&mut page)?;
+    std::fs::write(&path, page)?;
+    written.push(path);
+    // clap's generated `help` subcommands need no page of their own.
+    for sub in command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+    {
+        write_man_pages(sub, &format!("{name}-{}", sub.get_name()), dir, written)?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]

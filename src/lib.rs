@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod gossip;
 pub mod hooks;
 pub mod http;
+pub mod init;
 pub mod limits;
 pub mod render;
 pub mod rewrite;

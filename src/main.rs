@@ -78,6 +78,26 @@ async fn dispatch(command: CliCommand) -> ExitCode {
             query(&client, Command::Maintenance { on, node }).await
         }
         CliCommand::Switchover { to, client } => query(&client, Command::Switchover { to }).await,
+        CliCommand::Init(args) => init(&args),
+        CliCommand::GenerateDocs { out } => match gossip_ha::cli::generate_docs(&out) {
+            Ok(paths) => {
+                paths.iter().for_each(|path| println!("wrote {}", path.display()));
+                ExitCode::SUCCESS
+            }
+            Err(err) => fail(EXIT_RUNTIME, format!("{}: {err}", out.display())),
+        },
+    }
+}
+
+fn init(args: &gossip_ha::init::InitArgs) -> ExitCode {
+    use gossip_ha::init::InitError;
+    match gossip_ha::init::run(args) {
+        Ok(plan) => {
+            print!("{}", gossip_ha::init::report(args, &plan));
+            ExitCode::SUCCESS
+        }
+        Err(err @ (InitError::Usage(_) | InitError::Exists { .. })) => fail(EXIT_CONFIG, err),
+        Err(err) => fail(EXIT_RUNTIME, err),
     }
 }
 
