@@ -82,6 +82,11 @@ pub struct DbAnnouncement {
     /// A planned switchover: this primary hands over to that node.
     #[serde(default)]
     pub handover_to: Option<String>,
+    /// This primary took over from that node in a planned switchover (cleared by its next
+    /// promotion): every observer reports the change as a switchover, even one that saw the old
+    /// primary's claim end before this one began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover_from: Option<String>,
     /// The GTIDs this primary executed before it went read-only for the handover: the
     /// target promotes once it has applied them all.
     #[serde(default)]

@@ -425,6 +425,8 @@ pub struct DbCore {
     promotable_since: Option<MonoMs>,
     promoted_from_gtid: Option<String>,
     promoted_unix_ms: Option<u64>,
+    /// The primary this node took over from in a planned switchover, until its next promotion.
+    switchover_from: Option<String>,
     /// Since when this primary has seen another valid primary claim (a split-brain).
     rival_since: Option<MonoMs>,
     /// The split-brain verdict of the current episode was said (once per episode).
@@ -476,6 +478,7 @@ impl DbCore {
             promotable_since: None,
             promoted_from_gtid: None,
             promoted_unix_ms: None,
+            switchover_from: None,
             rival_since: None,
             split_verdict_said: false,
             repair: None,
@@ -545,6 +548,11 @@ impl DbCore {
             fork_gtid,
             yields_to,
         })
+    }
+
+    /// The primary this node took over from in a planned switchover, until its next promotion.
+    pub fn switchover_from(&self) -> Option<&str> {
+        self.switchover_from.as_deref()
     }
 
     pub fn promoted_from_gtid(&self) -> Option<&str> {
@@ -637,6 +645,7 @@ impl DbCore {
             promoted_unix_ms: self.promoted_unix_ms,
             repair: self.repair.as_ref().map(|repair| repair.status.clone()),
             handover_to: self.handover.as_ref().map(|handover| handover.to.clone()),
+            switchover_from: self.switchover_from.clone(),
             handover_gtid: self.handover.as_ref().and_then(|handover| handover.gtid.clone()),
             transfer: self.policy.transfer.clone(),
         }
@@ -1107,6 +1116,7 @@ impl DbCore {
         self.catchup_since = None;
         self.promoted_from_gtid = Some(probe.gtid.clone());
         self.promoted_unix_ms = None;
+        self.switchover_from = None;
         self.act(
             DbAction::Promote {
                 epoch,

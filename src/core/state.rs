@@ -601,11 +601,25 @@ impl Core {
             .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)))
             .chain(own)
             .collect();
+        // A switchover: the old primary's claim yields to the new one, or (seen a step late)
+        // the new one says it took over from the primary this agent knew last.
+        let previous = self.db_primary.as_deref().or(self.last_db_primary.as_deref());
         let handed_over_by = after.and_then(|new| {
-            claims
+            let yielded = claims
                 .iter()
-                .find(|claim| Some(claim.name) == self.db_primary.as_deref() && claim.yields_to == Some(new.name))
-                .map(|old| old.name.to_string())
+                .find(|claim| Some(claim.name) == previous && claim.yields_to == Some(new.name))
+                .map(|old| old.name);
+            let took_over_from = if new.name == me {
+                db.as_ref().and_then(DbCore::switchover_from)
+            } else {
+                peers
+                    .iter()
+                    .find(|peer| peer.name == new.name)
+                    .and_then(|peer| peer.db?.switchover_from.as_deref())
+            };
+            yielded
+                .or(took_over_from.filter(|from| Some(*from) == previous))
+                .map(str::to_string)
         });
         let reason = match after {
             Some(claim) if handed_over_by.is_some() => format!(

@@ -153,5 +153,6 @@ impl DbCore {
             display_gtid(target)
         );
         self.promote(epoch, probe, reason, out);
+        self.switchover_from = Some(primary.name.to_string());
     }
 }

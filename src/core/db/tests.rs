@@ -98,6 +98,8 @@ struct Peer {
     fork: Option<&'static str>,
     /// A switchover this primary peer is carrying out: (to, read-only at GTID).
     handover: Option<(&'static str, &'static str)>,
+    /// The primary this peer took over from in a switchover.
+    switchover_from: Option<&'static str>,
     request: Option<ClusterRequest>,
     /// host:port it replicates from (IO thread running).
     source: Option<&'static str>,
@@ -123,6 +125,7 @@ fn replica_peer(name: &'static str, priority: u8, gtid: &'static str) -> Peer {
         roles: &[Role::Db],
         fork: None,
         handover: None,
+        switchover_from: None,
         request: None,
         source: None,
         reaches: &[],
@@ -180,6 +183,7 @@ fn observe(peer: &Peer, heartbeat: u64) -> Observation {
         promoted_unix_ms: peer.fork.map(|_| 1_800_000_000_000),
         repair: None,
         handover_to: peer.handover.map(|(to, _)| to.to_string()),
+        switchover_from: peer.switchover_from.map(str::to_string),
         handover_gtid: peer.handover.map(|(_, gtid)| gtid.to_string()),
         transfer: peer.fork.map(|_| "127.0.0.1:7947".to_string()),
     });

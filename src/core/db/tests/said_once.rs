@@ -113,6 +113,40 @@ fn a_switchover_is_a_switchover_everywhere_never_a_split_brain() {
     assert!(!reason.contains("split-brain"), "{reason}");
 }
 
+#[test]
+fn a_switchover_seen_a_step_late_is_still_a_switchover() {
+    // srv hears db1's step-down and db2's claim in the same round: it never sees db1 yield.
+    let mut srv = Core::new("srv", "127.0.0.1:7100", 1, announcement(&[Role::Server]));
+    let old = primary_peer("db1", 3, 1);
+    let replica = following("db2", 2, "0-1-50", "127.0.0.1:3303");
+    all_decisions_of_witness(&mut srv, 0, 500, &[old, replica]);
+    assert_eq!(srv.db_primary(), Some("db1"));
+
+    let stepped_down = following("db1", 3, "0-1-50", "127.0.0.1:3302");
+    let took_over = Peer {
+        fork: Some("0-1-50"),
+        switchover_from: Some("db1"),
+        ..primary_peer("db2", 2, 2)
+    };
+    let after = all_decisions_of_witness(&mut srv, 600, 1_000, &[stepped_down, took_over]);
+    let switchovers = after
+        .iter()
+        .filter(|decision| matches!(decision, Decision::DbPrimaryChanged { switchover: true, .. }))
+        .count();
+    assert_eq!(switchovers, 1, "{after:?}");
+}
+
+/// As `all_decisions`, for a node without a database.
+fn all_decisions_of_witness(core: &mut Core, from_ms: u64, to_ms: u64, peers: &[Peer]) -> Vec<Decision> {
+    (from_ms..=to_ms)
+        .step_by(100)
+        .flat_map(|now| {
+            let seen: Vec<Observation> = peers.iter().map(|peer| observe(peer, now + 1)).collect();
+            core.step(MonoMs(now), seen, None)
+        })
+        .collect()
+}
+
 /// db2 promoted at 0-1-100 and took 50 writes; db1, cut off, kept taking writes.
 fn split_winner_core() -> Core {
     let db = DbCore::new(policy(2), 2).with_promotion_record(Some("0-1-100".into()), None);
