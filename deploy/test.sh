@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: installs what the tests need when it is missing (MariaDB server,
-# client and mariadb-backup, nftables, iproute2, util-linux; cargo-nextest), then runs the whole
+# client and mariadb-backup, nftables, iproute2, util-linux, HAProxy; cargo-nextest), then runs the whole
 # test suite. Extra arguments go to `cargo nextest run` (e.g. `-E 'binary(init)'`).
 #
 #   bash deploy/test.sh [nextest arguments]       # as root: the tests build network namespaces
