@@ -27,6 +27,7 @@ use crate::state_file::{PersistentState, StateError, StateFile};
 use crate::tls::identity::{IdentityHandle, TlsIdentity};
 
 mod admin;
+mod pandora_view;
 mod reach;
 mod view;
 pub use view::{describe, facts_from, role_list, view_keys};
@@ -119,6 +120,8 @@ struct Driver {
     status_book: StatusBook,
     /// What `/metrics` counts beyond the event kinds the event log feeds it.
     counters: Arc<crate::http::Counters>,
+    /// Pandora's `tdatabase` view, on a DB node with `db.pandora_ha_view`.
+    pandora_view: Option<pandora_view::ViewState>,
 }
 
 fn db_policy(db: &DbAgentSettings) -> DbPolicy {
@@ -359,6 +362,17 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                     password: db_settings.replication_password.clone(),
                 },
                 repair: repair_context(&settings, identity.clone(), db_settings),
+                pandora_view: db_settings
+                    .pandora_ha_view
+                    .then(|| {
+                        crate::db::pandora_view::ViewWriter::new(
+                            db_settings.url.expose(),
+                            &db_settings.database,
+                            DB_CONNECT_TIMEOUT,
+                            DB_QUERY_TIMEOUT,
+                        )
+                    })
+                    .flatten(),
             };
             let worker = DbWorker::spawn(backend, setup, stop_rx.clone());
             Some(DbRuntime {
@@ -433,6 +447,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             settings.db_agent.as_ref().map_or(1_000, |db| db.check_interval_ms),
         ),
         counters,
+        pandora_view: settings
+            .db_agent
+            .as_ref()
+            .filter(|db| db.pandora_ha_view)
+            .map(|db| pandora_view::ViewState::new(&settings.db.ha_hosts, &settings.node_name, &db.advertise)),
         settings,
     };
     driver.record(
@@ -657,6 +676,7 @@ impl Driver {
         }
         let mut report = self.report(now, view);
         extras.apply(&mut report);
+        self.keep_pandora_view(&report);
         self.status.send_replace(Arc::new(report));
     }
 

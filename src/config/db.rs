@@ -58,6 +58,8 @@ pub struct DbSettings {
     /// TCP port of this agent's transfer service (physical backups for other nodes' resyncs),
     /// on the gossip address. Off when unset.
     pub transfer_port: Option<u16>,
+    /// Keep Pandora's `tdatabase` (the console's HA view) from this agent (default on).
+    pub pandora_ha_view: Option<bool>,
 }
 
 /// How this node is rebuilt by physical copy.
@@ -126,6 +128,8 @@ pub struct DbAgentSettings {
     pub switchover_timeout_ms: u64,
     pub physical: Option<PhysicalSettings>,
     pub transfer_port: Option<u16>,
+    /// The primary's agent writes `tdatabase`; every DB agent reads its own row's `disabled`.
+    pub pandora_ha_view: bool,
 }
 
 pub(super) fn seconds_to_ms(
@@ -269,6 +273,7 @@ pub(super) fn resolve_db_agent(
     Ok(DbAgentSettings {
         physical,
         transfer_port: db.transfer_port,
+        pandora_ha_view: db.pandora_ha_view.unwrap_or(true),
         splitbrain_autofix: db.splitbrain_autofix.unwrap_or(true),
         splitbrain_lookback_ms: seconds_to_ms(
             "db.splitbrain_lookback",

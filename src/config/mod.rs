@@ -259,6 +259,7 @@ const DB_KEYS: &[&str] = &[
     "stop_command",
     "start_command",
     "transfer_port",
+    "pandora_ha_view",
 ];
 
 impl Settings {

@@ -4,6 +4,7 @@
 
 pub mod dialect;
 pub mod mysql;
+pub mod pandora_view;
 pub mod repair;
 pub mod worker;
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::pandora_view::{ViewJob, ViewOutcome, ViewWriter};
 use super::repair::{self, Progress, RepairContext};
 use super::{DbBackend, DbError, DbProbe, ReplicationSource};
 use crate::config::Secret;
@@ -46,6 +47,8 @@ pub struct ReplicationCredentials {
 
 pub struct DbWorker {
     actions: mpsc::Sender<DbAction>,
+    view_jobs: mpsc::Sender<ViewJob>,
+    view_outcomes: watch::Receiver<Option<ViewOutcome>>,
     reports: watch::Receiver<Option<ProbeReport>>,
     outcomes: mpsc::Receiver<ActionOutcome>,
     progress: mpsc::Receiver<String>,
@@ -58,6 +61,8 @@ pub struct WorkerSetup {
     pub credentials: ReplicationCredentials,
     /// `None` where repairs cannot run (the simulations' model database).
     pub repair: Option<RepairContext>,
+    /// Pandora's `tdatabase` view (`db.pandora_ha_view`), kept between actions.
+    pub pandora_view: Option<ViewWriter>,
 }
 
 impl DbWorker {
@@ -66,8 +71,13 @@ impl DbWorker {
         let (reports_tx, reports_rx) = watch::channel(None);
         let (outcomes_tx, outcomes_rx) = mpsc::channel(OUTCOME_QUEUE);
         let (progress_tx, progress_rx) = mpsc::channel(PROGRESS_QUEUE);
+        // One round waits at most: the driver asks again on its next period.
+        let (view_jobs_tx, view_jobs_rx) = mpsc::channel(1);
+        let (view_outcomes_tx, view_outcomes_rx) = watch::channel(None);
         let channels = Channels {
             actions: actions_rx,
+            view_jobs: view_jobs_rx,
+            view_outcomes: view_outcomes_tx,
             reports: reports_tx,
             outcomes: outcomes_tx,
             progress: progress_tx,
@@ -75,6 +85,8 @@ impl DbWorker {
         let task = tokio::spawn(run(backend, setup, channels, stop));
         DbWorker {
             actions: actions_tx,
+            view_jobs: view_jobs_tx,
+            view_outcomes: view_outcomes_rx,
             reports: reports_rx,
             outcomes: outcomes_rx,
             progress: progress_rx,
@@ -95,6 +107,19 @@ impl DbWorker {
         self.actions
             .try_send(action)
             .map_err(|err| format!("database worker cannot take the action: {err}"))
+    }
+
+    /// Asks for a round of Pandora's view; skipped while one is still queued.
+    pub fn submit_view(&self, job: ViewJob) {
+        let _ = self.view_jobs.try_send(job);
+    }
+
+    /// The outcome of the newest round, once.
+    pub fn view_outcome(&mut self) -> Option<ViewOutcome> {
+        if !self.view_outcomes.has_changed().unwrap_or(false) {
+            return None;
+        }
+        self.view_outcomes.borrow_and_update().clone()
     }
 
     pub fn latest(&self) -> Option<ProbeReport> {
@@ -118,14 +143,23 @@ impl DbWorker {
 
 struct Channels {
     actions: mpsc::Receiver<DbAction>,
+    view_jobs: mpsc::Receiver<ViewJob>,
+    view_outcomes: watch::Sender<Option<ViewOutcome>>,
     reports: watch::Sender<Option<ProbeReport>>,
     outcomes: mpsc::Sender<ActionOutcome>,
     progress: mpsc::Sender<String>,
 }
 
-async fn run<B: DbBackend>(mut backend: B, setup: WorkerSetup, channels: Channels, mut stop: watch::Receiver<bool>) {
+async fn run<B: DbBackend>(
+    mut backend: B,
+    mut setup: WorkerSetup,
+    channels: Channels,
+    mut stop: watch::Receiver<bool>,
+) {
     let Channels {
         mut actions,
+        mut view_jobs,
+        view_outcomes,
         reports,
         outcomes,
         progress,
@@ -134,14 +168,23 @@ async fn run<B: DbBackend>(mut backend: B, setup: WorkerSetup, channels: Channel
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unreachable_since: Option<Instant> = None;
     loop {
-        let action = tokio::select! {
+        let (action, view_job) = tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => break,
             action = actions.recv() => match action {
-                Some(action) => Some(action),
+                Some(action) => (Some(action), None),
                 None => break,
             },
-            _ = ticker.tick() => None,
+            _ = ticker.tick() => (None, None),
+            Some(job) = view_jobs.recv() => (None, Some(job)),
         };
+        // Between actions, never during one: a write cannot slip past the worker setting the
+        // server read-only.
+        if let Some(job) = view_job {
+            if let Some(view) = setup.pandora_view.as_mut() {
+                view_outcomes.send_replace(Some(view.run(&job).await));
+            }
+            continue;
+        }
         let outcome = match action {
             Some(action) => {
                 let started = Instant::now();
