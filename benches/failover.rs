@@ -12,17 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::db_cluster::{formed, insert, write_and_replicate, THRESHOLD};
 
-fn runs() -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|arg| arg == "--runs")
-        .and_then(|index| args.get(index + 1))
-        .map(|value| value.parse().expect("--runs N"))
-        .unwrap_or(5)
-}
-
 fn main() {
-    let runs = runs();
+    let runs = common::runs_arg(5);
     let mut samples = Vec::with_capacity(runs);
     for run in 1..=runs {
         let mut cluster = formed(3, false);

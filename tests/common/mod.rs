@@ -6,6 +6,7 @@
 pub mod claims;
 pub mod db_cluster;
 pub mod flood;
+pub mod haproxy;
 pub mod mariadb;
 pub mod netns;
 pub mod procfs;
@@ -339,4 +340,14 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A bench's `--runs N` argument, or `default`.
+pub fn runs_arg(default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|arg| arg == "--runs")
+        .and_then(|index| args.get(index + 1))
+        .map(|value| value.parse().expect("--runs N"))
+        .unwrap_or(default)
 }
