@@ -36,6 +36,10 @@ expect_mode() { # path mode
 if dpkg-query -W gossip-ha >/dev/null 2>&1; then
   fail "gossip-ha is already installed here; remove it first (this check purges it at the end)"
 fi
+# A host set up by hand (a source install) keeps its files: this check writes and removes them.
+for path in /etc/gossip-ha /var/lib/gossip-ha; do
+  [ ! -e "$path" ] || fail "$path exists (a gossip-ha set up here?): this check would overwrite and remove it"
+done
 [ -e "$OUT/gossip-ha_${VERSION}-1_amd64.deb" ] || bash deploy/package.sh
 
 log "install the .deb"

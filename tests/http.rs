@@ -19,7 +19,10 @@ use common::{free_port, Agent, AgentSpec};
 /// Status code and body of one request sent as `raw`, or `None` when the connection is closed
 /// without an answer.
 fn exchange(port: u16, raw: &[u8]) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    exchange_on(TcpStream::connect(("127.0.0.1", port)).ok()?, raw)
+}
+
+fn exchange_on(mut stream: TcpStream, raw: &[u8]) -> Option<(u16, String)> {
     stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
     stream.write_all(raw).ok()?;
     let mut answer = Vec::new();
@@ -28,6 +31,16 @@ fn exchange(port: u16, raw: &[u8]) -> Option<(u16, String)> {
     let code = answer.split_whitespace().nth(1)?.parse().ok()?;
     let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string())?;
     Some((code, body))
+}
+
+/// As `exchange`, from the loopback address `source` (another client host).
+fn exchange_from(source: &str, port: u16, raw: &[u8]) -> Option<(u16, String)> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    let local: std::net::SocketAddr = format!("{source}:0").parse().ok()?;
+    socket.bind(&local.into()).ok()?;
+    let target: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    socket.connect_timeout(&target.into(), Duration::from_secs(5)).ok()?;
+    exchange_on(socket.into(), raw)
 }
 
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -200,6 +213,13 @@ fn malformed_oversized_and_slow_requests_are_refused_and_the_listener_keeps_serv
     for stream in &mut slow {
         let _ = stream.write_all(b"GET /liveness HTTP/1.1\r\n");
     }
+    // They all come from 127.0.0.1: a load balancer's check from another address still gets in.
+    let check = b"GET /liveness HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    assert_eq!(
+        exchange_from("127.0.0.2", port, check).map(|(code, _)| code),
+        Some(200),
+        "one address holding its places leaves room for others"
+    );
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3) {
         for stream in &mut slow {

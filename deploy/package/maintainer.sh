@@ -28,6 +28,12 @@ gossip_ha_configure() {
         return 0
     fi
     if [ -n "$1" ] && gossip_ha_systemd && systemctl is-active --quiet gossip-ha.service; then
+        # A new version that refuses the host's config would leave it without an agent (the
+        # unit's check-config fails every start): then the old agent keeps running.
+        if ! /usr/bin/gossip-ha check-config --config "$GOSSIP_HA_CONFIG" >/dev/null; then
+            echo "gossip-ha: NOT restarting the running agent: the new version refuses $GOSSIP_HA_CONFIG (run \`gossip-ha check-config\`, fix it, then \`systemctl restart gossip-ha\`)." >&2
+            return 0
+        fi
         echo "gossip-ha: restarting the running agent on the new version (upgrading hosts one at a time is the operator's call)."
         systemctl restart gossip-ha.service || echo "gossip-ha: the restart failed: see \`journalctl -u gossip-ha\`" >&2
     fi

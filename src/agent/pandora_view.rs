@@ -70,11 +70,13 @@ impl Driver {
         });
     }
 
-    /// The primary's agent only, while its database is writable and no action or handover is
-    /// under way (the worker checks `read_only` again before it writes).
+    /// The primary's agent only, while its database is writable, no action or handover is under
+    /// way (the worker checks `read_only` again before it writes), and a live peer sees it as the
+    /// primary: a primary cut off from everyone would otherwise write transactions of its own
+    /// and come back forked (merged and rebuilt) instead of simply behind.
     fn writes_pandora_view(&self, report: &StatusReport) -> bool {
         let me = &self.settings.node_name;
-        let idle = self.db.as_ref().is_some_and(|db| db.in_flight == 0);
+        let idle = self.db.as_ref().is_some_and(|db| db.in_flight == 0) && self.core.primary_vouched_for();
         let own = report
             .nodes
             .iter()
@@ -136,6 +138,8 @@ impl Driver {
         let Some(disabled) = disabled else { return };
         let previous = view.console_disabled.replace(disabled);
         // At start only a disabled row acts: an enabled one says nothing the operator did not.
+        // (A disabled row read at start wins over an operator's `maintenance off` given before
+        // the restart: the safe side, a node kept from promotion.)
         if previous == Some(disabled) || (previous.is_none() && !disabled) {
             return;
         }

@@ -842,7 +842,10 @@ impl DbCore {
         let elected = elect_db_primary(all.iter().copied());
         let tally = split_tally(&all);
         if rivals.is_empty() {
-            self.rival_since = None;
+            if self.rival_since.take().is_some() {
+                // The episode is over: the same wait in the next one is said again.
+                self.last_note = None;
+            }
             self.split_verdict_said = false;
         } else {
             let since = *self.rival_since.get_or_insert(view.now);

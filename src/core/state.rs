@@ -331,6 +331,13 @@ impl Core {
         &self.self_name
     }
 
+    /// Some live peer believes this node is the DB primary: it is not cut off from everyone.
+    pub fn primary_vouched_for(&self) -> bool {
+        self.peers
+            .values()
+            .any(|peer| peer.alive && peer.db_primary.as_deref() == Some(self.self_name.as_str()))
+    }
+
     /// What this agent gossips as its view: the nodes it holds DOWN, and its DB primary.
     pub fn witness_view(&self) -> (Vec<String>, Option<String>) {
         let down = self
@@ -617,9 +624,13 @@ impl Core {
                     .find(|peer| peer.name == new.name)
                     .and_then(|peer| peer.db?.switchover_from.as_deref())
             };
-            yielded
-                .or(took_over_from.filter(|from| Some(*from) == previous))
-                .map(str::to_string)
+            // Only while the previous primary holds no claim of its own: a split-brain healing
+            // in favour of a node that once took over by switchover is no switchover.
+            let previous_still_claims = claims
+                .iter()
+                .any(|claim| Some(claim.name) == previous && claim.yields_to.is_none());
+            let took_over_from = took_over_from.filter(|from| Some(*from) == previous && !previous_still_claims);
+            yielded.or(took_over_from).map(str::to_string)
         });
         let reason = match after {
             Some(claim) if handed_over_by.is_some() => format!(

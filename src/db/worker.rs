@@ -168,14 +168,18 @@ async fn run<B: DbBackend>(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unreachable_since: Option<Instant> = None;
     loop {
+        // Biased: a stop, then a queued action (a step-down, a promotion) go before the Pandora
+        // view; the view (asked at most once a second, one short transaction) before the probe,
+        // which a slow server could otherwise keep due on every turn, starving the view.
         let (action, view_job) = tokio::select! {
+            biased;
             _ = stop.wait_for(|stopped| *stopped) => break,
             action = actions.recv() => match action {
                 Some(action) => (Some(action), None),
                 None => break,
             },
-            _ = ticker.tick() => (None, None),
             Some(job) = view_jobs.recv() => (None, Some(job)),
+            _ = ticker.tick() => (None, None),
         };
         // Between actions, never during one: a write cannot slip past the worker setting the
         // server read-only.

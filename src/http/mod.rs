@@ -3,7 +3,9 @@
 //! Everything it says is read from the driver's published `StatusReport`; it takes no lock
 //! the driver holds and changes nothing.
 //!
-//! Bounded before anything else: connections beyond `MAX_CONNECTIONS` are closed at accept,
+//! Bounded before anything else: connections beyond `MAX_CONNECTIONS`, or beyond
+//! `MAX_PER_ADDRESS` from one address (so one client cannot hold every place and starve the load
+//! balancer's checks), are closed at accept,
 //! headers must arrive within `HEADER_TIMEOUT` and fit `MAX_REQUEST_BYTES`, bodies are refused,
 //! and each connection serves one request (checks and scrapes open one per request) within
 //! `CONNECTION_DEADLINE`, so no connection idles.
@@ -11,9 +13,10 @@
 pub mod health;
 pub mod metrics;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gossip_ha_proto::api::StatusReport;
@@ -31,6 +34,8 @@ pub use metrics::Counters;
 
 /// Connections served at once; more are closed at accept.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Connections from one address at once: a load balancer checks with one at a time.
+pub const MAX_PER_ADDRESS: usize = 8;
 /// The whole request head; longer is answered 431 by hyper and closed.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,6 +63,7 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_address: PerAddress = Arc::default();
     let mut tasks = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -74,6 +80,11 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(place) = AddressPlace::take(&per_address, peer.ip()) else {
+            tracing::debug!(%peer, "http: {MAX_PER_ADDRESS} connections open from this address, closing this one");
+            drop(stream);
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "http: {MAX_CONNECTIONS} connections open, closing this one");
             drop(stream);
@@ -85,10 +96,46 @@ pub async fn serve(
             if served.is_err() {
                 tracing::debug!(%peer, "http: connection cut at the {} s deadline", CONNECTION_DEADLINE.as_secs());
             }
-            drop(slot);
+            drop((slot, place));
         });
     }
     tasks.shutdown().await;
+}
+
+type PerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One of an address's `MAX_PER_ADDRESS` places, given back when dropped.
+struct AddressPlace {
+    counts: PerAddress,
+    ip: IpAddr,
+}
+
+impl AddressPlace {
+    fn take(counts: &PerAddress, ip: IpAddr) -> Option<AddressPlace> {
+        let mut held = counts.lock().ok()?;
+        let count = held.entry(ip).or_default();
+        if *count >= MAX_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(AddressPlace {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressPlace {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.counts.lock() {
+            if let Some(count) = held.get_mut(&self.ip) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(&self.ip);
+                }
+            }
+        }
+    }
 }
 
 async fn connection(stream: TcpStream, peer: SocketAddr, state: HttpState, tls: Option<IdentityHandle>) {
@@ -188,7 +235,10 @@ fn answer(state: &HttpState, request: &Request<Incoming>) -> Response<Full<Bytes
 
 fn route(state: &HttpState, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
     let report = state.status.borrow().clone();
+    let alive = liveness(state, &report);
     let check = match path {
+        // A stuck driver's last report would go on saying "primary": every role check fails.
+        "/primary" | "/master" | "/read-write" | "/replica" | "/read-only" | "/health" if !alive.ok => alive,
         "/primary" | "/master" | "/read-write" => health::primary(&report),
         "/replica" => match health::lag_limit(query) {
             Ok(limit) => health::replica(&report, limit),
@@ -196,7 +246,7 @@ fn route(state: &HttpState, path: &str, query: Option<&str>) -> Response<Full<By
         },
         "/read-only" => health::read_only(&report),
         "/health" => health::health(&report),
-        "/liveness" => liveness(state, &report),
+        "/liveness" => alive,
         "/metrics" => {
             let body = metrics::render(&report, &state.counters);
             return with_type(

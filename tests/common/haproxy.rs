@@ -34,7 +34,7 @@ impl HaProxy {
         let config = format!(
             "global\n    maxconn 200\n\
              defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
-             listen pandora_db\n    bind 127.0.0.1:{port}\n    option httpchk\n\
+             listen pandora_db\n    bind 127.0.0.1:{port}\n    balance first\n    option httpchk\n\
              \x20   http-check send meth GET uri /primary\n    http-check expect status 200\n\
              \x20   default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions\n{servers}"
         );

@@ -2,7 +2,7 @@ use gossip_ha_proto::api::{NodeLiveness, NodeStatus, ReplicationLag, StatusRepor
 use gossip_ha_proto::db::{DbAnnouncement, DbRole};
 use gossip_ha_proto::gossip::Role;
 
-use super::{own_host, rows_from, short_version, HaRow};
+use super::{own_host, rows_from, same_but_for_moving, short_version, HaRow};
 
 fn node(name: &str, advertise: &str, role: DbRole, state: NodeLiveness) -> NodeStatus {
     NodeStatus {
@@ -134,4 +134,32 @@ fn versions_fit_pandoras_column() {
     assert_eq!(short_version("10.11.6-MariaDB-0+deb12u1-log"), "10.11.6");
     assert_eq!(short_version("8.0.36"), "8.0.36");
     assert_eq!(short_version("12345678901234"), "1234567890");
+}
+
+#[test]
+fn a_moving_lag_or_error_text_alone_is_no_change_to_write() {
+    let row = HaRow {
+        host: "198.18.0.2:3306".into(),
+        label: "db2".into(),
+        db_port: 3306,
+        status: 1,
+        db_status: 1,
+        replication_status: 1,
+        replication_delay_seconds: 3,
+        master: 0,
+        mysql_version: "10.11.6".into(),
+        last_error: String::new(),
+    };
+    let lagging_more = HaRow {
+        replication_delay_seconds: 4,
+        last_error: "reconnecting".into(),
+        ..row.clone()
+    };
+    assert!(same_but_for_moving(std::slice::from_ref(&row), &[lagging_more]));
+    let stopped = HaRow {
+        replication_status: 0,
+        ..row.clone()
+    };
+    assert!(!same_but_for_moving(std::slice::from_ref(&row), &[stopped]));
+    assert!(!same_but_for_moving(std::slice::from_ref(&row), &[]));
 }

@@ -313,3 +313,30 @@ fn a_witness_does_not_flip_the_primary_on_a_position_older_than_the_fork() {
     );
     assert_eq!(db3.db_primary(), Some("db1"));
 }
+
+#[test]
+fn a_split_brain_healing_towards_a_former_switchover_target_is_no_switchover() {
+    // db2 once took over from db1 by switchover; later db2 was cut off and db1 promoted. The cut
+    // heals and db2, with more writes since the fork, wins: a split-brain, not a switchover.
+    let mut srv = Core::new("srv", "127.0.0.1:7100", 1, announcement(&[Role::Server]));
+    let db1 = split_primary("db1", 3, 3, "0-1-120", "0-2-100");
+    all_decisions_of_witness(&mut srv, 0, 500, std::slice::from_ref(&db1));
+    assert_eq!(srv.db_primary(), Some("db1"));
+    let db2 = Peer {
+        switchover_from: Some("db1"),
+        ..split_primary("db2", 2, 2, "0-2-190", "0-1-50")
+    };
+    let after = all_decisions_of_witness(&mut srv, 600, 2_000, &[db1, db2]);
+    let changes: Vec<&Decision> = after
+        .iter()
+        .filter(|decision| matches!(decision, Decision::DbPrimaryChanged { .. }))
+        .collect();
+    assert_eq!(srv.db_primary(), Some("db2"), "{after:?}");
+    assert!(
+        !changes.is_empty()
+            && changes
+                .iter()
+                .all(|decision| matches!(decision, Decision::DbPrimaryChanged { switchover: false, .. })),
+        "{changes:?}"
+    );
+}
