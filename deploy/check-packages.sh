@@ -92,11 +92,13 @@ grep -q '^master = 1$' "$WORK/effective.toml" || fail "check-config did not impo
 echo "check-config: passed"
 
 log "maintainer scripts against a stand-in systemctl (start and restart rules)"
-check_postinst() { # description, config (example|setup), active (yes|no), old version, expected calls
+check_postinst() { # description, config (example|setup|refused), active (yes|no), old version, expected calls
   local dir="$WORK/m" calls
   rm -rf "$dir" && mkdir -p "$dir/bin" "$dir/etc"
   if [ "$2" = example ]; then cp /usr/share/gossip-ha/gossip-ha.toml.example "$dir/etc/gossip-ha.toml"
-  else cp "$CONFIG" "$dir/etc/gossip-ha.toml"; fi
+  else cp "$CONFIG" "$dir/etc/gossip-ha.toml" && cp -a /etc/gossip-ha/tls "$dir/etc/"; fi
+  # A config the new version refuses: the running agent is kept, not restarted into a loop.
+  [ "$2" != refused ] || echo 'no_such_key = 1' >>"$dir/etc/gossip-ha.toml"
   printf '#!/bin/sh\necho "$*" >>%s/calls\n[ "$1" != is-active ] || [ %s = yes ]\n' "$dir" "$3" >"$dir/bin/systemctl"
   chmod 755 "$dir/bin/systemctl"
   : >"$dir/calls"
@@ -111,6 +113,7 @@ check_postinst "first install" example no "" ""
 check_postinst "upgrade, config still the example, agent running" example yes "$VERSION-1" ""
 check_postinst "upgrade, host set up, agent running" setup yes "$VERSION-1" "restart gossip-ha.service"
 check_postinst "upgrade, host set up, agent stopped" setup no "$VERSION-1" ""
+check_postinst "upgrade, config refused by the new version, agent running" refused yes "$VERSION-1" ""
 
 log "upgrade to a rebuilt package; the changed config is kept"
 echo "# changed by the operator before the upgrade" >>"$CONFIG"
