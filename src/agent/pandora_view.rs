@@ -88,6 +88,9 @@ impl Driver {
     }
 
     fn pandora_view_outcome(&mut self, outcome: ViewOutcome) {
+        // While the local database does not answer, its own db_unreachable event says so: a
+        // view round failing on the same lost connection is no news.
+        let database_down = self.local_db().is_some_and(|local| local.probe.is_err());
         let Some(view) = self.pandora_view.as_mut() else { return };
         let me = Some(self.settings.node_name.clone());
         let table = self
@@ -106,6 +109,7 @@ impl Driver {
                     );
                 }
             }
+            ViewOutcome::Failed(_) if database_down => {}
             ViewOutcome::Failed(failure) => {
                 if view.last_failure.as_ref() != Some(&failure) {
                     view.last_failure = Some(failure.clone());
