@@ -12,14 +12,20 @@ const THRESHOLD_SECONDS: f64 = 1.0;
 /// Gossip runs every threshold/10; the last heartbeat seen may precede the kill by about that.
 const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
 
-#[test]
-fn kill_detection_reelection_and_restart() {
-    let dir = tempfile::tempdir().unwrap();
+/// n1 (master 1), n2 (master 5) and n3 (master 3), the last two seeded with n1.
+fn three_specs() -> (AgentSpec, AgentSpec, AgentSpec) {
     let n1 = AgentSpec::new("n1", 1, THRESHOLD_SECONDS);
     let mut n2 = AgentSpec::new("n2", 5, THRESHOLD_SECONDS);
     let mut n3 = AgentSpec::new("n3", 3, THRESHOLD_SECONDS);
     n2.seeds = vec![n1.port];
     n3.seeds = vec![n1.port];
+    (n1, n2, n3)
+}
+
+#[test]
+fn kill_detection_reelection_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (n1, n2, n3) = three_specs();
     let a1 = Agent::start(dir.path(), &n1);
     let mut a2 = Agent::start(dir.path(), &n2);
     let a3 = Agent::start(dir.path(), &n3);
@@ -154,11 +160,7 @@ fn the_status_command_prints_the_documented_json() {
 #[test]
 fn a_joining_agent_elects_the_real_master_once() {
     let dir = tempfile::tempdir().unwrap();
-    let n1 = AgentSpec::new("n1", 1, THRESHOLD_SECONDS);
-    let mut n2 = AgentSpec::new("n2", 5, THRESHOLD_SECONDS);
-    let mut n3 = AgentSpec::new("n3", 3, THRESHOLD_SECONDS);
-    n2.seeds = vec![n1.port];
-    n3.seeds = vec![n1.port];
+    let (n1, n2, n3) = three_specs();
     let a1 = Agent::start(dir.path(), &n1);
     let a2 = Agent::start(dir.path(), &n2);
     wait_until("n1 to follow n2 as master", Duration::from_secs(15), || {

@@ -26,22 +26,8 @@ fn as_nobody_in(groups: &[u32], args: &[&str]) -> Output {
         true => command.arg("--clear-groups"),
         false => command.arg(format!("--groups={}", supplementary.join(","))),
     };
-    let mut child = command
-        .arg(BINARY)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("setpriv (util-linux) runs a command as another user");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{args:?} as nobody did not finish within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().unwrap()
+    command.arg(BINARY).args(args);
+    common::flood::bounded_output(command, Duration::from_secs(20))
 }
 
 fn needs_root() {

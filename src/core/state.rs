@@ -17,17 +17,8 @@ use super::{seconds, MonoMs};
 /// The DB primary from the peers' claims and this node's own; `keep` (the primary elected so far,
 /// while the claims' positions are not all past the fork) stays if it still claims and yields to
 /// nobody: a verdict from a position older than the fork could be reversed a moment later.
-fn elect_from<'a>(
-    peers: &[PeerDb<'a>],
-    own: Option<Claim<'a>>,
-    threshold_ms: u64,
-    keep: Option<&str>,
-) -> Option<Claim<'a>> {
-    let claims: Vec<Claim<'a>> = peers
-        .iter()
-        .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)))
-        .chain(own)
-        .collect();
+fn elect_from<'a>(peer_claims: &[Claim<'a>], own: Option<Claim<'a>>, keep: Option<&str>) -> Option<Claim<'a>> {
+    let claims: Vec<Claim<'a>> = peer_claims.iter().copied().chain(own).collect();
     let kept = keep.and_then(|name| {
         claims
             .iter()
@@ -561,19 +552,19 @@ impl Core {
             .as_ref()
             .zip(local_db)
             .and_then(|(db, local)| db.own_claim(me, local, fork_before.as_deref(), yields_before.as_deref()));
-        // Several claims whose positions are not all past the fork yet: keep the primary elected
-        // so far, for one threshold at most, until current positions arrive.
-        let contested: Vec<Claim> = peers
+        let peer_claims: Vec<Claim> = peers
             .iter()
             .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)))
-            .chain(own)
             .collect();
+        let claims: Vec<Claim> = peer_claims.iter().copied().chain(own).collect();
+        // Several claims whose positions are not all past the fork yet: keep the primary elected
+        // so far, for one threshold at most, until current positions arrive.
         let contested_since =
-            (contested.len() > 1 && !positions_settled(&contested)).then(|| self.contested_since.unwrap_or(now));
+            (claims.len() > 1 && !positions_settled(&claims)).then(|| self.contested_since.unwrap_or(now));
         let keep = contested_since
             .filter(|since| now.since(*since) < threshold_ms)
             .and(self.db_primary.as_deref());
-        let before = elect_from(&peers, own, threshold_ms, keep);
+        let before = elect_from(&peer_claims, own, keep);
         let mut after = before;
         let fork_after: Option<String>;
         let yields_after: Option<String>;
@@ -595,19 +586,13 @@ impl Core {
             fork_after = db.promoted_from_gtid().map(str::to_string);
             yields_after = db.yields_to().map(str::to_string);
             after = elect_from(
-                &peers,
+                &peer_claims,
                 db.own_claim(me, local, fork_after.as_deref(), yields_after.as_deref()),
-                threshold_ms,
                 keep,
             );
             self_db = Some(db.announcement(now, local));
         }
         let elected_name = after.map(|claim| claim.name.to_string());
-        let claims: Vec<Claim> = peers
-            .iter()
-            .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)))
-            .chain(own)
-            .collect();
         // A switchover: the old primary's claim yields to the new one, or (seen a step late)
         // the new one says it took over from the primary this agent knew last.
         let previous = self.db_primary.as_deref().or(self.last_db_primary.as_deref());
