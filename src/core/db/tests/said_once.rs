@@ -6,11 +6,16 @@ use super::*;
 
 /// Every decision of the whole core (not only the DB ones) for `peers` over `[from_ms, to_ms]`.
 fn all_decisions(core: &mut Core, from_ms: u64, to_ms: u64, peers: &[Peer], local: &LocalDb) -> Vec<Decision> {
+    decisions_seen(core, from_ms, to_ms, peers, Some(local))
+}
+
+/// As `all_decisions`, with no local database for a node without one.
+fn decisions_seen(core: &mut Core, from_ms: u64, to_ms: u64, peers: &[Peer], local: Option<&LocalDb>) -> Vec<Decision> {
     (from_ms..=to_ms)
         .step_by(100)
         .flat_map(|now| {
             let seen: Vec<Observation> = peers.iter().map(|peer| observe(peer, now + 1)).collect();
-            core.step(MonoMs(now), seen, Some(local))
+            core.step(MonoMs(now), seen, local)
         })
         .collect()
 }
@@ -119,7 +124,7 @@ fn a_switchover_seen_a_step_late_is_still_a_switchover() {
     let mut srv = Core::new("srv", "127.0.0.1:7100", 1, announcement(&[Role::Server]));
     let old = primary_peer("db1", 3, 1);
     let replica = following("db2", 2, "0-1-50", "127.0.0.1:3303");
-    all_decisions_of_witness(&mut srv, 0, 500, &[old, replica]);
+    decisions_seen(&mut srv, 0, 500, &[old, replica], None);
     assert_eq!(srv.db_primary(), Some("db1"));
 
     let stepped_down = following("db1", 3, "0-1-50", "127.0.0.1:3302");
@@ -128,23 +133,12 @@ fn a_switchover_seen_a_step_late_is_still_a_switchover() {
         switchover_from: Some("db1"),
         ..primary_peer("db2", 2, 2)
     };
-    let after = all_decisions_of_witness(&mut srv, 600, 1_000, &[stepped_down, took_over]);
+    let after = decisions_seen(&mut srv, 600, 1_000, &[stepped_down, took_over], None);
     let switchovers = after
         .iter()
         .filter(|decision| matches!(decision, Decision::DbPrimaryChanged { switchover: true, .. }))
         .count();
     assert_eq!(switchovers, 1, "{after:?}");
-}
-
-/// As `all_decisions`, for a node without a database.
-fn all_decisions_of_witness(core: &mut Core, from_ms: u64, to_ms: u64, peers: &[Peer]) -> Vec<Decision> {
-    (from_ms..=to_ms)
-        .step_by(100)
-        .flat_map(|now| {
-            let seen: Vec<Observation> = peers.iter().map(|peer| observe(peer, now + 1)).collect();
-            core.step(MonoMs(now), seen, None)
-        })
-        .collect()
 }
 
 /// db2 promoted at 0-1-100 and took 50 writes; db1, cut off, kept taking writes.
@@ -320,13 +314,13 @@ fn a_split_brain_healing_towards_a_former_switchover_target_is_no_switchover() {
     // heals and db2, with more writes since the fork, wins: a split-brain, not a switchover.
     let mut srv = Core::new("srv", "127.0.0.1:7100", 1, announcement(&[Role::Server]));
     let db1 = split_primary("db1", 3, 3, "0-1-120", "0-2-100");
-    all_decisions_of_witness(&mut srv, 0, 500, std::slice::from_ref(&db1));
+    decisions_seen(&mut srv, 0, 500, std::slice::from_ref(&db1), None);
     assert_eq!(srv.db_primary(), Some("db1"));
     let db2 = Peer {
         switchover_from: Some("db1"),
         ..split_primary("db2", 2, 2, "0-2-190", "0-1-50")
     };
-    let after = all_decisions_of_witness(&mut srv, 600, 2_000, &[db1, db2]);
+    let after = decisions_seen(&mut srv, 600, 2_000, &[db1, db2], None);
     let changes: Vec<&Decision> = after
         .iter()
         .filter(|decision| matches!(decision, Decision::DbPrimaryChanged { .. }))
