@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod http;
 pub mod init;
 pub mod limits;
+pub mod node;
 pub mod render;
 pub mod rewrite;
 pub mod socket;

@@ -5,8 +5,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use gossip_ha_proto::api::{Event, NodeLiveness, NodeStatus, Stall, StatusReport};
 use gossip_ha_proto::db::{DbAnnouncement, RepairKind};
 
-use crate::agent::role_list;
 use crate::core::db::display_gtid;
+use crate::node::role_list;
 
 fn seconds(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)

@@ -1,16 +1,19 @@
-//! One simulated host: the agent's real chitchat gossip and real pure core, driven the way the
-//! daemon's driver drives them, with the model database behind the real `DbBackend` trait and
-//! its "configuration file" (the settled DB primary, as a rewrite would write it).
+//! One simulated host: the agent's real chitchat gossip and the daemon's very node machine
+//! (`gossip_ha::node::Node`), with the model database behind the real `DbBackend` trait as its
+//! executor, an in-memory state file that survives crashes, and its "configuration file" (the
+//! settled DB primary, as a rewrite would write it). Only I/O lives here, as in `agent`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use gossip_ha::agent::{describe, facts_from, view_keys};
-use gossip_ha::core::db::{DbAction, DbCore, DbDecision, DbPolicy, LocalDb, SaveFirst};
-use gossip_ha::core::settle::Settler;
-use gossip_ha::core::{Core, Decision, MonoMs};
-use gossip_ha::db::{DbBackend, ReplicationSource};
+use gossip_ha::core::db::{DbAction, DbPolicy, SaveFirst};
+use gossip_ha::core::MonoMs;
+use gossip_ha::db::{DbBackend, DbError, ReplicationSource};
 use gossip_ha::gossip::{Authority, Gossip, GossipParams, Seen};
+use gossip_ha::node::{Finished, Node, NodeDbSetup, NodeSetup, Probe, Ready, Tick};
+use gossip_ha::state_file::PersistentState;
+use gossip_ha_proto::api::EventKind;
 use gossip_ha_proto::db::DbRole;
 use gossip_ha_proto::gossip::{Announcement, Role};
 
@@ -19,6 +22,8 @@ use crate::network::SimNetwork;
 
 pub const THRESHOLD_MS: u64 = 1_000;
 const SETTLE_MS: u64 = THRESHOLD_MS / 2;
+/// The simulated wall clock starts here (2023-11-14), plus the simulated time.
+const WALL_CLOCK_START_MS: u64 = 1_700_000_000_000;
 
 /// What the world learns from one step of an agent.
 #[derive(Debug, Clone)]
@@ -34,17 +39,17 @@ pub struct SimAgent {
     pub priority: u8,
     pub ha_hosts: usize,
     generation: u64,
-    persisted_epoch: u64,
-    persisted_fork: Option<String>,
-    /// The state file's memory of the cluster (known nodes, last DB primary), as the daemon's.
-    persisted_cluster: (Vec<String>, Option<String>),
+    /// The state file: it survives a crash of the agent.
+    persisted: PersistentState,
     gossip: Option<Gossip>,
-    core: Option<Core>,
+    node: Option<Node>,
     db: Option<ModelDb>,
+    /// When the simulation began: the wall clock counts from it.
+    simulation_start: tokio::time::Instant,
     started_at: tokio::time::Instant,
     unreachable_since: Option<tokio::time::Instant>,
-    published: HashMap<&'static str, String>,
-    settler: Settler<Option<String>>,
+    /// How far this host's wall clock is off (a clock jump moves it).
+    pub wall_offset_ms: i64,
     /// The DB primary this host's configuration names (what pandora_ha_hosts.conf would hold).
     pub config_db_primary: Option<String>,
     /// For the reachability check every agent makes of the DB hosts.
@@ -65,16 +70,14 @@ impl SimAgent {
             priority,
             ha_hosts,
             generation: 0,
-            persisted_epoch: 0,
-            persisted_fork: None,
-            persisted_cluster: (Vec::new(), None),
+            persisted: PersistentState::default(),
             gossip: None,
-            core: None,
+            node: None,
             db,
+            simulation_start: tokio::time::Instant::now(),
             started_at: tokio::time::Instant::now(),
             unreachable_since: None,
-            published: HashMap::new(),
-            settler: Settler::new(SETTLE_MS),
+            wall_offset_ms: 0,
             config_db_primary: None,
             models: models.clone(),
         }
@@ -88,22 +91,64 @@ impl SimAgent {
         self.roles.contains(&Role::Db)
     }
 
+    fn now(&self) -> MonoMs {
+        MonoMs(self.started_at.elapsed().as_millis() as u64)
+    }
+
+    fn wall_unix_ms(&self) -> u64 {
+        let simulated = self.simulation_start.elapsed().as_millis() as i64;
+        (WALL_CLOCK_START_MS as i64 + simulated + self.wall_offset_ms).max(0) as u64
+    }
+
     /// How many nodes (itself included) this agent's core holds alive right now.
     pub fn alive_count(&self) -> usize {
-        let Some(core) = self.core.as_ref() else { return 0 };
-        let now = MonoMs(self.started_at.elapsed().as_millis() as u64);
-        core.view(now).iter().filter(|node| node.alive).count()
+        let Some(node) = self.node.as_ref() else { return 0 };
+        node.core().view(self.now()).iter().filter(|node| node.alive).count()
     }
 
     /// Whether this agent's core holds `name` alive right now.
     pub fn sees_alive(&self, name: &str) -> bool {
-        let Some(core) = self.core.as_ref() else { return false };
-        let now = MonoMs(self.started_at.elapsed().as_millis() as u64);
-        core.view(now).iter().any(|node| node.name == name && node.alive)
+        let Some(node) = self.node.as_ref() else { return false };
+        node.core()
+            .view(self.now())
+            .iter()
+            .any(|node| node.name == name && node.alive)
     }
 
     pub fn db_role(&self) -> Option<DbRole> {
-        self.core.as_ref()?.self_db().map(|db| db.role)
+        self.node.as_ref()?.core().self_db().map(|db| db.role)
+    }
+
+    fn setup(&self, announcement: Announcement, seeds: &[SocketAddr]) -> NodeSetup {
+        NodeSetup {
+            name: self.name.clone(),
+            cluster_id: "sim".into(),
+            advertise: self.addr.to_string(),
+            generation: self.generation,
+            announcement,
+            seeds: seeds.iter().map(SocketAddr::to_string).collect(),
+            rewrite_settle_ms: SETTLE_MS,
+            ha_hosts: Vec::new(),
+            relay_refusal: None,
+            db: self.is_db().then(|| NodeDbSetup {
+                policy: DbPolicy {
+                    priority: self.priority,
+                    advertise: format!("{}:3306", self.name),
+                    ha_hosts_count: self.ha_hosts,
+                    maintenance: false,
+                    promotion_cooldown_ms: 10 * THRESHOLD_MS,
+                    catchup_timeout_ms: 5 * THRESHOLD_MS,
+                    splitbrain_autofix: true,
+                    splitbrain_lookback_ms: 0,
+                    switchover_timeout_ms: 10 * THRESHOLD_MS,
+                    transfer: None,
+                },
+                persisted: self.persisted.clone(),
+                check_interval_ms: TICK_CHECK_INTERVAL_MS,
+                database: "pandora".into(),
+                pandora_view: false,
+            }),
+        }
     }
 
     pub async fn start(&mut self, network: &SimNetwork, seeds: &[SocketAddr]) {
@@ -133,149 +178,177 @@ impl SimAgent {
         let gossip = Gossip::start(&params, &announcement, &network.transport(&self.name), authority)
             .await
             .expect("simulated gossip starts");
-        let mut core = Core::new(&self.name, &self.addr.to_string(), self.generation, announcement);
-        if self.is_db() {
-            let policy = DbPolicy {
-                priority: self.priority,
-                advertise: format!("{}:3306", self.name),
-                ha_hosts_count: self.ha_hosts,
-                maintenance: false,
-                promotion_cooldown_ms: 10 * THRESHOLD_MS,
-                catchup_timeout_ms: 5 * THRESHOLD_MS,
-                splitbrain_autofix: true,
-                splitbrain_lookback_ms: 0,
-                switchover_timeout_ms: 10 * THRESHOLD_MS,
-                transfer: None,
-            };
-            core = core.with_db(
-                DbCore::new(policy, self.persisted_epoch).with_promotion_record(self.persisted_fork.clone(), None),
-            );
-            let (nodes, primary) = self.persisted_cluster.clone();
-            core.remember_cluster(nodes, primary);
-        }
+        let seeds: Vec<SocketAddr> = seeds.iter().copied().filter(|seed| *seed != self.addr).collect();
+        self.node = Some(Node::new(self.setup(announcement, &seeds)));
         self.gossip = Some(gossip);
-        self.core = Some(core);
         self.started_at = tokio::time::Instant::now();
         self.unreachable_since = None;
-        self.published.clear();
-        self.settler = Settler::new(SETTLE_MS);
     }
 
-    /// The agent dies: its gossip stops and its memory is gone (the epoch file survives).
+    /// The agent dies: its gossip stops and its memory is gone (the state file survives).
     pub async fn crash(&mut self) {
         if let Some(gossip) = self.gossip.take() {
             gossip.shutdown().await;
         }
-        self.core = None;
+        self.node = None;
     }
 
-    /// One driver tick: gossip in, probe, decide, act, gossip out, settle the configuration.
+    /// One driver tick: gossip in, probe, the node's tick, then its `Ready` carried out.
     pub async fn step(&mut self) -> Vec<Happening> {
-        let (Some(gossip), Some(core)) = (self.gossip.as_ref(), self.core.as_mut()) else {
+        let Some(gossip) = self.gossip.as_ref() else {
             return Vec::new();
         };
-        let now = MonoMs(self.started_at.elapsed().as_millis() as u64);
-        let Ok(Seen { observations, .. }) = gossip.observations().await else {
+        let Ok(Seen {
+            observations,
+            ignored,
+            refused,
+        }) = gossip.observations().await
+        else {
             return Vec::new();
         };
-        let local = match self.db.as_mut() {
-            None => None,
-            Some(db) => {
-                let probe = db.probe().await.map_err(|err| err.to_string());
-                self.unreachable_since = match &probe {
-                    Ok(_) => None,
-                    Err(_) => Some(self.unreachable_since.unwrap_or_else(tokio::time::Instant::now)),
-                };
-                Some(LocalDb {
-                    probe,
-                    unreachable_for_ms: self
-                        .unreachable_since
-                        .map_or(0, |since| since.elapsed().as_millis() as u64),
-                    action_in_flight: false,
-                })
-            }
+        let probe = self.probe().await;
+        let tick = Tick {
+            now: self.now(),
+            wall_unix_ms: self.wall_unix_ms(),
+            observations,
+            ignored,
+            refused,
+            probe,
+            db_reach: Some(self.models.reachable_from(&self.name)),
         };
-        core.set_db_reach(self.models.reachable_from(&self.name));
+        let Some(node) = self.node.as_mut() else {
+            return Vec::new();
+        };
+        node.tick(tick);
+        self.carry_out().await
+    }
+
+    async fn probe(&mut self) -> Option<Probe> {
+        let db = self.db.as_mut()?;
+        let result = db.probe().await.map_err(|err| err.to_string());
+        self.unreachable_since = match &result {
+            Ok(_) => None,
+            Err(_) => Some(self.unreachable_since.unwrap_or_else(tokio::time::Instant::now)),
+        };
+        Some(Probe {
+            result,
+            unreachable_for_ms: self
+                .unreachable_since
+                .map_or(0, |since| since.elapsed().as_millis() as u64),
+        })
+    }
+
+    /// The node's `Ready` in its order: the state file, then the actions (run at once on the
+    /// model, their outcomes handed back), events, gossip, the configuration file.
+    async fn carry_out(&mut self) -> Vec<Happening> {
         let mut happened = Vec::new();
-        let mut actions = Vec::new();
-        let decisions = core.step(now, observations, local.as_ref());
-        if self.db.is_some() {
-            self.persisted_cluster = core.cluster_memory();
+        let Some(mut ready) = self.node.as_mut().map(Node::ready) else {
+            return happened;
+        };
+        if let Some(persist) = ready.persist.take() {
+            self.persisted = persist.state;
         }
-        for decision in decisions {
-            match decision {
-                Decision::Db(DbDecision::Act { action, reason }) => {
-                    happened.push(Happening::Note(format!("{}: {reason}", describe(&action))));
-                    actions.push(action);
-                }
-                Decision::Db(DbDecision::Note { reason }) => happened.push(Happening::Note(reason)),
-                Decision::Db(DbDecision::NeedsResync { reason }) => {
-                    happened.push(Happening::Note(format!("needs resync: {reason}")))
-                }
-                Decision::NodeDown { reason, .. } | Decision::NodeRestarted { reason, .. } => {
-                    happened.push(Happening::Note(reason))
-                }
-                Decision::DbPrimaryChanged { to, .. } => happened.push(Happening::Note(format!(
-                    "db primary is now {}",
-                    to.as_deref().unwrap_or("none")
-                ))),
-                _ => {}
+        let finished = self.execute(std::mem::take(&mut ready.actions)).await;
+        let now = self.now();
+        let Some(node) = self.node.as_mut() else {
+            return happened;
+        };
+        for finished in finished {
+            if let (DbAction::Promote { epoch, .. }, Ok(_)) = (&finished.action, &finished.result) {
+                happened.push(Happening::Promoted { epoch: *epoch });
+            }
+            node.action_finished(now, finished);
+        }
+        // What the outcomes added (a repair's next step waits for the next tick, as the daemon's).
+        let after = node.ready();
+        if let Some(persist) = after.persist {
+            self.persisted = persist.state;
+        }
+        for event in ready.events.iter().chain(&after.events) {
+            if worth_a_line(event.kind) {
+                happened.push(Happening::Note(event.reason.clone()));
             }
         }
-        for action in actions {
-            if let Some(db) = self.db.as_mut() {
-                let result = match &action {
-                    DbAction::SetReadOnly | DbAction::StepDown => db.set_read_only().await,
-                    DbAction::Promote { .. } | DbAction::Resume => db.promote().await,
-                    DbAction::StopReplication => db.stop_replication().await,
-                    DbAction::Fence { node, .. } => db.fence(node, 3306, std::time::Duration::from_secs(2)).await,
-                    DbAction::Merge(plan) => db.merge_into(&plan.winner),
-                    DbAction::Resync {
-                        node,
-                        save_first: SaveFirst::BinlogAndDump,
-                        ..
-                    } => db.save_everything().and_then(|()| db.resync_from(node)),
-                    DbAction::Resync { node, .. } => db.resync_from(node),
-                    DbAction::ReplicateFrom { node, .. } => {
-                        db.replicate_from(&ReplicationSource {
-                            host: node.clone(),
-                            port: 3306,
-                            user: "repl".into(),
-                            password: gossip_ha::config::Secret::new(""),
-                        })
-                        .await
-                    }
-                };
-                if matches!(action, DbAction::Merge(_) | DbAction::Resync { .. }) {
-                    let result = result.clone().map_err(|err| err.to_string());
-                    if let Some(db_core) = core.db_mut() {
-                        for decision in db_core.repair_finished(&action, result) {
-                            let reason = match decision {
-                                DbDecision::Note { reason } | DbDecision::NeedsResync { reason } => reason,
-                                other => format!("{other:?}"),
-                            };
-                            happened.push(Happening::Note(format!("repair: {reason}")));
-                        }
-                    }
-                }
-                if let (DbAction::Promote { epoch, from_gtid }, Ok(())) = (&action, &result) {
-                    self.persisted_epoch = *epoch;
-                    self.persisted_fork = Some(from_gtid.clone());
-                    happened.push(Happening::Promoted { epoch: *epoch });
-                }
-            }
-        }
-        let mut wanted = view_keys(core);
-        wanted.retain(|(key, value)| self.published.get(key) != Some(value));
-        if !wanted.is_empty() && gossip.set_keys(&wanted).await.is_ok() {
-            self.published.extend(wanted);
-        }
-        let facts = facts_from(core, &core.view(now), "sim", &self.name);
-        if let Some(settled) = self.settler.observe(now, facts.db_primary) {
-            if settled.is_some() {
-                self.config_db_primary = settled;
+        self.publish(&ready).await;
+        if let Some(settled) = ready.settled.take() {
+            if settled.db_primary.is_some() {
+                self.config_db_primary = settled.db_primary;
             }
         }
         happened
+    }
+
+    async fn publish(&mut self, ready: &Ready) {
+        let (Some(gossip), Some(node)) = (self.gossip.as_ref(), self.node.as_mut()) else {
+            return;
+        };
+        if !ready.gossip.is_empty() && gossip.set_keys(&ready.gossip).await.is_err() {
+            node.unpublish(&ready.gossip);
+        }
+    }
+
+    /// Runs each action on the model database, as the daemon's worker runs it on MariaDB.
+    async fn execute(&mut self, actions: Vec<gossip_ha::node::Act>) -> Vec<Finished> {
+        let mut finished = Vec::new();
+        let Some(db) = self.db.as_mut() else {
+            return finished;
+        };
+        for act in actions {
+            let result = run_action(db, &act.action).await;
+            finished.push(Finished {
+                action: act.action,
+                result: result.map(|()| None).map_err(|err| err.to_string()),
+                took_ms: 0,
+            });
+        }
+        finished
+    }
+
+    /// Sets raw gossip keys on this agent's node, as a peer lying about itself would.
+    #[allow(dead_code)] // the lying-peer scenarios call it
+    pub async fn forge(&mut self, keys: &[(&'static str, String)]) {
+        if let Some(gossip) = self.gossip.as_ref() {
+            let _ = gossip.set_keys(keys).await;
+        }
+    }
+}
+
+/// The model database's probe runs every tick.
+const TICK_CHECK_INTERVAL_MS: u64 = 50;
+
+/// The timeline keeps what explains a run, not every node seen up.
+fn worth_a_line(kind: EventKind) -> bool {
+    !matches!(
+        kind,
+        EventKind::NodeUp | EventKind::DbReach | EventKind::ServerMasterChanged
+    )
+}
+
+async fn run_action(db: &mut ModelDb, action: &DbAction) -> Result<(), DbError> {
+    match action {
+        DbAction::SetReadOnly | DbAction::StepDown => db.set_read_only().await,
+        DbAction::Promote { .. } | DbAction::Resume => db.promote().await,
+        DbAction::StopReplication => db.stop_replication().await,
+        DbAction::Fence { addr, host_reached, .. } => {
+            let (host, port) = gossip_ha::db::worker::split_host_port(addr).unwrap_or((addr.clone(), 3306));
+            let timeout = Duration::from_millis(if *host_reached { 2_000 } else { 500 });
+            db.fence(&host, port, timeout).await
+        }
+        DbAction::Merge(plan) => db.merge_into(&plan.winner),
+        DbAction::Resync {
+            node,
+            save_first: SaveFirst::BinlogAndDump,
+            ..
+        } => db.save_everything().and_then(|()| db.resync_from(node)),
+        DbAction::Resync { node, .. } => db.resync_from(node),
+        DbAction::ReplicateFrom { node, .. } => {
+            db.replicate_from(&ReplicationSource {
+                host: node.clone(),
+                port: 3306,
+                user: "repl".into(),
+                password: gossip_ha::config::Secret::new(""),
+            })
+            .await
+        }
     }
 }

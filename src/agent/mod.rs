@@ -2,36 +2,31 @@
 //! pure core with the local monotonic time, records the core's decisions as events and publishes
 //! the status the socket serves.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gossip_ha_proto::api::{EventKind, StatusReport};
-use gossip_ha_proto::gossip::{Announcement, KEY_CERT, KEY_REQUEST};
-use tokio::sync::watch;
+use gossip_ha_proto::gossip::{Announcement, KEY_CERT};
+use tokio::sync::{oneshot, watch};
 
 use crate::config::{DbAgentSettings, Settings};
-use crate::core::db::{DbAction, DbCore, DbDecision, DbPolicy, LocalDb};
-use crate::core::settle::Settler;
-use crate::core::{Core, Decision, MonoMs, NodeView};
+use crate::core::db::DbPolicy;
+use crate::core::MonoMs;
 use crate::db::mysql::MySqlBackend;
 use crate::db::repair::{PhysicalSetup, RepairContext};
 use crate::db::worker::{DbWorker, ReplicationCredentials, WorkerSetup};
 use crate::events::EventLog;
-use crate::gossip::{self, Gossip, GossipError, IgnoredPeer};
-use crate::hooks::{Hook, Hooks};
-use crate::rewrite::{fact_environment, Facts, Rewriter};
+use crate::gossip::{self, Gossip, GossipError};
+use crate::hooks::Hooks;
+use crate::node::{empty_report, role_list, Counted, Finished, Node, NodeDbSetup, NodeSetup, Probe, Ready, Tick};
+use crate::rewrite::Rewriter;
 use crate::socket::{self, AdminPolicy, AdminRequest, ApiState, SocketError};
-use crate::state_file::{PersistentState, StateError, StateFile};
+use crate::state_file::{StateError, StateFile};
 use crate::tls::identity::{IdentityHandle, TlsIdentity};
 
-mod admin;
-mod pandora_view;
 mod reach;
-mod view;
-pub use view::{describe, facts_from, role_list, view_keys};
-use view::{empty_report, node_status, StatusBook};
 
 const SOCKET_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// State-changing socket commands waiting for the driver; more are refused as busy.
@@ -40,10 +35,6 @@ const DB_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bounds every statement; `STOP SLAVE` may wait for the SQL thread's current event.
 const DB_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Distinct names of states not heard at all that are reported as events; more only logged.
-const MAX_REPORTED_UNHEARD_NAMES: usize = 32;
-/// Distinct ignored-peer reasons remembered, so each is reported once, not once per tick.
-const MAX_REMEMBERED_IGNORED: usize = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -74,11 +65,6 @@ impl AgentError {
 struct DbRuntime {
     worker: DbWorker,
     state: StateFile,
-    /// What the state file holds (or should: a failed write is retried on the next change).
-    persisted: PersistentState,
-    /// Actions handed to the worker and not yet reported done (a fence and a promotion may be
-    /// queued together).
-    in_flight: usize,
     /// The transfer service, when `db.transfer_port` is set.
     transfer: Option<tokio::task::JoinHandle<()>>,
     /// The DB nodes the transfer service may send backups to, kept current each tick.
@@ -92,36 +78,27 @@ pub fn unix_ms() -> u64 {
         .unwrap_or_default()
 }
 
+/// The daemon's I/O around the node: gossip, the DB worker, the state file, the rewriter, hooks,
+/// the socket's commands and the published status.
 struct Driver {
     settings: Settings,
     started: Instant,
-    core: Core,
+    node: Node,
     events: Arc<Mutex<EventLog>>,
     status: watch::Sender<Arc<StatusReport>>,
-    ignored_seen: HashSet<(String, u64, String)>,
     db: Option<DbRuntime>,
-    /// What this agent last put in its own gossip keys, to set only what changed.
-    published: HashMap<&'static str, String>,
     rewriter: Option<Rewriter>,
     /// `None` only while shutting down.
     hooks: Option<Hooks>,
-    settler: Settler<Facts>,
-    /// Admin commands waiting for the cluster to show their effect.
-    pending: Vec<admin::Pending>,
-    /// This agent's pending request for another node, as gossiped (`KEY_REQUEST`).
-    request: Option<String>,
+    /// Socket commands handed to the node, by the id their answer comes back with.
+    replies: HashMap<u64, oneshot::Sender<Result<String, String>>>,
+    next_admin_id: u64,
     /// The TLS identity, reloaded on SIGHUP; `None` on plain loopback.
     identity: Option<IdentityHandle>,
-    /// Names whose gossip states were not heard at all and were reported (bounded).
-    unheard_names: HashSet<String>,
     /// `None` only while shutting down.
     reach: Option<reach::ReachProber>,
-    /// Replicas' lag and agents' reach problems, remembered across ticks for status.
-    status_book: StatusBook,
     /// What `/metrics` counts beyond the event kinds the event log feeds it.
     counters: Arc<crate::http::Counters>,
-    /// Pandora's `tdatabase` view, on a DB node with `db.pandora_ha_view`.
-    pandora_view: Option<pandora_view::ViewState>,
 }
 
 fn db_policy(db: &DbAgentSettings) -> DbPolicy {
@@ -225,20 +202,6 @@ async fn bind_http(settings: &Settings) -> Result<Option<tokio::net::TcpListener
         .map_err(|err| AgentError::Http(format!("cannot listen on {address}: {err}")))
 }
 
-/// The event a DB decision is recorded as (a note as `note_kind`: a repair's notes are repair
-/// events); an action reads as its description, never as Rust debug text.
-fn db_event(decision: DbDecision, note_kind: EventKind) -> (EventKind, String) {
-    match decision {
-        DbDecision::Note { reason } => (note_kind, reason),
-        DbDecision::NeedsResync { reason } => (EventKind::DbNeedsResync, reason),
-        DbDecision::Unreachable { reason } => (EventKind::DbUnreachable, reason),
-        DbDecision::Reachable { reason } => (EventKind::DbReachable, reason),
-        DbDecision::SplitBrain { reason } => (EventKind::SplitBrain, reason),
-        DbDecision::Warning { reason } => (EventKind::DbWarning, reason),
-        DbDecision::Act { action, reason } => (EventKind::DbAction, format!("{}: {reason}", describe(&action))),
-    }
-}
-
 /// Runs the agent until `shutdown` resolves (SIGTERM/SIGINT in the binary).
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     crate::limits::raise_open_files()?;
@@ -288,18 +251,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         }
     };
 
-    let mut core = Core::new(
+    let (status_tx, status_rx) = watch::channel(Arc::new(empty_report(
         &settings.node_name,
-        &settings.advertise.to_string(),
-        generation,
-        announcement,
-    )
-    .with_seeds(settings.seeds.clone());
-    let (status_tx, status_rx) = watch::channel(Arc::new(empty_report(&settings)));
+        &settings.cluster_id,
+        settings.threshold_ms(),
+    )));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (admin_tx, admin_rx) = tokio::sync::mpsc::channel::<AdminRequest>(ADMIN_QUEUE);
-    // Said once the agent has started: why its database is (or stays out of) maintenance.
-    let mut maintenance_note = None;
+    let mut node_db = None;
     let db = match &settings.db_agent {
         None => None,
         Some(db_settings) => {
@@ -340,21 +299,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 }
             };
             let (transfer_addr, transfer_task) = transfer.unzip();
-            let mut persisted = persisted;
-            let (maintenance, note) = admin::maintenance_at_start(&state, &mut persisted, db_settings.maintenance);
-            maintenance_note = note;
-            core = core.with_db(
-                DbCore::new(
-                    DbPolicy {
-                        transfer: transfer_addr,
-                        maintenance,
-                        ..db_policy(db_settings)
-                    },
-                    persisted.epoch,
-                )
-                .with_promotion_record(persisted.promoted_from_gtid.clone(), persisted.promoted_unix_ms),
-            );
-            core.remember_cluster(persisted.known_nodes.clone(), persisted.last_db_primary.clone());
+            node_db = Some(NodeDbSetup {
+                policy: DbPolicy {
+                    transfer: transfer_addr,
+                    ..db_policy(db_settings)
+                },
+                persisted,
+                check_interval_ms: db_settings.check_interval_ms,
+                database: db_settings.database.clone(),
+                pandora_view: db_settings.pandora_ha_view,
+            });
             let setup = WorkerSetup {
                 check_interval: Duration::from_millis(db_settings.check_interval_ms),
                 credentials: ReplicationCredentials {
@@ -378,8 +332,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             Some(DbRuntime {
                 worker,
                 state,
-                persisted,
-                in_flight: 0,
                 transfer: transfer_task,
                 transfer_members,
             })
@@ -422,36 +374,37 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         events.clone(),
         stop_rx.clone(),
     );
+    let node = Node::new(NodeSetup {
+        name: settings.node_name.clone(),
+        cluster_id: settings.cluster_id.clone(),
+        advertise: settings.advertise.to_string(),
+        generation,
+        announcement,
+        seeds: settings.seeds.clone(),
+        rewrite_settle_ms: settings.rewrite_settle_ms,
+        ha_hosts: settings.db.ha_hosts.clone(),
+        relay_refusal: identity
+            .as_ref()
+            .and_then(|identity| relay_refusal(&identity.current())),
+        db: node_db,
+    });
     let mut driver = Driver {
         started,
-        core,
+        node,
         events,
         status: status_tx,
-        ignored_seen: HashSet::new(),
         db,
-        published: HashMap::new(),
         rewriter,
         hooks: Some(hooks),
-        settler: Settler::new(settings.rewrite_settle_ms),
-        pending: Vec::new(),
-        request: None,
+        replies: HashMap::new(),
+        next_admin_id: 0,
         identity: identity.clone(),
-        unheard_names: HashSet::new(),
         reach: Some(reach::ReachProber::spawn(
             gossip::gossip_interval(settings.threshold_ms()) * 5,
             gossip::gossip_interval(settings.threshold_ms()) * 5,
             stop_rx.clone(),
         )),
-        status_book: StatusBook::new(
-            settings.threshold_ms(),
-            settings.db_agent.as_ref().map_or(1_000, |db| db.check_interval_ms),
-        ),
         counters,
-        pandora_view: settings
-            .db_agent
-            .as_ref()
-            .filter(|db| db.pandora_ha_view)
-            .map(|db| pandora_view::ViewState::new(&settings.db.ha_hosts, &settings.node_name, &db.advertise)),
         settings,
     };
     driver.record(
@@ -467,10 +420,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             driver.settings.socket.display()
         ),
     );
-
-    if let Some(note) = maintenance_note {
-        driver.record(EventKind::AdminCommand, Some(driver.settings.node_name.clone()), note);
-    }
+    // The node's first `Ready`: why its database is (or stays out of) maintenance.
+    driver.carry_out(&gossip).await;
 
     let outcome = driver.drive(&gossip, admin_rx, shutdown).await;
 
@@ -539,22 +490,10 @@ impl Driver {
                     return Err(AgentError::GossipStopped(reason));
                 }
                 _ = ticker.tick() => self.tick(gossip).await,
-                Some(request) = admin.recv() => self.administer(request),
-            }
-        }
-    }
-
-    /// The DB nodes heard with accepted claims may fetch backups from this node.
-    fn update_transfer_members(&self) {
-        // Only a DB agent serving backups needs them.
-        let Some(db) = self.db.as_ref().filter(|db| db.transfer.is_some()) else {
-            return;
-        };
-        let names: std::collections::BTreeSet<String> =
-            self.core.db_addresses().into_iter().map(|(name, _, _)| name).collect();
-        if let Ok(mut members) = db.transfer_members.write() {
-            if *members != names {
-                *members = names;
+                Some(request) = admin.recv() => {
+                    self.administer(request);
+                    self.carry_out(gossip).await;
+                }
             }
         }
     }
@@ -609,327 +548,148 @@ impl Driver {
                 return;
             }
         };
-        for peer in seen.ignored {
-            self.report_ignored(peer);
-        }
-        for claim in seen.refused {
-            self.report_refused(claim);
-        }
-        let observations = seen.observations;
-        self.collect_db_outcomes();
-        if let Some(reach) = &self.reach {
-            let targets = self
-                .core
-                .db_addresses()
-                .into_iter()
-                .filter_map(|(name, database, gossip)| Some((name, reach::check_address(&database, &gossip)?)));
-            reach.set_targets(targets.collect());
-            self.core.set_db_reach(reach.reached());
-        }
-        let local_db = self.local_db();
         let now = self.now();
-        let decisions = self.core.step(now, observations, local_db.as_ref());
-        self.update_transfer_members();
-        // One view per tick serves the facts and the status: the core does not change between.
-        let view = self.core.view(now);
-        let facts = facts_from(&self.core, &view, &self.settings.cluster_id, &self.settings.node_name);
-        for decision in decisions {
-            self.fire_hook_for(&decision, &facts);
-            let (kind, node, reason) = match decision {
-                Decision::NodeUp { node, reason } => (EventKind::NodeUp, Some(node), reason),
-                Decision::NodeDown { node, reason } => (EventKind::NodeDown, Some(node), reason),
-                Decision::NodeRestarted { node, reason } => (EventKind::NodeRestarted, Some(node), reason),
-                Decision::ServerMasterChanged { to, reason, .. } => (EventKind::ServerMasterChanged, to, reason),
-                Decision::DbPrimaryChanged {
-                    to,
-                    reason,
-                    switchover: true,
-                    ..
-                } => (EventKind::Switchover, to, reason),
-                Decision::DbPrimaryChanged { to, reason, .. } => (EventKind::DbPrimaryChanged, to, reason),
-                Decision::Request { from, reason } => (EventKind::AdminCommand, Some(from), reason),
-                Decision::Db(DbDecision::Act { action, reason }) => {
-                    self.start_db_action(action, reason);
-                    continue;
-                }
-                Decision::Db(db) => {
-                    if matches!(db, DbDecision::SplitBrain { .. }) {
-                        self.counters.split_brain();
-                    }
-                    let (kind, reason) = db_event(db, EventKind::DbNote);
-                    (kind, Some(self.settings.node_name.clone()), reason)
-                }
-            };
-            self.record(kind, node, reason);
-        }
-        if let (Some(rewriter), Some(settled)) = (&self.rewriter, self.settler.observe(now, facts)) {
-            rewriter.settle(settled);
-        }
-        self.remember_cluster();
-        self.keep_maintenance(&view);
-        self.answer_pending();
-        self.publish_view(gossip).await;
-        let (reach_changes, extras) = self.status_book.observe(now, self.core.db_primary(), &view);
-        for change in reach_changes {
-            let (checker, reason) = change.describe();
-            self.record(EventKind::DbReach, Some(checker), reason);
-        }
-        let mut report = self.report(now, view);
-        extras.apply(&mut report);
-        self.keep_pandora_view(&report);
-        self.status.send_replace(Arc::new(report));
+        self.collect_db_outcomes(now);
+        let probe = self.probe();
+        self.node.tick(Tick {
+            now,
+            wall_unix_ms: unix_ms(),
+            observations: seen.observations,
+            ignored: seen.ignored,
+            refused: seen.refused,
+            probe,
+            db_reach: self.reach.as_ref().map(reach::ReachProber::reached),
+        });
+        self.carry_out(gossip).await;
     }
 
-    /// Keeps the state file's memory of the cluster current (written only when it changes).
-    fn remember_cluster(&mut self) {
-        let (known_nodes, last_db_primary) = self.core.cluster_memory();
+    /// Hands the worker's news to the node: progress lines, finished actions, a view round.
+    fn collect_db_outcomes(&mut self, now: MonoMs) {
         let Some(db) = self.db.as_mut() else { return };
-        if db.persisted.known_nodes == known_nodes && db.persisted.last_db_primary == last_db_primary {
-            return;
+        let progress = db.worker.progress();
+        let finished = db.worker.finished_actions();
+        let view = db.worker.view_outcome();
+        for line in progress {
+            self.node.repair_progress(line);
         }
-        let state = PersistentState {
-            known_nodes,
-            last_db_primary,
-            ..db.persisted.clone()
-        };
-        let saved = db.state.save(state.clone());
-        // Kept in memory either way: a failure is said once and tried again when the cluster
-        // changes, not on every tick.
-        db.persisted = state;
-        if let Err(err) = saved {
-            let me = Some(self.settings.node_name.clone());
-            self.record(
-                EventKind::DbActionFailed,
-                me,
-                format!("cannot remember the cluster: {err}"),
+        for outcome in finished {
+            self.node.action_finished(
+                now,
+                Finished {
+                    action: outcome.action,
+                    result: outcome.result.map_err(|err| err.to_string()),
+                    took_ms: outcome.took.as_millis() as u64,
+                },
             );
         }
+        if let Some(view) = view {
+            self.node.view_outcome(view);
+        }
     }
 
-    fn local_db(&self) -> Option<LocalDb> {
-        let db = self.db.as_ref()?;
-        let report = db.worker.latest()?;
-        Some(LocalDb {
-            probe: report.probe.map_err(|err| err.to_string()),
+    fn probe(&self) -> Option<Probe> {
+        let report = self.db.as_ref()?.worker.latest()?;
+        Some(Probe {
+            result: report.probe.map_err(|err| err.to_string()),
             unreachable_for_ms: report
                 .unreachable_since
                 .map(|since| since.elapsed().as_millis() as u64)
                 .unwrap_or(0),
-            action_in_flight: db.in_flight > 0,
         })
     }
 
-    fn collect_db_outcomes(&mut self) {
-        let Some(db) = self.db.as_mut() else { return };
-        let mut finished = Vec::new();
-        for outcome in db.worker.finished_actions() {
-            db.in_flight = db.in_flight.saturating_sub(1);
-            finished.push(outcome);
+    /// A socket command: handed to the node, answered when its `Ready` says.
+    fn administer(&mut self, request: AdminRequest) {
+        self.next_admin_id += 1;
+        let id = self.next_admin_id;
+        self.replies.insert(id, request.reply);
+        let now = self.now();
+        self.node.admin(now, unix_ms(), id, request.command, request.caller_uid);
+    }
+
+    /// Carries out the node's `Ready` in its order: the state file first, then the actions (a
+    /// promotion only once its record is on disk), events, hooks, gossip, files, answers, status.
+    async fn carry_out(&mut self, gossip: &Gossip) {
+        let mut ready = self.node.ready();
+        self.persist_and_act(&mut ready);
+        for event in std::mem::take(&mut ready.events) {
+            self.record(event.kind, event.node, event.reason);
         }
-        let progress = db.worker.progress();
-        let me = Some(self.settings.node_name.clone());
-        for line in progress {
-            if let Some(core) = self.core.db_mut() {
-                core.repair_progress(line.clone());
+        for counted in &ready.counted {
+            match counted {
+                Counted::SplitBrain => self.counters.split_brain(),
+                Counted::RepairFinished { ok } => self.counters.repair_finished(*ok),
             }
-            self.record(EventKind::Repair, me.clone(), line);
         }
-        for outcome in finished {
-            let hook = match (&outcome.action, &outcome.result) {
-                (DbAction::Promote { .. }, Ok(_)) => Some(Hook::OnPromote),
-                (DbAction::StepDown, Ok(_)) => Some(Hook::OnDemote),
-                _ => None,
-            };
-            if let (DbAction::Merge(_), Ok(Some(summary))) = (&outcome.action, &outcome.result) {
-                // Paged on like the split-brain itself: what was merged, and what waits in a file.
-                if let Some(core) = self.core.db_mut() {
-                    core.record_merge(summary);
+        if let Some(hooks) = &self.hooks {
+            for call in &ready.hooks {
+                hooks.fire(call.hook, &call.environment);
+            }
+        }
+        if !ready.gossip.is_empty() {
+            if let Err(err) = gossip.set_keys(&ready.gossip).await {
+                tracing::warn!("cannot publish this agent's view: {err}");
+                self.node.unpublish(&ready.gossip);
+            }
+        }
+        if let (Some(rewriter), Some(settled)) = (&self.rewriter, ready.settled.take()) {
+            rewriter.settle(settled);
+        }
+        for (id, answer) in ready.answers.drain(..) {
+            if let Some(reply) = self.replies.remove(&id) {
+                let _ = reply.send(answer);
+            }
+        }
+        self.hand_to_services(&mut ready);
+        if let Some(mut report) = ready.status.take() {
+            report.rewrites = self.rewriter.as_ref().map(Rewriter::status).unwrap_or_default();
+            self.status.send_replace(Arc::new(report));
+        }
+    }
+
+    /// The state file, then the actions: a promotion whose record did not reach the disk does
+    /// not run.
+    fn persist_and_act(&mut self, ready: &mut Ready) {
+        let Some(db) = self.db.as_ref() else { return };
+        if let Some(persist) = ready.persist.take() {
+            if let Err(err) = db.state.save(persist.state.clone()) {
+                self.node.persist_failed(ready, &persist, &err.to_string());
+            }
+        }
+        for act in std::mem::take(&mut ready.actions) {
+            if let Err(err) = db.worker.submit(act.action.clone()) {
+                self.node.not_started(ready, &act, &err);
+            }
+        }
+    }
+
+    /// The worker's view round, the transfer service's members, the reachability targets.
+    fn hand_to_services(&mut self, ready: &mut Ready) {
+        if let (Some(db), Some(job)) = (self.db.as_ref(), ready.view_job.take()) {
+            db.worker.submit_view(job);
+        }
+        // Only a DB agent serving backups needs its members.
+        if let (Some(db), Some(names)) = (
+            self.db.as_ref().filter(|db| db.transfer.is_some()),
+            ready.db_members.take(),
+        ) {
+            if let Ok(mut members) = db.transfer_members.write() {
+                if *members != names {
+                    *members = names;
                 }
-                self.record(EventKind::SplitBrain, me.clone(), summary.clone());
-            }
-            if matches!(outcome.action, DbAction::Merge(_) | DbAction::Resync { .. }) {
-                let result = outcome.result.clone().map(|_| ()).map_err(|err| err.to_string());
-                self.counters.repair_finished(result.is_ok());
-                let decisions = self
-                    .core
-                    .db_mut()
-                    .map(|core| core.repair_finished(&outcome.action, result))
-                    .unwrap_or_default();
-                for decision in decisions {
-                    let (kind, reason) = db_event(decision, EventKind::Repair);
-                    self.record(kind, me.clone(), reason);
-                }
-                self.repair_step_finished(&outcome);
-            }
-            if let (Some(hook), Some(hooks)) = (hook, &self.hooks) {
-                let mut environment = fact_environment(&self.facts(self.now()));
-                environment.push(("GOSSIP_HA_NODE".into(), self.settings.node_name.clone()));
-                hooks.fire(hook, &environment);
-            }
-            match outcome.result {
-                Ok(detail) => self.record(
-                    EventKind::DbAction,
-                    me.clone(),
-                    format!(
-                        "{} done in {} ms{}",
-                        describe(&outcome.action),
-                        outcome.took.as_millis(),
-                        detail.map(|detail| format!(": {detail}")).unwrap_or_default()
-                    ),
-                ),
-                Err(err) => self.record(
-                    EventKind::DbActionFailed,
-                    me.clone(),
-                    format!(
-                        "{} failed after {} ms: {err}",
-                        describe(&outcome.action),
-                        outcome.took.as_millis()
-                    ),
-                ),
             }
         }
-    }
-
-    fn start_db_action(&mut self, action: DbAction, reason: String) {
-        let me = Some(self.settings.node_name.clone());
-        let Some(db) = self.db.as_mut() else { return };
-        if let DbAction::Promote { epoch, from_gtid } = &action {
-            // The epoch must be on disk before the database is writable: a restarted agent
-            // must never claim an older one.
-            let promoted_unix_ms = unix_ms();
-            let state = PersistentState {
-                epoch: *epoch,
-                promoted_from_gtid: Some(from_gtid.clone()),
-                promoted_unix_ms: Some(promoted_unix_ms),
-                ..db.persisted.clone()
-            };
-            if let Err(err) = db.state.save(state.clone()) {
-                self.record(EventKind::DbActionFailed, me, format!("not promoting: {err}"));
-                return;
-            }
-            db.persisted = state;
-            if let Some(core) = self.core.db_mut() {
-                core.promoted_at(promoted_unix_ms);
-            }
+        if let (Some(reach), Some(targets)) = (&self.reach, ready.reach_targets.take()) {
+            let targets = targets
+                .into_iter()
+                .filter_map(|(name, database, gossip)| Some((name, reach::check_address(&database, &gossip)?)));
+            reach.set_targets(targets.collect());
         }
-        let Some(db) = self.db.as_mut() else { return };
-        let submitted = db.worker.submit(action.clone());
-        match submitted {
-            Ok(()) => {
-                db.in_flight += 1;
-                self.record(EventKind::DbAction, me, format!("{}: {reason}", describe(&action)));
-            }
-            Err(err) => self.record(EventKind::DbActionFailed, me, format!("{}: {err}", describe(&action))),
-        }
-    }
-
-    /// Gossips this agent's database and its witness view, setting only what changed.
-    async fn publish_view(&mut self, gossip: &Gossip) {
-        let mut wanted = view_keys(&self.core);
-        wanted.push((KEY_REQUEST, self.request.clone().unwrap_or_default()));
-        wanted.retain(|(key, value)| self.published.get(key) != Some(value));
-        if wanted.is_empty() {
-            return;
-        }
-        match gossip.set_keys(&wanted).await {
-            Ok(()) => self.published.extend(wanted),
-            Err(err) => tracing::warn!("cannot publish this agent's view: {err}"),
-        }
-    }
-
-    fn facts(&self, now: MonoMs) -> Facts {
-        let view = self.core.view(now);
-        facts_from(&self.core, &view, &self.settings.cluster_id, &self.settings.node_name)
-    }
-
-    fn fire_hook_for(&self, decision: &Decision, facts: &Facts) {
-        let Some(hooks) = &self.hooks else { return };
-        let (hook, node, previous, reason) = match decision {
-            Decision::NodeUp { node, reason } | Decision::NodeRestarted { node, reason } => {
-                (Hook::OnNodeUp, Some(node), None, reason)
-            }
-            Decision::NodeDown { node, reason } => (Hook::OnNodeDown, Some(node), None, reason),
-            Decision::ServerMasterChanged { from, to, reason } => {
-                (Hook::OnServerMasterChange, to.as_ref(), from.as_ref(), reason)
-            }
-            // Once per change of primary: the gap of a failover ("no primary") is not a change
-            // a hook can act on, and the next primary's change names the old one as previous.
-            Decision::DbPrimaryChanged { to: None, .. } => return,
-            Decision::DbPrimaryChanged { from, to, .. } if from == to => return,
-            Decision::DbPrimaryChanged { from, to, reason, .. } => {
-                (Hook::OnDbPrimaryChange, to.as_ref(), from.as_ref(), reason)
-            }
-            Decision::Db(_) | Decision::Request { .. } => return,
-        };
-        let mut environment = fact_environment(facts);
-        environment.push(("GOSSIP_HA_NODE".into(), node.cloned().unwrap_or_default()));
-        environment.push(("GOSSIP_HA_PREVIOUS".into(), previous.cloned().unwrap_or_default()));
-        environment.push(("GOSSIP_HA_REASON".into(), reason.clone()));
-        hooks.fire(hook, &environment);
-    }
-
-    fn report_ignored(&mut self, peer: IgnoredPeer) {
-        let key = (peer.name.clone(), peer.generation, peer.error.to_string());
-        if !self.remember_ignored(key) {
-            return;
-        }
-        self.record(
-            EventKind::PeerIgnored,
-            Some(peer.name.clone()),
-            format!(
-                "ignoring {} (generation {}): {}",
-                peer.name, peer.generation, peer.error
-            ),
-        );
-    }
-
-    /// One event per (peer, reason): the claim is refused on every tick it is still gossiped.
-    fn report_refused(&mut self, claim: gossip::RefusedClaim) {
-        // Names of states not heard at all come from whoever forges them: a few are reported,
-        // the rest only logged, so a flood of invented nodes cannot fill the event log.
-        if claim.reason.starts_with("not heard at all") && !self.unheard_names.contains(&claim.name) {
-            if self.unheard_names.len() >= MAX_REPORTED_UNHEARD_NAMES {
-                tracing::debug!(node = %claim.name, "ignoring what it claims: {}", claim.reason);
-                return;
-            }
-            self.unheard_names.insert(claim.name.clone());
-        }
-        let key = (claim.name.clone(), 0, claim.reason.clone());
-        if !self.remember_ignored(key) {
-            return;
-        }
-        self.record(
-            EventKind::PeerIgnored,
-            Some(claim.name.clone()),
-            format!("ignoring what {} claims: {}", claim.name, claim.reason),
-        );
-    }
-
-    /// Whether `key` is reported for the first time (then it is remembered, bounded).
-    fn remember_ignored(&mut self, key: (String, u64, String)) -> bool {
-        if self.ignored_seen.contains(&key) {
-            return false;
-        }
-        if self.ignored_seen.len() >= MAX_REMEMBERED_IGNORED {
-            self.ignored_seen.clear();
-        }
-        self.ignored_seen.insert(key)
     }
 
     fn record(&self, kind: EventKind, node: Option<String>, reason: String) {
         if let Ok(mut log) = self.events.lock() {
             log.push(unix_ms(), kind, node, reason);
-        }
-    }
-
-    fn report(&self, now: MonoMs, view: Vec<NodeView>) -> StatusReport {
-        StatusReport {
-            nodes: view.into_iter().map(node_status).collect(),
-            server_master: self.core.server_master().map(str::to_string),
-            db_primary: self.core.db_primary().map(str::to_string),
-            uptime_ms: now.0,
-            rewrites: self.rewriter.as_ref().map(Rewriter::status).unwrap_or_default(),
-            ..empty_report(&self.settings)
         }
     }
 }

@@ -12,7 +12,7 @@ pub mod reach;
 pub mod settle;
 mod state;
 
-pub use state::{Core, Decision, NodeView, Observation};
+pub use state::{Core, Decision, Input, NodeView, Observation, Reply};
 
 /// Milliseconds on the observing agent's monotonic clock. Never compared across agents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

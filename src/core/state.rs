@@ -257,7 +257,7 @@ impl Core {
     }
 
     /// Puts this node's database in or out of maintenance; `false` when it is not a DB node.
-    pub fn set_db_maintenance(&mut self, on: bool) -> bool {
+    pub(crate) fn set_db_maintenance(&mut self, on: bool) -> bool {
         match self.db.as_mut() {
             Some(db) => {
                 db.set_maintenance(on);
@@ -267,9 +267,15 @@ impl Core {
         }
     }
 
-    /// What the shell's last reachability check found: DB nodes whose host answered.
-    pub fn set_db_reach(&mut self, reached: Vec<String>) {
+    /// The shell says this through `input`; the core's tests directly.
+    pub(crate) fn set_db_reach(&mut self, reached: Vec<String>) {
         self.db_reach = reached;
+    }
+
+    /// The local DB half of the core, for the core's tests; the shell goes through `input`.
+    #[cfg(test)]
+    pub(crate) fn db_mut(&mut self) -> Option<&mut DbCore> {
+        self.db.as_mut()
     }
 
     pub fn db_reach(&self) -> &[String] {
@@ -288,13 +294,8 @@ impl Core {
             .collect()
     }
 
-    /// The local DB half of the core, on a DB node: for what the shell reports back to it.
-    pub fn db_mut(&mut self) -> Option<&mut DbCore> {
-        self.db.as_mut()
-    }
-
     /// `gossip-ha resync` on this node: rebuild from the elected primary.
-    pub fn request_resync(&mut self) -> Result<String, String> {
+    pub(crate) fn request_resync(&mut self) -> Result<String, String> {
         let primary = self.db_primary.clone();
         let addr = primary
             .as_deref()
@@ -702,6 +703,8 @@ impl Core {
     }
 }
 
+mod input;
 mod requests;
+pub use input::{Input, Reply};
 #[cfg(test)]
 mod tests;

@@ -68,7 +68,7 @@ impl Core {
     }
 
     /// `gossip-ha maintenance on|off` for this node.
-    pub fn apply_maintenance(&mut self, on: bool) -> Result<String, String> {
+    pub(crate) fn apply_maintenance(&mut self, on: bool) -> Result<String, String> {
         let me = self.self_name.clone();
         if !self.set_db_maintenance(on) {
             return Err(format!("{me} has no `db` role: maintenance applies to database nodes"));
@@ -81,7 +81,7 @@ impl Core {
     }
 
     /// A planned switchover of this primary to `to`: a live, promotable replica of it.
-    pub fn request_switchover(&mut self, to: &str) -> Result<String, String> {
+    pub(crate) fn request_switchover(&mut self, to: &str) -> Result<String, String> {
         let me = self.self_name.clone();
         if !self.db.as_ref().is_some_and(DbCore::claims_primary) {
             return Err(format!("{me} is not the DB primary"));

@@ -1,12 +1,11 @@
-//! What the driver (and the simulations) derive from the core after a step: the keys an agent
-//! gossips, the facts files and hooks are told, and the status rows.
+//! What the node derives from the core after a step: the keys an agent gossips, the facts files
+//! and hooks are told, and the status rows.
 
 use std::collections::BTreeMap;
 
 use gossip_ha_proto::api::{NodeLiveness, NodeStatus, ReachProblem, ReplicationLag, StatusReport};
 use gossip_ha_proto::gossip::{KEY_ANSWERS, KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH, KEY_DOWN};
 
-use crate::config::Settings;
 use crate::core::db::{DbAction, SaveFirst};
 use crate::core::lag::{DbNode, LagBook};
 use crate::core::reach::{Checker, ReachBook, ReachChange, Target};
@@ -14,13 +13,14 @@ use crate::core::{Core, MonoMs, NodeView};
 use crate::db::worker::split_host_port;
 use crate::rewrite::Facts;
 
-pub(super) fn empty_report(settings: &Settings) -> StatusReport {
+/// The report before the first tick (and the frame of every later one).
+pub fn empty_report(self_name: &str, cluster_id: &str, threshold_ms: u64) -> StatusReport {
     StatusReport {
-        self_name: settings.node_name.clone(),
-        cluster_id: settings.cluster_id.clone(),
+        self_name: self_name.to_string(),
+        cluster_id: cluster_id.to_string(),
         server_master: None,
         db_primary: None,
-        threshold_ms: settings.threshold_ms(),
+        threshold_ms,
         uptime_ms: 0,
         nodes: Vec::new(),
         rewrites: Vec::new(),
