@@ -1353,6 +1353,7 @@ pub fn display_gtid(text: &str) -> String {
 
 pub mod binlog;
 mod candidates;
+mod describe;
 mod handover;
 mod repair;
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use gossip_ha_proto::api::{NodeLiveness, NodeStatus, ReachProblem, ReplicationLag, StatusReport};
 use gossip_ha_proto::gossip::{KEY_ANSWERS, KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH, KEY_DOWN};
 
-use crate::core::db::{DbAction, SaveFirst};
+use crate::core::db::DbAction;
 use crate::core::lag::{DbNode, LagBook};
 use crate::core::reach::{Checker, ReachBook, ReachChange, Target};
 use crate::core::{Core, MonoMs, NodeView};
@@ -180,32 +180,9 @@ pub fn facts_from(core: &Core, view: &[NodeView], cluster_id: &str, node_name: &
     }
 }
 
+/// How `action` reads in events and answers (its `Display`, next to its definition).
 pub fn describe(action: &DbAction) -> String {
-    match action {
-        DbAction::SetReadOnly => "set read-only".into(),
-        DbAction::StepDown => "step down (read-only)".into(),
-        DbAction::Promote { epoch, .. } => format!("promote (epoch {epoch})"),
-        DbAction::Merge(plan) => format!("merge into {}", plan.winner),
-        DbAction::Resume => "make writable again".into(),
-        DbAction::Resync {
-            node,
-            addr,
-            transfer,
-            save_first,
-        } => {
-            let saving = match save_first {
-                SaveFirst::Nothing => "",
-                SaveFirst::BinlogAndDump => "save this node's binary log and user databases, then ",
-            };
-            match transfer {
-                Some(transfer) => format!("{saving}resync from {node} ({addr}, physical copy from {transfer})"),
-                None => format!("{saving}resync from {node} ({addr})"),
-            }
-        }
-        DbAction::ReplicateFrom { node, addr } => format!("replicate from {node} ({addr})"),
-        DbAction::StopReplication => "stop replication".into(),
-        DbAction::Fence { node, addr, .. } => format!("fence {node} (set {addr} read-only)"),
-    }
+    action.to_string()
 }
 
 pub fn role_list(roles: &[gossip_ha_proto::gossip::Role]) -> String {
