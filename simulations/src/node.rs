@@ -52,6 +52,9 @@ pub struct SimAgent {
     pub wall_offset_ms: i64,
     /// The DB primary this host's configuration names (what pandora_ha_hosts.conf would hold).
     pub config_db_primary: Option<String>,
+    /// Actions run on the model whose outcomes the executor has not reported yet, with the
+    /// steps left before it does (a repair takes several, as a real one takes time).
+    reporting: Vec<(u32, Finished)>,
     /// For the reachability check every agent makes of the DB hosts.
     models: ModelCluster,
 }
@@ -79,6 +82,7 @@ impl SimAgent {
             unreachable_since: None,
             wall_offset_ms: 0,
             config_db_primary: None,
+            reporting: Vec::new(),
             models: models.clone(),
         }
     }
@@ -191,6 +195,8 @@ impl SimAgent {
             gossip.shutdown().await;
         }
         self.node = None;
+        // What the executor had not reported dies with the agent; the model keeps its effect.
+        self.reporting.clear();
     }
 
     /// One driver tick: gossip in, probe, the node's tick, then its `Ready` carried out.
@@ -206,6 +212,7 @@ impl SimAgent {
         else {
             return Vec::new();
         };
+        let mut happened = self.collect_outcomes();
         let probe = self.probe().await;
         let tick = Tick {
             now: self.now(),
@@ -220,7 +227,29 @@ impl SimAgent {
             return Vec::new();
         };
         node.tick(tick);
-        self.carry_out().await
+        happened.extend(self.carry_out().await);
+        happened
+    }
+
+    /// Outcomes whose time has come go to the node before its tick, as the daemon's worker's do.
+    fn collect_outcomes(&mut self) -> Vec<Happening> {
+        let mut happened = Vec::new();
+        let now = self.now();
+        let Some(node) = self.node.as_mut() else {
+            return happened;
+        };
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reporting)
+            .into_iter()
+            .map(|(steps, finished)| (steps.saturating_sub(1), finished))
+            .partition(|(steps, _)| *steps == 0);
+        self.reporting = later;
+        for (_, finished) in due {
+            if let (DbAction::Promote { epoch, .. }, Ok(_)) = (&finished.action, &finished.result) {
+                happened.push(Happening::Promoted { epoch: *epoch });
+            }
+            node.action_finished(now, finished);
+        }
+        happened
     }
 
     async fn probe(&mut self) -> Option<Probe> {
@@ -239,7 +268,7 @@ impl SimAgent {
     }
 
     /// The node's `Ready` in its order: the state file, then the actions (run at once on the
-    /// model, their outcomes handed back), events, gossip, the configuration file.
+    /// model, their outcomes reported at a later step), events, gossip, the configuration file.
     async fn carry_out(&mut self) -> Vec<Happening> {
         let mut happened = Vec::new();
         let Some(mut ready) = self.node.as_mut().map(Node::ready) else {
@@ -249,22 +278,8 @@ impl SimAgent {
             self.persisted = persist.state;
         }
         let finished = self.execute(std::mem::take(&mut ready.actions)).await;
-        let now = self.now();
-        let Some(node) = self.node.as_mut() else {
-            return happened;
-        };
-        for finished in finished {
-            if let (DbAction::Promote { epoch, .. }, Ok(_)) = (&finished.action, &finished.result) {
-                happened.push(Happening::Promoted { epoch: *epoch });
-            }
-            node.action_finished(now, finished);
-        }
-        // What the outcomes added (a repair's next step waits for the next tick, as the daemon's).
-        let after = node.ready();
-        if let Some(persist) = after.persist {
-            self.persisted = persist.state;
-        }
-        for event in ready.events.iter().chain(&after.events) {
+        self.reporting.extend(finished);
+        for event in &ready.events {
             if worth_a_line(event.kind) {
                 happened.push(Happening::Note(event.reason.clone()));
             }
@@ -288,18 +303,25 @@ impl SimAgent {
     }
 
     /// Runs each action on the model database, as the daemon's worker runs it on MariaDB.
-    async fn execute(&mut self, actions: Vec<gossip_ha::node::Act>) -> Vec<Finished> {
+    async fn execute(&mut self, actions: Vec<gossip_ha::node::Act>) -> Vec<(u32, Finished)> {
         let mut finished = Vec::new();
         let Some(db) = self.db.as_mut() else {
             return finished;
         };
         for act in actions {
             let result = run_action(db, &act.action).await;
-            finished.push(Finished {
-                action: act.action,
-                result: result.map(|()| None).map_err(|err| err.to_string()),
-                took_ms: 0,
-            });
+            let steps = match act.action {
+                DbAction::Merge(_) | DbAction::Resync { .. } => REPAIR_REPORT_STEPS,
+                _ => 1,
+            };
+            finished.push((
+                steps,
+                Finished {
+                    took_ms: u64::from(steps) * TICK_CHECK_INTERVAL_MS,
+                    action: act.action,
+                    result: result.map(|()| None).map_err(|err| err.to_string()),
+                },
+            ));
         }
         finished
     }
@@ -315,6 +337,8 @@ impl SimAgent {
 
 /// The model database's probe runs every tick.
 const TICK_CHECK_INTERVAL_MS: u64 = 50;
+/// A merge or rebuild is reported this many steps after it ran (other actions at the next step).
+const REPAIR_REPORT_STEPS: u32 = 6;
 
 /// The timeline keeps what explains a run, not every node seen up.
 fn worth_a_line(kind: EventKind) -> bool {
