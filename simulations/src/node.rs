@@ -278,4 +278,11 @@ impl SimAgent {
         }
         happened
     }
+
+    /// Sets raw keys on this agent's chitchat node, as a lying or compromised agent would.
+    pub async fn forge(&mut self, keys: &[(&'static str, String)]) {
+        if let Some(gossip) = self.gossip.as_ref() {
+            let _ = gossip.set_keys(keys).await;
+        }
+    }
 }
