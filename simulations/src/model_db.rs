@@ -138,8 +138,9 @@ struct ModelState {
     rows: BTreeMap<Gtid, Row>,
     /// Transactions a merge or a save kept for the operator (the binlog export, a dump).
     saved: BTreeSet<Gtid>,
-    /// Rows kept for the operator outside any binary log: a dump before a rebuild, the backup
-    /// an operator took before reinstalling a server.
+    /// Rows kept for the operator in a file and not merged: a dump before a rebuild, the backup
+    /// an operator took before reinstalling a server, the export of a log a window merge
+    /// could not read the rows from.
     saved_rows: BTreeSet<Gtid>,
     /// Data a rebuild wiped that nobody else held and nothing saved: one line per wipe.
     discarded: Vec<String>,
@@ -323,7 +324,7 @@ impl ModelCluster {
         })
     }
 
-    /// Rows kept for the operator outside any binary log (dumps, an operator's backup).
+    /// Rows kept for the operator in a file, not merged (dumps, backups, a window merge's export).
     pub fn saved_rows(&self) -> BTreeSet<Gtid> {
         self.with(|state| state.saved_rows.clone())
     }
@@ -520,6 +521,13 @@ impl ModelDb {
                 rows.into_iter().filter(|row| row.unix_ms >= window_start_ms).collect()
             };
             let mut copied = BTreeSet::new();
+            if !exact {
+                // Rows of the export's transactions the window misses: saved, not merged.
+                let exported = missing.iter().filter(|gtid| !purged.contains(gtid));
+                let rows: Vec<Row> = exported.filter_map(|gtid| state.rows.get(gtid).copied()).collect();
+                let missed = rows.into_iter().filter(|row| row.unix_ms < window_start_ms);
+                state.saved_rows.extend(missed.map(|row| row.origin));
+            }
             for row in candidates {
                 if target_rows.contains(&row.origin) || !copied.insert(row.origin) {
                     continue;
