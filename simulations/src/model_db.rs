@@ -24,6 +24,9 @@ use tokio::time::Instant;
 
 use crate::network::SimNetwork;
 
+/// The daemon's default `splitbrain_lookback`: a window merge opens this long before the
+/// winner's promotion (the model stands in for the daemon, whose plans carry wall times).
+const LOOKBACK_MS: u64 = 300_000;
 /// Wall-clock time (unix ms) at the start of every run, before any jump.
 const WALL_START_UNIX_MS: u64 = 1_800_000_000_000;
 
@@ -65,8 +68,8 @@ pub struct ModelServer {
     pub setup: BTreeSet<Gtid>,
     /// The first `purged` entries of `binlog` are executed but no longer in its log files.
     pub purged: usize,
-    /// Its wall clock when it last became writable: where a merge's time window opens
-    /// (the simulated agents' look-back is 0).
+    /// Its wall clock when it last became writable: a merge's time window opens the daemon's
+    /// look-back before it.
     pub promoted_unix_ms: Option<u64>,
 }
 
@@ -497,7 +500,7 @@ impl ModelDb {
             let target = state.servers.get(winner)?;
             let present: BTreeSet<Gtid> = target.binlog.iter().copied().collect();
             let target_rows = state.rows_of(target);
-            let window_start_ms = target.promoted_unix_ms.unwrap_or(0);
+            let window_start_ms = target.promoted_unix_ms.map_or(0, |at| at.saturating_sub(LOOKBACK_MS));
             let purged: BTreeSet<Gtid> = me.binlog[..me.purged].iter().copied().collect();
             let missing: Vec<Gtid> = me
                 .binlog

@@ -252,13 +252,16 @@ pub fn named() -> Vec<Scenario> {
         // the time window, which misses the late rows; they must not be wiped unsaved.
         standard(
             "split_late_rows_purged",
-            split_with_old_primary(vec![Op::LateRows(600_000), Op::Purge(s("db1"))]),
+            split_with_old_primary(vec![Op::LateRows(600_000), Op::Wait(3_000), Op::Purge(s("db1"))]),
         ),
         // The winner's wall clock an hour ahead when it promotes: its window opens in the
         // future.
         standard(
             "split_clock_jump_purged",
-            split_with_old_primary(vec![Op::ClockJump(s("db2"), 3_600_000), Op::Purge(s("db1"))]),
+            [Op::ClockJump(s("db2"), 3_600_000)]
+                .into_iter()
+                .chain(split_with_old_primary(vec![Op::Purge(s("db1"))]))
+                .collect(),
         ),
         // The primary's agent cannot open a connection for a while, its mysqld runs on.
         standard(

@@ -280,8 +280,13 @@ impl World {
             if !candidate || !self.network.connected(promoted, host) {
                 continue;
             }
+            // Rows a host wrote itself it wrote as primary: an old primary's extra writes are
+            // the merge's business, a replica holds only others' rows.
             let theirs = self.models.rows_on(host);
-            let lacking = theirs.difference(&mine_rows).count();
+            let lacking = theirs
+                .difference(&mine_rows)
+                .filter(|origin| origin.server != other.server_id)
+                .count();
             if lacking > 0 && mine_rows.is_subset(&theirs) {
                 self.violate(format!(
                     "stale promotion: {promoted} ({} rows) promoted while {host} held those and {lacking} more",
