@@ -696,9 +696,10 @@ fn merge_on(mut servers: Servers, rows: u64) -> Measured {
         "gossip-ha's merge copied {copied} of {rows} rows ({late} of them late)"
     );
     println!(
-        "gossip-ha merge:  {:>7.2} s, {:>9.0} rows/s  ({line})",
+        "gossip-ha merge:  {:>7.2} s, {:>9.0} rows/s  ({})",
         merge.as_secs_f64(),
-        copied as f64 / merge.as_secs_f64()
+        copied as f64 / merge.as_secs_f64(),
+        line.summary
     );
     if copied < rows {
         println!(
@@ -718,8 +719,9 @@ fn merge_on(mut servers: Servers, rows: u64) -> Measured {
     let rerun = started.elapsed();
     assert_eq!(count(winner), merged, "a second merge copies nothing");
     println!(
-        "gossip-ha re-run: {:>7.2} s, 0 rows copied  ({line})",
-        rerun.as_secs_f64()
+        "gossip-ha re-run: {:>7.2} s, 0 rows copied  ({})",
+        rerun.as_secs_f64(),
+        line.summary
     );
 
     // The manual into the winner's state before the merge: gossip-ha's result set aside.

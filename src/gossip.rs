@@ -15,7 +15,7 @@ use gossip_ha_proto::gossip::{
 };
 
 use crate::config::Settings;
-use crate::core::authority::{self, AuthorityPolicy, PeerIdentity};
+use crate::core::authority::{self, AuthorityPolicy, Grants, PeerIdentity};
 use crate::core::Observation;
 use crate::tls::identity::{IdentityHandle, TlsIdentity};
 use crate::tls::seal;
@@ -84,6 +84,10 @@ pub struct Authority {
     /// Whose CA checks the certificates peers gossip (the agent's current identity's).
     pub certificates: Option<IdentityHandle>,
     pub policy: AuthorityPolicy,
+    /// Without certificates, the grants each named peer is held to as if its certificate
+    /// carried them. Only the simulations, which have no TLS, fill it (to screen a lying
+    /// peer the way a certificate would); the daemon leaves it empty and believes plain gossip.
+    pub plain_grants: BTreeMap<String, Grants>,
 }
 
 impl Authority {
@@ -93,6 +97,16 @@ impl Authority {
             policy: AuthorityPolicy {
                 ha_hosts: settings.db.ha_hosts.clone(),
             },
+            plain_grants: BTreeMap::new(),
+        }
+    }
+
+    /// How far `name`'s state is believed: its verified certificate's grants over TLS, else the
+    /// grants given for plain gossip, else as said.
+    fn identity_of<'a>(&'a self, name: &str, verified: Option<&'a Grants>) -> PeerIdentity<'a> {
+        match verified.or_else(|| self.plain_grants.get(name)) {
+            Some(grants) => PeerIdentity::Certified(grants),
+            None => PeerIdentity::Unchecked,
         }
     }
 }
@@ -260,9 +274,9 @@ impl Gossip {
                 }
             };
             let observation = observation_of(id, u64::from(state.heartbeat()), announcement, lookup);
-            let identity = verified.as_ref().map_or(PeerIdentity::Unchecked, |verified| {
-                PeerIdentity::Certified(&verified.grants)
-            });
+            let identity = self
+                .authority
+                .identity_of(&observation.name, verified.as_ref().map(|verified| &verified.grants));
             let (observation, reasons) = authority::screen(observation, identity, &self.authority.policy);
             seen.refused.extend(reasons.into_iter().map(|reason| RefusedClaim {
                 name: observation.name.clone(),

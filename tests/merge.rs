@@ -75,7 +75,14 @@ fn write_on(db: &MariaDb, script: &str) {
     db.admin(&["SET GLOBAL read_only = ON"]);
 }
 
+/// The merge's summary; a merge that says it left rows unsaved fails here (see `run_merge_of`).
 fn run_merge(ctx: &RepairContext, plan: &MergePlan) -> Result<String, String> {
+    let merged = run_merge_of(ctx, plan)?;
+    assert_eq!(merged.unsaved, None, "an exact merge leaves nothing unsaved");
+    Ok(merged.summary)
+}
+
+fn run_merge_of(ctx: &RepairContext, plan: &MergePlan) -> Result<repair::Merged, String> {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (sender, _receiver) = tokio::sync::mpsc::channel(1024);
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -305,4 +312,53 @@ fn statement_events_fall_back_to_the_window_and_say_what_it_may_miss() {
     assert!(summary.contains("rows dated earlier are not"), "{summary}");
     assert!(summary.contains("divergent-transactions.sql"), "{summary}");
     assert_eq!(marked_rows(&winner)[0].len(), 1, "only the row inside the window");
+}
+
+/// `FLUSH` then `PURGE … TO` the new file; MariaDB keeps an old file until InnoDB's binlog
+/// checkpoint has passed it, so the purge is asked again for a few seconds.
+fn purge_all_but_the_current_log(db: &MariaDb) {
+    db.admin(&["FLUSH BINARY LOGS"]);
+    let status = db.query_root("SHOW MASTER STATUS");
+    let newest = status
+        .split_whitespace()
+        .next()
+        .expect("the current binary log")
+        .to_string();
+    for _ in 0..50 {
+        db.admin(&[&format!("PURGE BINARY LOGS TO '{newest}'")]);
+        if db.query_root("SHOW BINARY LOGS").split_whitespace().next() == Some(newest.as_str()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the binary logs before {newest} were never purged");
+}
+
+#[test]
+fn a_log_purged_past_the_fork_makes_the_merge_say_what_it_could_not_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let (loser, winner, fork) = servers(dir.path());
+    let now = unix_s();
+    // A late row (a day old, from an agent's buffer) during the split, then the operator's
+    // routine purge: the log no longer reaches back to the fork.
+    write_on(
+        &loser,
+        &format!(
+            "INSERT INTO tagente_datos VALUES ({MARK}, 1, {now}), ({MARK}, 2, {});\n",
+            now - 86_400
+        ),
+    );
+    purge_all_but_the_current_log(&loser);
+    let ctx = context(dir.path(), &loser, 1_000);
+    let merged = run_merge_of(&ctx, &plan(&winner, &fork)).expect("the merge");
+    assert_eq!(
+        marked_rows(&winner)[0].len(),
+        1,
+        "only the row inside the window: {}",
+        merged.summary
+    );
+    let unsaved = merged
+        .unsaved
+        .expect("the merge says the day-old row is neither merged nor saved");
+    assert!(unsaved.contains("since the fork"), "{unsaved}");
 }

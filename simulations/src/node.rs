@@ -22,8 +22,6 @@ use crate::network::SimNetwork;
 
 pub const THRESHOLD_MS: u64 = 1_000;
 const SETTLE_MS: u64 = THRESHOLD_MS / 2;
-/// The simulated wall clock starts here (2023-11-14), plus the simulated time.
-const WALL_CLOCK_START_MS: u64 = 1_700_000_000_000;
 
 /// What the world learns from one step of an agent.
 #[derive(Debug, Clone)]
@@ -44,12 +42,8 @@ pub struct SimAgent {
     gossip: Option<Gossip>,
     node: Option<Node>,
     db: Option<ModelDb>,
-    /// When the simulation began: the wall clock counts from it.
-    simulation_start: tokio::time::Instant,
     started_at: tokio::time::Instant,
     unreachable_since: Option<tokio::time::Instant>,
-    /// How far this host's wall clock is off (a clock jump moves it).
-    pub wall_offset_ms: i64,
     /// The DB primary this host's configuration names (what pandora_ha_hosts.conf would hold).
     pub config_db_primary: Option<String>,
     /// Actions run on the model whose outcomes the executor has not reported yet, with the
@@ -77,10 +71,8 @@ impl SimAgent {
             gossip: None,
             node: None,
             db,
-            simulation_start: tokio::time::Instant::now(),
             started_at: tokio::time::Instant::now(),
             unreachable_since: None,
-            wall_offset_ms: 0,
             config_db_primary: None,
             reporting: Vec::new(),
             models: models.clone(),
@@ -99,9 +91,9 @@ impl SimAgent {
         MonoMs(self.started_at.elapsed().as_millis() as u64)
     }
 
+    /// This host's wall clock: the model's, with the host's clock jumps.
     fn wall_unix_ms(&self) -> u64 {
-        let simulated = self.simulation_start.elapsed().as_millis() as i64;
-        (WALL_CLOCK_START_MS as i64 + simulated + self.wall_offset_ms).max(0) as u64
+        self.models.wall_ms(&self.name)
     }
 
     /// How many nodes (itself included) this agent's core holds alive right now.
@@ -177,8 +169,12 @@ impl SimAgent {
             generation: self.generation,
             certificate: None,
         };
-        // Simulated nodes have no certificates: gossip is believed, as on plain loopback.
-        let authority = Authority::default();
+        // Simulated nodes have no certificates: each peer's gossip is held to the grants its
+        // certificate would carry, as `core::authority` does over TLS.
+        let authority = Authority {
+            plain_grants: self.models.grants(),
+            ..Authority::default()
+        };
         let gossip = Gossip::start(&params, &announcement, &network.transport(&self.name), authority)
             .await
             .expect("simulated gossip starts");
@@ -309,7 +305,10 @@ impl SimAgent {
             return finished;
         };
         for act in actions {
-            let result = run_action(db, &act.action).await;
+            let (result, unsaved) = match run_action(db, &act.action).await {
+                Ok(unsaved) => (Ok(()), unsaved),
+                Err(err) => (Err(err), None),
+            };
             let steps = match act.action {
                 DbAction::Merge(_) | DbAction::Resync { .. } => REPAIR_REPORT_STEPS,
                 _ => 1,
@@ -320,6 +319,7 @@ impl SimAgent {
                     took_ms: u64::from(steps) * TICK_CHECK_INTERVAL_MS,
                     action: act.action,
                     result: result.map(|()| None).map_err(|err| err.to_string()),
+                    unsaved,
                 },
             ));
         }
@@ -327,7 +327,6 @@ impl SimAgent {
     }
 
     /// Sets raw gossip keys on this agent's node, as a peer lying about itself would.
-    #[allow(dead_code)] // the lying-peer scenarios call it
     pub async fn forge(&mut self, keys: &[(&'static str, String)]) {
         if let Some(gossip) = self.gossip.as_ref() {
             let _ = gossip.set_keys(keys).await;
@@ -348,7 +347,15 @@ fn worth_a_line(kind: EventKind) -> bool {
     )
 }
 
-async fn run_action(db: &mut ModelDb, action: &DbAction) -> Result<(), DbError> {
+/// Runs `action` on the model; `Ok(Some(why))` for a merge that left data it could not save.
+async fn run_action(db: &mut ModelDb, action: &DbAction) -> Result<Option<String>, DbError> {
+    match action {
+        DbAction::Merge(plan) => db.merge_into(&plan.winner),
+        action => run_plain_action(db, action).await.map(|()| None),
+    }
+}
+
+async fn run_plain_action(db: &mut ModelDb, action: &DbAction) -> Result<(), DbError> {
     match action {
         DbAction::SetReadOnly | DbAction::StepDown => db.set_read_only().await,
         DbAction::Promote { .. } | DbAction::Resume => db.promote().await,
@@ -358,7 +365,7 @@ async fn run_action(db: &mut ModelDb, action: &DbAction) -> Result<(), DbError> 
             let timeout = Duration::from_millis(if *host_reached { 2_000 } else { 500 });
             db.fence(&host, port, timeout).await
         }
-        DbAction::Merge(plan) => db.merge_into(&plan.winner),
+        DbAction::Merge(plan) => db.merge_into(&plan.winner).map(|_| ()),
         DbAction::Resync {
             node,
             save_first: SaveFirst::BinlogAndDump,

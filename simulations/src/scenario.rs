@@ -30,6 +30,20 @@ pub enum Op {
     StartDb(String),
     /// The host's server purges its binary logs up to now.
     Purge(String),
+    /// The host's wall clock jumps by this many milliseconds (back when negative).
+    ClockJump(String, i64),
+    /// The host runs out of descriptors for this many milliseconds: its agent cannot open a
+    /// connection to any database, its mysqld runs on.
+    ExhaustConnections(String, u64),
+    /// Until the next heal, rows arrive this many milliseconds older than their client's clock
+    /// (agents deliver data they buffered while no server answered).
+    LateRows(u64),
+    /// An operator reinstalls the host's database server by hand: its own setup, a new server
+    /// id and GTID domain, no user data (what it held is backed up first).
+    Reinstall(String),
+    /// The host's agent gossips a database primary claim with a huge epoch, which its
+    /// certificate does not grant.
+    Lie(String),
 }
 
 impl fmt::Display for Op {
@@ -47,6 +61,13 @@ impl fmt::Display for Op {
             Op::KillDb(a) => write!(f, "kill -9 mysqld on {a}"),
             Op::StartDb(a) => write!(f, "start mysqld on {a}"),
             Op::Purge(a) => write!(f, "purge binary logs on {a}"),
+            Op::ClockJump(a, ms) => write!(f, "wall clock of {a} jumps {:+.1} s", *ms as f64 / 1000.0),
+            Op::ExhaustConnections(a, ms) => {
+                write!(f, "{a} runs out of descriptors for {:.1} s", *ms as f64 / 1000.0)
+            }
+            Op::LateRows(ms) => write!(f, "rows arrive {:.0} s late until healed", *ms as f64 / 1000.0),
+            Op::Reinstall(a) => write!(f, "operator reinstalls the database server on {a}"),
+            Op::Lie(a) => write!(f, "{a} gossips a forged primary claim"),
         }
     }
 }
@@ -88,6 +109,9 @@ pub struct Scenario {
     /// Transactions of user data each DB server (in order) holds of its own at the start: a
     /// server that ran something else before it joined. Missing entries are 0.
     pub own_data: Vec<u64>,
+    /// `gtid_domain_id` of each DB server (in order): servers set up separately may number
+    /// their transactions in domains of their own. Missing entries are 0.
+    pub domains: Vec<u32>,
 }
 
 fn s(text: &str) -> String {
@@ -102,6 +126,7 @@ pub fn named() -> Vec<Scenario> {
         ops,
         setup_transactions: 0,
         own_data: Vec::new(),
+        domains: Vec::new(),
     };
     vec![
         standard(
@@ -127,6 +152,7 @@ pub fn named() -> Vec<Scenario> {
             ],
             setup_transactions: 0,
             own_data: Vec::new(),
+            domains: Vec::new(),
         },
         // Two servers that each ran something of their own before: unrelated histories, both
         // holding data. db1 (first of ha_hosts) is primary; db2 is never wiped: it waits.
@@ -192,6 +218,74 @@ pub fn named() -> Vec<Scenario> {
                 Op::Wait(10_000),
             ],
         ),
+        // Servers set up separately: unrelated histories numbered in different GTID domains,
+        // both holding data. db1 stays primary; db2 waits, unwiped.
+        Scenario {
+            setup_transactions: 2,
+            own_data: vec![30, 50],
+            domains: vec![0, 2],
+            ..standard("unrelated_domains", vec![Op::Wait(10_000)])
+        },
+        // An operator reinstalls the replica: an empty server with setup of its own under
+        // another server id and domain joins a cluster holding data. It is cloned.
+        Scenario {
+            setup_transactions: 3,
+            ..standard("fresh_server_joins", vec![Op::Reinstall(s("db2")), Op::Wait(12_000)])
+        },
+        // The same for the preferred server, after db2 took over: the empty db1 never wins.
+        Scenario {
+            setup_transactions: 3,
+            ..standard(
+                "fresh_preferred_server_joins",
+                vec![
+                    Op::KillDb(s("db1")),
+                    Op::Wait(8_000),
+                    Op::Reinstall(s("db1")),
+                    Op::Wait(12_000),
+                ],
+            )
+        },
+        // A split-brain whose old primary takes late rows (dated before the split): the merge
+        // copies them all, whatever their time.
+        standard("split_late_rows", split_with_old_primary(vec![Op::LateRows(600_000)])),
+        // The same with the old primary's logs purged past the fork: the merge can only go by
+        // the time window, which misses the late rows; they must not be wiped unsaved.
+        standard(
+            "split_late_rows_purged",
+            split_with_old_primary(vec![Op::LateRows(600_000), Op::Wait(3_000), Op::Purge(s("db1"))]),
+        ),
+        // The winner's wall clock an hour ahead when it promotes: its window opens in the
+        // future.
+        standard(
+            "split_clock_jump_purged",
+            [Op::ClockJump(s("db2"), 3_600_000)]
+                .into_iter()
+                .chain(split_with_old_primary(vec![Op::Purge(s("db1"))]))
+                .collect(),
+        ),
+        // The primary's agent cannot open a connection for a while, its mysqld runs on.
+        standard(
+            "descriptors_exhausted_primary",
+            vec![Op::ExhaustConnections(s("db1"), 8_000), Op::Wait(12_000)],
+        ),
+        standard(
+            "descriptors_exhausted_replica",
+            vec![Op::ExhaustConnections(s("db2"), 8_000), Op::Wait(12_000)],
+        ),
+        // Wall clocks jumping both ways on every kind of host, then the primary dies.
+        standard(
+            "clock_jumps",
+            vec![
+                Op::ClockJump(s("db1"), -3_600_000),
+                Op::ClockJump(s("db2"), 86_400_000),
+                Op::ClockJump(s("srv1"), -600_000),
+                Op::Wait(3_000),
+                Op::KillDb(s("db1")),
+                Op::Wait(10_000),
+            ],
+        ),
+        // A console gossips a primary claim with a huge epoch: nobody follows it.
+        standard("lying_console", vec![Op::Lie(s("console1")), Op::Wait(10_000)]),
         standard("whole_cluster_restart", {
             let hosts = Layout::STANDARD.hosts();
             let mut ops: Vec<Op> = hosts.iter().map(|host| Op::Crash(host.clone())).collect();
@@ -215,6 +309,23 @@ pub fn named() -> Vec<Scenario> {
     ]
 }
 
+/// The standard layout split in two: db1 (the primary) with srv1, which keeps writing to it,
+/// and the rest, where db2 takes over; `during` runs inside the split, which lasts 10 s.
+fn split_with_old_primary(during: Vec<Op>) -> Vec<Op> {
+    let mut ops: Vec<Op> = ["db1", "srv1"]
+        .iter()
+        .flat_map(|near| {
+            ["db2", "srv2", "srv3", "console1"]
+                .iter()
+                .map(move |far| Op::Cut(s(near), s(far)))
+        })
+        .collect();
+    ops.push(Op::Wait(5_000));
+    ops.extend(during);
+    ops.extend([Op::Wait(5_000), Op::Heal, Op::Wait(15_000)]);
+    ops
+}
+
 /// A random schedule on the standard layout, all from `seed`.
 pub fn random(seed: u64) -> Scenario {
     let layout = Layout::STANDARD;
@@ -223,7 +334,7 @@ pub fn random(seed: u64) -> Scenario {
     let pick = |rng: &mut StdRng| hosts[rng.gen_range(0..hosts.len())].clone();
     let mut ops = vec![Op::Wait(rng.gen_range(0..5_000))];
     for _ in 0..rng.gen_range(2..7) {
-        let op = match rng.gen_range(0..11) {
+        let op = match rng.gen_range(0..16) {
             0 => Op::Cut(pick(&mut rng), pick(&mut rng)),
             1 => Op::CutOneWay(pick(&mut rng), pick(&mut rng)),
             2 => Op::Isolate(pick(&mut rng)),
@@ -234,7 +345,13 @@ pub fn random(seed: u64) -> Scenario {
             7 => Op::Restart(pick(&mut rng)),
             8 => Op::KillDb(layout.db(rng.gen_range(0..layout.dbs))),
             9 => Op::StartDb(layout.db(rng.gen_range(0..layout.dbs))),
-            _ => Op::Purge(layout.db(rng.gen_range(0..layout.dbs))),
+            10 => Op::Purge(layout.db(rng.gen_range(0..layout.dbs))),
+            11 => Op::ClockJump(pick(&mut rng), rng.gen_range(-7_200_000..7_200_000)),
+            12 => Op::ExhaustConnections(pick(&mut rng), rng.gen_range(500..10_000)),
+            13 => Op::LateRows(rng.gen_range(1_000..3_600_000)),
+            14 => Op::Reinstall(layout.db(rng.gen_range(0..layout.dbs))),
+            // Only a host without the db grant can lie about being a database.
+            _ => Op::Lie(hosts[rng.gen_range(layout.dbs..hosts.len())].clone()),
         };
         ops.push(op);
         ops.push(Op::Wait(rng.gen_range(200..8_000)));
@@ -248,11 +365,18 @@ pub fn random(seed: u64) -> Scenario {
     } else {
         Vec::new()
     };
+    // Sometimes the servers were set up separately, each numbering in a domain of its own.
+    let domains = if rng.gen_bool(0.2) {
+        vec![0, rng.gen_range(1..4)]
+    } else {
+        Vec::new()
+    };
     Scenario {
         name: format!("random-{seed}"),
         layout,
         ops,
         setup_transactions,
         own_data,
+        domains,
     }
 }

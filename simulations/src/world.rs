@@ -1,13 +1,17 @@
 //! Runs one scenario on simulated time and checks the invariants on every tick: at most one
 //! writable primary per connected part once gossip settles, never a stale promotion, at most one
-//! promotion per part per failure, and at the end no acknowledged write lost (unless kept on a
-//! node waiting for resync), and every host's configuration on the final primary.
+//! promotion per part per failure, never a primary promoted without data another live
+//! candidate holds, never data wiped that nobody else held and nothing saved, never a lying
+//! peer followed; and at the end no acknowledged row missing from the final primary (unless
+//! kept on a node waiting for resync, or saved by a rebuild's dump), and every host's
+//! configuration on the final primary.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
-use gossip_ha_proto::db::DbRole;
-use gossip_ha_proto::gossip::Role;
+use gossip_ha::core::authority::Grants;
+use gossip_ha_proto::db::{DbAnnouncement, DbRole};
+use gossip_ha_proto::gossip::{Role, KEY_DB, KEY_ROLES};
 
 use crate::model_db::{Gtid, ModelCluster};
 use crate::network::SimNetwork;
@@ -21,6 +25,10 @@ const WRITE_EVERY_TICKS: u64 = 4;
 const SETTLE_MS: u64 = 4 * THRESHOLD_MS + 2_000;
 /// After the schedule, everything is healed and restarted, then given this long.
 const FINAL_WAIT_MS: u64 = 20_000;
+/// Setup transactions (users, grants) an operator's fresh install logs.
+const REINSTALL_SETUP_TRANSACTIONS: u64 = 2;
+/// The epoch a liar claims: above anything a real run reaches.
+const LIAR_EPOCH: u64 = 1_000_000;
 
 pub struct Outcome {
     pub name: String,
@@ -47,6 +55,11 @@ struct World {
     lost_primary_at: Option<(u64, String)>,
     failovers_ms: Vec<u64>,
     ticks: u64,
+    /// Hosts gossiping a claim their grants do not allow.
+    liars: BTreeSet<String>,
+    /// The DB agents' roles when a liar began in a settled cluster: no role may change until
+    /// the next operation.
+    roles_at_lie: Option<BTreeMap<String, Option<DbRole>>>,
 }
 
 impl World {
@@ -104,9 +117,11 @@ impl World {
 
     async fn apply(&mut self, op: &Op) {
         self.log(format!("--- {op}"));
+        let settled_before = self.now_ms.saturating_sub(self.last_change_ms) >= SETTLE_MS;
         if !matches!(op, Op::Wait(_)) {
             self.last_change_ms = self.now_ms;
             self.promotions_since_change.clear();
+            self.roles_at_lie = None;
         }
         let primary_before = self.writable_primaries();
         match op {
@@ -123,7 +138,10 @@ impl World {
                     self.network.cut(a, &agent.name);
                 }
             }
-            Op::Heal => self.network.heal(),
+            Op::Heal => {
+                self.network.heal();
+                self.models.late_rows(0);
+            }
             Op::Loss(p) => self.network.set_loss(*p),
             Op::Delay(ms) => self.network.set_delay(0, *ms),
             Op::Crash(host) => {
@@ -140,6 +158,11 @@ impl World {
             Op::KillDb(host) => self.models.kill(host),
             Op::StartDb(host) => self.models.start(host),
             Op::Purge(host) => self.models.purge(host),
+            Op::ClockJump(host, delta_ms) => self.models.clock_jump(host, *delta_ms),
+            Op::ExhaustConnections(host, ms) => self.models.exhaust(host, Duration::from_millis(*ms)),
+            Op::LateRows(age_ms) => self.models.late_rows(*age_ms),
+            Op::Reinstall(host) => self.models.reinstall(host, REINSTALL_SETUP_TRANSACTIONS),
+            Op::Lie(host) => self.lie(host, settled_before).await,
         }
         // Losing the writable primary (its mysqld, or its reachability) starts a failover clock.
         if let [primary] = primary_before.as_slice() {
@@ -184,6 +207,37 @@ impl World {
         }
     }
 
+    /// `liar` gossips the db role and a primary claim with a huge epoch; its grants allow
+    /// neither. Started in a settled cluster, nobody's role may change because of it.
+    async fn lie(&mut self, liar: &str, settled_before: bool) {
+        let claim = DbAnnouncement {
+            role: DbRole::Primary,
+            claims_primary: true,
+            reachable: true,
+            read_only: Some(false),
+            gtid: "0-999-1000000".into(),
+            gtid_history: "0-999-1000000".into(),
+            epoch: LIAR_EPOCH,
+            priority: u8::MAX,
+            promotable: true,
+            advertise: format!("{liar}:3306"),
+            ..DbAnnouncement::default()
+        };
+        let Some(agent) = self.agent_mut(liar) else { return };
+        let mut roles: Vec<&str> = agent.roles.iter().map(|role| role.as_str()).collect();
+        roles.push(Role::Db.as_str());
+        let keys = [
+            (KEY_ROLES, roles.join(",")),
+            (KEY_DB, serde_json::to_string(&claim).expect("a claim serializes")),
+        ];
+        agent.forge(&keys).await;
+        self.liars.insert(liar.to_string());
+        if settled_before {
+            let roles = self.agents.iter().filter(|agent| agent.is_db());
+            self.roles_at_lie = Some(roles.map(|agent| (agent.name.clone(), agent.db_role())).collect());
+        }
+    }
+
     /// Every Pandora server writes through the primary its own configuration names.
     fn write(&mut self) {
         let clients: Vec<(String, Option<String>)> = self
@@ -205,7 +259,9 @@ impl World {
     /// second promotion in one connected part before the topology changes again.
     fn check_promotion(&mut self, promoted: &str) {
         let servers = self.models.snapshot();
-        let Some(mine) = servers.get(promoted) else { return };
+        if !servers.contains_key(promoted) {
+            return;
+        }
         // Candidates are the other replicas whose agents run; an old primary (agent down or
         // not) is not one, and its extra writes are the merge's business.
         let candidates: HashSet<String> = self
@@ -215,14 +271,26 @@ impl World {
             .filter(|agent| matches!(agent.db_role(), Some(DbRole::Replica | DbRole::Unknown)))
             .map(|agent| agent.name.clone())
             .collect();
+        // Compared as sets of rows, across domains and server ids (a merge's copies carry
+        // their rows under new GTIDs): a candidate holding every row the promoted one holds,
+        // and more, had data the new primary lacks.
+        let mine_rows = self.models.rows_on(promoted);
         for (host, other) in &servers {
             let candidate = host != promoted && other.alive && candidates.contains(host);
-            let ahead = other.binlog.len() > mine.binlog.len() && other.binlog.starts_with(&mine.binlog);
-            if candidate && ahead && self.network.connected(promoted, host) {
+            if !candidate || !self.network.connected(promoted, host) {
+                continue;
+            }
+            // Rows a host wrote itself it wrote as primary: an old primary's extra writes are
+            // the merge's business, a replica holds only others' rows.
+            let theirs = self.models.rows_on(host);
+            let lacking = theirs
+                .difference(&mine_rows)
+                .filter(|origin| origin.server != other.server_id)
+                .count();
+            if lacking > 0 && mine_rows.is_subset(&theirs) {
                 self.violate(format!(
-                    "stale promotion: {promoted} ({} transactions) promoted while {host} had {} of the same history",
-                    mine.binlog.len(),
-                    other.binlog.len()
+                    "stale promotion: {promoted} ({} rows) promoted while {host} held those and {lacking} more",
+                    mine_rows.len()
                 ));
             }
         }
@@ -238,7 +306,56 @@ impl World {
         }
     }
 
+    /// A rebuild that wiped data nobody else held, unsaved, is a violation when it happens.
+    fn check_discards(&mut self) {
+        for discard in self.models.take_discarded() {
+            self.violate(format!("data discarded unsaved: {discard}"));
+        }
+    }
+
+    /// Nobody follows a liar: no configuration names it, no role changes after it began.
+    fn check_liars(&mut self) {
+        let following: Vec<String> = self
+            .agents
+            .iter()
+            .filter(|agent| {
+                agent
+                    .config_db_primary
+                    .as_ref()
+                    .is_some_and(|primary| self.liars.contains(primary))
+            })
+            .map(|agent| {
+                format!(
+                    "{} names {}",
+                    agent.name,
+                    agent.config_db_primary.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        if !following.is_empty() {
+            self.violate(format!("a liar followed as DB primary: {}", following.join(", ")));
+        }
+        let Some(before) = self.roles_at_lie.clone() else {
+            return;
+        };
+        for agent in self.agents.iter().filter(|agent| agent.is_db()) {
+            let was = before.get(&agent.name).copied().flatten();
+            if agent.db_role() != was {
+                let liars = self.liars.iter().cloned().collect::<Vec<_>>().join(", ");
+                self.violate(format!(
+                    "{} changed role ({was:?} to {:?}) after {liars} lied, with nothing else changed",
+                    agent.name,
+                    agent.db_role()
+                ));
+                self.roles_at_lie = None;
+                return;
+            }
+        }
+    }
+
     fn check_primaries(&mut self) {
+        self.check_discards();
+        self.check_liars();
         if self.now_ms.saturating_sub(self.last_change_ms) < SETTLE_MS {
             return;
         }
@@ -256,7 +373,6 @@ impl World {
 
     fn check_end(&mut self) {
         let writable = self.writable_primaries();
-        let servers = self.models.snapshot();
         let Some(final_primary) = writable.first().cloned() else {
             self.violate("no writable primary at the end, with every host up and healed".into());
             return;
@@ -268,27 +384,7 @@ impl World {
                 writable.join(", ")
             ));
         }
-        let kept: HashSet<Gtid> = servers[&final_primary].binlog.iter().copied().collect();
-        let saved: HashSet<Gtid> = self
-            .agents
-            .iter()
-            .filter(|agent| agent.db_role() == Some(DbRole::NeedsResync))
-            .flat_map(|agent| servers[&agent.name].binlog.iter().copied())
-            .chain(self.models.saved())
-            .collect();
-        let lost: Vec<String> = self
-            .acked
-            .iter()
-            .filter(|(gtid, _)| !kept.contains(gtid) && !saved.contains(gtid))
-            .map(|(gtid, on)| format!("{gtid} (acknowledged by {on})"))
-            .collect();
-        if !lost.is_empty() {
-            self.violate(format!(
-                "{} acknowledged writes neither on the final primary {final_primary} nor saved on a node awaiting resync: {}",
-                lost.len(),
-                lost.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
+        self.check_rows_kept(&final_primary);
         let stale: Vec<String> = self
             .agents
             .iter()
@@ -310,21 +406,63 @@ impl World {
     }
 }
 
+impl World {
+    /// Every acknowledged row (a write, or a server's own data from before it joined) is on the
+    /// final primary, whatever its time: merges copy it. Excused only while a node waiting for
+    /// resync keeps it, or where a rebuild's dump or an operator's backup saved it.
+    fn check_rows_kept(&mut self, final_primary: &str) {
+        let kept = self.models.rows_on(final_primary);
+        let mut excused = self.models.saved_rows();
+        for agent in self
+            .agents
+            .iter()
+            .filter(|agent| agent.db_role() == Some(DbRole::NeedsResync))
+        {
+            excused.extend(self.models.rows_on(&agent.name));
+        }
+        let lost: Vec<String> = self
+            .acked
+            .iter()
+            .filter(|(gtid, _)| !kept.contains(gtid) && !excused.contains(gtid))
+            .map(|(gtid, on)| format!("{gtid} (acknowledged by {on})"))
+            .collect();
+        if !lost.is_empty() {
+            self.violate(format!(
+                "{} acknowledged rows neither on the final primary {final_primary} nor kept on a node awaiting resync nor in a dump: {}",
+                lost.len(),
+                lost.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+}
+
+/// What each host's certificate would grant: the roles its layout gives it.
+fn grants_of(host: &str, roles: &[Role]) -> (String, Grants) {
+    let grants = Grants {
+        roles: roles.iter().copied().collect(),
+        admin: false,
+    };
+    (host.to_string(), grants)
+}
+
 pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
     let network = SimNetwork::new(seed);
     let models = ModelCluster::new(network.clone());
     let hosts = scenario.layout.hosts();
     let mut agents = Vec::new();
     let mut preloaded = Vec::new();
+    let mut grants = BTreeMap::new();
     for (index, host) in hosts.iter().enumerate() {
         let roles: Vec<Role> = match host {
             h if h.starts_with("db") => vec![Role::Db],
             h if h.starts_with("srv") => vec![Role::Server],
             _ => vec![Role::Console],
         };
+        grants.extend([grants_of(host, &roles)]);
         if roles.contains(&Role::Db) {
             let own_data = scenario.own_data.get(index).copied().unwrap_or(0);
-            let held = models.add(host, index as u32 + 1, scenario.setup_transactions, own_data);
+            let domain = scenario.domains.get(index).copied().unwrap_or(0);
+            let held = models.add(host, index as u32 + 1, domain, scenario.setup_transactions, own_data);
             // What a server held before it joined counts as acknowledged: it must never be
             // wiped without being kept or saved.
             preloaded.extend(held.into_iter().map(|gtid| (gtid, host.clone())));
@@ -339,6 +477,7 @@ pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
             &models,
         ));
     }
+    models.set_grants(grants);
     let seeds: Vec<std::net::SocketAddr> = agents.iter().take(2).map(|agent| agent.addr).collect();
     for agent in agents.iter_mut() {
         agent.start(&network, &seeds).await;
@@ -357,6 +496,8 @@ pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
         lost_primary_at: None,
         failovers_ms: Vec::new(),
         ticks: 0,
+        liars: BTreeSet::new(),
+        roles_at_lie: None,
     };
     // The cluster forms first: a fresh cluster elects its primary.
     world.apply(&Op::Wait(6_000)).await;

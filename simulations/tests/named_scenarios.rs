@@ -15,7 +15,12 @@ fn every_named_scenario_holds_the_invariants() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("10 passed, 0 failed"), "{stdout}");
+    // Every named scenario ran (20 of them) and none failed.
+    let passed = stdout
+        .lines()
+        .find_map(|line| line.strip_suffix(" passed, 0 failed"))
+        .and_then(|count| count.parse::<usize>().ok());
+    assert!(passed.is_some_and(|count| count >= 20), "{stdout}");
 }
 
 #[test]

@@ -579,6 +579,7 @@ impl Driver {
                     action: outcome.action,
                     result: outcome.result.map_err(|err| err.to_string()),
                     took_ms: outcome.took.as_millis() as u64,
+                    unsaved: outcome.unsaved,
                 },
             );
         }

@@ -1256,10 +1256,13 @@ impl DbCore {
             ranking.describe(),
             ranking.unrelated_note()
         );
-        // The old primary's agent is silent but its mysqld may still take writes: fence it first.
+        // The old primary's agent is silent, or says it cannot reach its database (its own
+        // connections failing: descriptors run out, say), but its mysqld may still take
+        // writes: fence it first.
         let fence = self.last_primary_seen.as_deref().and_then(|old| {
-            let peer = view.peers.iter().find(|peer| peer.name == old && !peer.alive)?;
-            Some((old.to_string(), peer.db?.advertise.clone()))
+            let peer = view.peers.iter().find(|peer| peer.name == old)?;
+            let db = peer.db?;
+            (!peer.alive || !db.reachable).then(|| (old.to_string(), db.advertise.clone()))
         });
         // Unless only this node is cut off from it: a live peer still reaching the old primary's
         // database while this node cannot means the fence would miss it and clients could keep
@@ -1277,7 +1280,7 @@ impl DbCore {
                         witness: witness.name.to_string(),
                     },
                     format!(
-                        "{old}'s agent is silent and this node cannot reach its host ({addr}), but {} still does: its database may still take writes, so not promoting over it",
+                        "{old}'s agent is silent or cannot reach its database, and this node cannot reach its host ({addr}), but {} still does: its database may still take writes, so not promoting over it",
                         witness.name
                     ),
                     out,

@@ -37,6 +37,8 @@ pub struct ActionOutcome {
     /// What a merge or resync did, in a line.
     pub result: Result<Option<String>, DbError>,
     pub took: Duration,
+    /// What a merge could neither copy nor save: its rebuild saves this node first.
+    pub unsaved: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -192,21 +194,26 @@ async fn run<B: DbBackend>(
         let outcome = match action {
             Some(action) => {
                 let started = Instant::now();
-                let result = match &action {
+                let (result, unsaved) = match &action {
                     DbAction::Merge(_) | DbAction::Resync { .. } => {
                         let mut lines = Progress::new(progress.clone());
-                        let result = execute_repair(setup.repair.as_ref(), &action, &mut lines, &stop)
-                            .await
-                            .map(Some);
+                        let result = execute_repair(setup.repair.as_ref(), &action, &mut lines, &stop).await;
                         backend.content_changed();
-                        result
+                        match result {
+                            Ok(merged) => (Ok(Some(merged.summary)), merged.unsaved),
+                            Err(err) => (Err(err), None),
+                        }
                     }
-                    _ => execute(&mut backend, &action, &setup.credentials).await.map(|()| None),
+                    _ => (
+                        execute(&mut backend, &action, &setup.credentials).await.map(|()| None),
+                        None,
+                    ),
                 };
                 Some(ActionOutcome {
                     action,
                     result,
                     took: started.elapsed(),
+                    unsaved,
                 })
             }
             None => None,
@@ -275,7 +282,7 @@ async fn execute_repair(
     action: &DbAction,
     progress: &mut Progress,
     stop: &watch::Receiver<bool>,
-) -> Result<String, DbError> {
+) -> Result<repair::Merged, DbError> {
     let context = context.ok_or_else(|| DbError::Query {
         target: "agent".into(),
         what: "repair".into(),
@@ -288,7 +295,9 @@ async fn execute_repair(
             addr,
             transfer,
             save_first,
-        } => repair::resync(context, node, addr, transfer.as_deref(), *save_first, progress, stop).await,
+        } => repair::resync(context, node, addr, transfer.as_deref(), *save_first, progress, stop)
+            .await
+            .map(|summary| repair::Merged { summary, unsaved: None }),
         _ => unreachable!("only merges and resyncs are repairs"),
     }
 }

@@ -16,6 +16,8 @@ pub struct Finished {
     pub action: DbAction,
     pub result: Result<Option<String>, String>,
     pub took_ms: u64,
+    /// What a merge could neither copy nor save (its rebuild then saves this node first).
+    pub unsaved: Option<String>,
 }
 
 impl Node {
@@ -71,9 +73,16 @@ impl Node {
     fn repair_finished(&mut self, finished: &Finished) {
         let result = finished.result.clone().map(|_| ());
         self.ready.counted.push(Counted::RepairFinished { ok: result.is_ok() });
+        if let Some(why) = &finished.unsaved {
+            self.own_event(
+                EventKind::Repair,
+                format!("the merge left data behind: {why}; the rebuild saves this node's binary log and user databases first"),
+            );
+        }
         let reply = self.core.input(Input::RepairFinished {
             action: &finished.action,
             result,
+            unsaved: finished.unsaved.as_deref(),
         });
         for decision in reply.decisions {
             let (kind, reason) = db_event(decision, EventKind::Repair);

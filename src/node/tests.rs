@@ -179,6 +179,7 @@ fn an_outcome_ends_the_action_in_flight_and_is_said() {
                 action: act.action,
                 result: Ok(None),
                 took_ms: 12,
+                unsaved: None,
             },
         );
     }

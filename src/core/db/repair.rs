@@ -86,6 +86,16 @@ impl DbCore {
     }
 
     /// Newest progress of a running merge or resync, for status.
+    /// The merge left data it could neither copy nor save: the rebuild saves everything first.
+    pub fn save_before_rebuild(&mut self, why: &str) {
+        if let Some(repair) = self.repair.as_mut() {
+            repair.save_first = SaveFirst::BinlogAndDump;
+            repair.status.progress = Some(format!(
+                "merge done, but {why}: saving this node's binary log and user databases before the rebuild"
+            ));
+        }
+    }
+
     /// A merge's summary, shown with the repair until the node is rebuilt (at most
     /// `MAX_MERGE_SUMMARY_CHARS`: it is gossiped).
     pub fn record_merge(&mut self, summary: &str) {

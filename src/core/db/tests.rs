@@ -559,7 +559,61 @@ fn a_primary_claim_survives_a_short_database_outage_but_not_a_long_one() {
         ..restarting
     };
     let decided = run(&mut replica, 4_100, 4_100, &[dead, witness], &[], &local);
-    assert_eq!(actions(&decided), [promote(2)]);
+    // Its agent cannot say whether mysqld still takes writes: fenced first, harmless if down.
+    assert_eq!(
+        actions(&decided),
+        [
+            DbAction::Fence {
+                node: "db1".into(),
+                addr: "127.0.0.1:3303".into(),
+                host_reached: false
+            },
+            promote(2)
+        ]
+    );
+}
+
+/// The simulations' seed `descriptors_exhausted_primary`: the primary's agent ran out of
+/// descriptors, so its probes failed and its claim lapsed, while its mysqld ran on writable.
+/// Promoting without fencing it left two writable primaries.
+#[test]
+fn an_old_primary_is_fenced_before_promotion_whenever_its_agent_cannot_vouch_for_it() {
+    let local = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    let lapsed = Peer {
+        reachable: false,
+        unreachable_for_ms: 2_100,
+        db_primary: None,
+        reaches: &["db2"],
+        ..primary_peer("db1", 3, 1)
+    };
+    let cases: [(&str, &[Peer], &[Peer]); 2] = [
+        (
+            "agent alive, its database unreachable to it",
+            std::slice::from_ref(&lapsed),
+            &[],
+        ),
+        ("agent silent", &[], std::slice::from_ref(&lapsed)),
+    ];
+    for (case, alive, silent) in cases {
+        let mut replica = db_node("db2", 2);
+        let primary = primary_peer("db1", 3, 1);
+        run(
+            &mut replica,
+            0,
+            500,
+            &[primary, witness("srv", Some("db1"))],
+            &[],
+            &local,
+        );
+        let alive: Vec<Peer> = alive.iter().cloned().chain([witness("srv", None)]).collect();
+        let decided = run(&mut replica, 600, 6_000, &alive, silent, &local);
+        let fenced = DbAction::Fence {
+            node: "db1".into(),
+            addr: "127.0.0.1:3303".into(),
+            host_reached: false,
+        };
+        assert_eq!(actions(&decided), [fenced, promote(2)], "{case}: {}", notes(&decided));
+    }
 }
 
 #[test]
@@ -1009,6 +1063,37 @@ fn with_autofix_the_loser_merges_then_resyncs_then_rejoins() {
         "{decided:?}"
     );
     assert_eq!(loser.self_db().unwrap().repair, None);
+}
+
+#[test]
+fn a_merge_that_left_rows_unsaved_makes_the_rebuild_save_this_node_first() {
+    // The loser's binary log was purged past the fork: the merge copied the window, and rows
+    // dated before it are neither in the winner nor in the saved file. The rebuild must not wipe
+    // them unsaved.
+    let winner = split_primary("db2", 2, 2, "0-2-150", "0-1-100");
+    let (mut loser, _) = refused_by(&winner);
+    let stopped = probe(true, "0-1-120", None);
+    let decided = run(&mut loser, 100, 1_000, std::slice::from_ref(&winner), &[], &stopped);
+    let acted = actions(&decided);
+    let [merge @ DbAction::Merge(_)] = acted.as_slice() else {
+        panic!("{decided:?}")
+    };
+    loser.input(crate::core::Input::RepairFinished {
+        action: merge,
+        result: Ok(()),
+        unsaved: Some("the binary log was purged past the fork"),
+    });
+    let decided = run(&mut loser, 2_100, 2_100, std::slice::from_ref(&winner), &[], &stopped);
+    assert!(
+        matches!(
+            actions(&decided).as_slice(),
+            [DbAction::Resync {
+                save_first: SaveFirst::BinlogAndDump,
+                ..
+            }]
+        ),
+        "{decided:?}"
+    );
 }
 
 #[test]

@@ -22,6 +22,9 @@ pub enum Input<'a> {
     RepairFinished {
         action: &'a DbAction,
         result: Result<(), String>,
+        /// What a merge could neither copy nor save (a log purged past the fork): the
+        /// rebuild that follows saves this node's binary log and databases first.
+        unsaved: Option<&'a str>,
     },
     /// A merge's summary, said again in this node's status.
     MergeSummary(&'a str),
@@ -62,12 +65,21 @@ impl Core {
                 }
                 Reply::default()
             }
-            Input::RepairFinished { action, result } => Reply {
+            Input::RepairFinished {
+                action,
+                result,
+                unsaved,
+            } => Reply {
                 answer: None,
                 decisions: self
                     .db
                     .as_mut()
-                    .map(|db| db.repair_finished(action, result))
+                    .map(|db| {
+                        if let Some(why) = unsaved {
+                            db.save_before_rebuild(why);
+                        }
+                        db.repair_finished(action, result)
+                    })
                     .unwrap_or_default(),
             },
             Input::MergeSummary(summary) => {

@@ -34,12 +34,20 @@ struct Column {
     column_type: String,
 }
 
+/// A merge done: its summary, and what it could neither copy nor save (a binary log purged
+/// past the fork), which the rebuild must then save before it wipes this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    pub summary: String,
+    pub unsaved: Option<String>,
+}
+
 pub async fn merge(
     ctx: &RepairContext,
     plan: &MergePlan,
     progress: &mut Progress,
     stop: &watch::Receiver<bool>,
-) -> Result<String, DbError> {
+) -> Result<Merged, DbError> {
     let started = Instant::now();
     let dir = save::private_dir(&ctx.state_dir, "splitbrain", &format!("lost-to-{}", plan.winner))?;
     // The save and the copy run at once: the copy only adds to the winner, and nothing of this
@@ -64,7 +72,10 @@ pub async fn merge(
         describe(ctx, plan, &reading, &windows, &dir.join(DIVERGENT_FILE))
     );
     write_report(&dir, &summary)?;
-    Ok(summary)
+    let unsaved = reading.gap.map(|gap| {
+        format!("this node's binary log no longer holds all its transactions since the fork ({gap}), so rows outside the window are neither merged nor in the saved file")
+    });
+    Ok(Merged { summary, unsaved })
 }
 
 /// The rows from the log, then the windows of the tables the log could not say for.

@@ -21,7 +21,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 use tokio::sync::{mpsc, watch};
 
-pub use merge::merge;
+pub use merge::{merge, Merged};
 pub use physical::PhysicalSetup;
 
 use super::DbError;
