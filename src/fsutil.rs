@@ -131,6 +131,16 @@ pub fn read_regular_file(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>
     Ok(bytes)
 }
 
+/// A configuration file (or a template) is a few KiB; a larger one is a mistake (or a device).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads a configuration file or template at start: `read_regular_file` bounded by
+/// `MAX_CONFIG_BYTES`, as UTF-8 text.
+pub fn read_config_text(path: &Path) -> std::io::Result<String> {
+    let bytes = read_regular_file(path, MAX_CONFIG_BYTES)?;
+    String::from_utf8(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Whether users other than the owner and its group can read `path` (mode `o+r`).
 pub fn readable_by_others(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|metadata| metadata.mode() & 0o004 != 0)

@@ -82,7 +82,7 @@ pub struct Hooks {
 
 fn record(events: &Mutex<EventLog>, kind: EventKind, reason: String) {
     if let Ok(mut log) = events.lock() {
-        log.push(crate::agent::unix_ms(), kind, None, reason);
+        log.push(crate::clock::unix_ms(), kind, None, reason);
     }
 }
 

@@ -210,7 +210,7 @@ fn seeds_from_ha_hosts(pandora: Option<(&Path, &str)>, own: IpAddr, port: u16, p
     };
     let mut seeds = Vec::new();
     for host in ha_hosts.split(',').map(str::trim).filter(|host| !host.is_empty()) {
-        let ip = host.rsplit_once(':').map_or(host, |(ip, _)| ip);
+        let ip = crate::address::host_of(host);
         match ip.parse::<IpAddr>() {
             Ok(ip) if ip == own => {}
             Ok(ip) => seeds.push(std::net::SocketAddr::new(ip, port).to_string()),

@@ -6,7 +6,11 @@ use gossip_ha_proto::api::{Event, NodeLiveness, NodeStatus, Stall, StatusReport}
 use gossip_ha_proto::db::{DbAnnouncement, RepairKind};
 
 use crate::core::db::display_gtid;
-use crate::node::role_list;
+
+/// Roles as the tables and the status line write them: `db,server`.
+pub fn role_list(roles: &[gossip_ha_proto::gossip::Role]) -> String {
+    roles.iter().map(|role| role.as_str()).collect::<Vec<_>>().join(",")
+}
 
 fn seconds(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)

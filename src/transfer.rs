@@ -243,7 +243,7 @@ async fn send_backup<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(why);
     };
     let started = Instant::now();
-    let work = source.work_dir.join(format!("backup-{}", crate::agent::unix_ms()));
+    let work = source.work_dir.join(format!("backup-{}", crate::clock::unix_ms()));
     std::fs::create_dir_all(&work).map_err(|err| format!("{}: {err}", work.display()))?;
     let sent = stream_backup(&mut stream, source, &work).await;
     let _ = std::fs::remove_dir_all(&work);

@@ -67,7 +67,7 @@ fn forged_primary_claim() -> String {
 
 fn forged_request(kind: ClusterRequestKind) -> String {
     serde_json::to_string(&ClusterRequest {
-        id: gossip_ha::agent::unix_ms(),
+        id: gossip_ha::clock::unix_ms(),
         kind,
     })
     .unwrap()
@@ -84,7 +84,7 @@ async fn start_liar(identity: TlsIdentity, seed: &AgentSpec) -> Gossip {
         advertise: addr,
         seeds: vec![format!("127.0.0.1:{}", seed.port)],
         threshold_ms: 1_000,
-        generation: gossip_ha::agent::unix_ms(),
+        generation: gossip_ha::clock::unix_ms(),
         certificate: Some(identity.gossiped_certificate()),
     };
     let announcement = Announcement {
@@ -439,7 +439,7 @@ async fn start_impostor(liar: TlsIdentity, cluster: &Cluster) -> Gossip {
     let db1_cert = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
     let port = free_port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let generation = gossip_ha::agent::unix_ms();
+    let generation = gossip_ha::clock::unix_ms();
     let params = GossipParams {
         node_name: "db1".into(),
         cluster_id: "test".into(),

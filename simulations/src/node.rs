@@ -361,7 +361,7 @@ async fn run_plain_action(db: &mut ModelDb, action: &DbAction) -> Result<(), DbE
         DbAction::Promote { .. } | DbAction::Resume => db.promote().await,
         DbAction::StopReplication => db.stop_replication().await,
         DbAction::Fence { addr, host_reached, .. } => {
-            let (host, port) = gossip_ha::db::worker::split_host_port(addr).unwrap_or((addr.clone(), 3306));
+            let (host, port) = gossip_ha::address::split_host_port(addr).unwrap_or((addr.clone(), 3306));
             let timeout = Duration::from_millis(if *host_reached { 2_000 } else { 500 });
             db.fence(&host, port, timeout).await
         }

@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use gossip_ha_proto::api::{EventKind, StatusReport};
 use gossip_ha_proto::gossip::{Announcement, KEY_CERT};
 use tokio::sync::{oneshot, watch};
 
+use crate::clock::unix_ms;
 use crate::config::{DbAgentSettings, Settings};
 use crate::core::db::DbPolicy;
 use crate::core::MonoMs;
@@ -20,7 +21,8 @@ use crate::db::worker::{DbWorker, ReplicationCredentials, WorkerSetup};
 use crate::events::EventLog;
 use crate::gossip::{self, Gossip, GossipError};
 use crate::hooks::Hooks;
-use crate::node::{empty_report, role_list, Counted, Finished, Node, NodeDbSetup, NodeSetup, Probe, Ready, Tick};
+use crate::node::{empty_report, Counted, Finished, Node, NodeDbSetup, NodeSetup, Probe, Ready, Tick};
+use crate::render::role_list;
 use crate::rewrite::Rewriter;
 use crate::socket::{self, AdminPolicy, AdminRequest, ApiState, SocketError};
 use crate::state_file::{StateError, StateFile};
@@ -69,13 +71,6 @@ struct DbRuntime {
     transfer: Option<tokio::task::JoinHandle<()>>,
     /// The DB nodes the transfer service may send backups to, kept current each tick.
     transfer_members: crate::transfer::DbMembers,
-}
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 /// The daemon's I/O around the node: gossip, the DB worker, the state file, the rewriter, hooks,

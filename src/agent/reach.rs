@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::db::worker::split_host_port;
+use crate::address::split_host_port;
 
 /// DB nodes checked at most per round; a Pandora cluster has a handful.
 const MAX_TARGETS: usize = 64;

@@ -23,7 +23,7 @@ pub struct DbSettings {
     pub replication_user: Option<String>,
     pub replication_password: Option<Secret>,
     pub splitbrain_autofix: Option<bool>,
-    #[serde(serialize_with = "super::secret::serialize_optional_url")]
+    #[serde(serialize_with = "crate::secret::serialize_optional_url")]
     pub url: Option<Secret>,
     pub advertise: Option<String>,
     pub priority: Option<u8>,
@@ -106,7 +106,7 @@ fn plain_identifier(name: &str) -> bool {
 #[derive(Debug, Clone, Serialize)]
 pub struct DbAgentSettings {
     /// Shown with only its password masked: the derived host and user are worth checking.
-    #[serde(serialize_with = "super::secret::serialize_url")]
+    #[serde(serialize_with = "crate::secret::serialize_url")]
     pub url: Secret,
     pub advertise: String,
     pub replication_user: String,
@@ -197,7 +197,7 @@ pub(super) fn resolve_db_agent(
             ))
         }
     };
-    if crate::db::worker::split_host_port(&advertise).is_none() {
+    if crate::address::split_host_port(&advertise).is_none() {
         return Err(invalid(
             "db.advertise",
             format!("expected host:port, got `{advertise}`"),

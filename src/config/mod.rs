@@ -5,7 +5,6 @@
 mod db;
 mod locate;
 pub mod pandora;
-mod secret;
 mod sources;
 
 use std::collections::BTreeSet;
@@ -20,12 +19,12 @@ use locate::Locator;
 
 use crate::hooks::HooksConfig;
 use crate::rewrite::{Facts, Kind, Target};
+pub use crate::secret::{mask_url_password, Secret, MASK};
 use crate::tls::identity::TlsFiles;
 use db::{resolve_db_agent, seconds_to_ms};
 pub use db::{DbAgentSettings, DbSettings, MergeTable};
 pub use locate::Override;
 use pandora::PandoraServerConf;
-pub use secret::{mask_url_password, Secret, MASK};
 pub use sources::Notes;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7946";
@@ -48,18 +47,12 @@ pub enum ConfigError {
     Exposed { path: PathBuf, mode: u32 },
 }
 
-/// A configuration file is a few KiB; a larger one is a mistake (or a device).
-const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
-
 /// Reads a configuration file at start, bounded in size and never blocking.
 pub(crate) fn read_config_file(path: &Path) -> Result<String, ConfigError> {
-    let read_error = |source| ConfigError::Read {
+    crate::fsutil::read_config_text(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    };
-    let bytes = crate::fsutil::read_regular_file(path, MAX_CONFIG_BYTES).map_err(read_error)?;
-    String::from_utf8(bytes)
-        .map_err(|_| read_error(std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")))
+    })
 }
 
 /// The `[db]` keys whose values are secrets.

@@ -65,7 +65,7 @@ pub(super) fn derived_loopback(settings: &Settings, merged: &Config, locator: &L
     if settings.db.advertise.is_some() {
         return Vec::new();
     }
-    let Some((host, _)) = crate::db::worker::split_host_port(&db.advertise) else {
+    let Some((host, _)) = crate::address::split_host_port(&db.advertise) else {
         return Vec::new();
     };
     if !host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) {

@@ -9,6 +9,7 @@ use std::fmt;
 use gossip_ha_proto::gossip::Role;
 
 use super::Observation;
+use crate::address::{bare_host, host_of};
 
 /// URI subject alternative names `urn:gossip-ha:role:<role>` carry a certificate's grants.
 pub const GRANT_URI_PREFIX: &str = "urn:gossip-ha:role:";
@@ -91,7 +92,7 @@ impl AuthorityPolicy {
 
     /// Where the database of `node` at `advertise` stands in `ha_hosts` (the first is preferred).
     pub fn position_of(&self, node: &str, advertise: &str) -> Option<usize> {
-        let host = bare_host(advertise.rsplit_once(':').map_or(advertise, |(host, _)| host));
+        let host = host_of(advertise);
         self.ha_hosts.iter().map(|entry| entry.trim()).position(|entry| {
             let entry_host = match entry.parse::<std::net::SocketAddr>() {
                 Ok(addr) => addr.ip().to_string(),
@@ -100,11 +101,6 @@ impl AuthorityPolicy {
             entry == node || entry == advertise || same_host(&entry_host, host)
         })
     }
-}
-
-/// `[fd00::1]` → `fd00::1`: entries and addresses may or may not bracket an IPv6 address.
-fn bare_host(host: &str) -> &str {
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Host names compare as text (case-insensitively); IP addresses as addresses (`fd00:0::1` is

@@ -2,7 +2,7 @@
 //! MASTER_USE_GTID`, `SHOW SLAVE STATUS`) and MySQL 8 / Percona 8 (`CHANGE REPLICATION SOURCE TO
 //! … SOURCE_AUTO_POSITION`, `SHOW REPLICA STATUS`, `super_read_only`). Pure: no connection here.
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Schemas every server has: never user data.
 pub const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
@@ -223,7 +223,7 @@ impl Dialect {
         statements.extend(self.stop_replication());
         statements.push(Statement {
             sql: change(&quote(source.password.expose())),
-            shown: change(&quote(crate::config::MASK)),
+            shown: change(&quote(crate::secret::MASK)),
         });
         statements.push(match self {
             Dialect::MariaDb => "START SLAVE".into(),

@@ -15,6 +15,8 @@ use gossip_ha_proto::db::DbRole;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
+use crate::address::{bare_host, host_of, split_host_port};
+
 /// `mysql_version` is a VARCHAR(10) in Pandora's schema.
 const VERSION_CHARS: usize = 10;
 /// Rows unchanged but for `utimestamp` are written again this often, so the console sees the
@@ -89,17 +91,13 @@ fn entry_for(ha_hosts: &[String], node: &str, advertise: &str) -> Option<String>
         .iter()
         .find(|entry| entry.trim() == node || entry.trim() == advertise);
     // On one host several servers share the address: a host-only match counts when unique.
-    let host = advertise.rsplit_once(':').map_or(advertise, |(host, _)| host);
-    let mut same_host = ha_hosts.iter().filter(|entry| bare(entry.trim()) == bare(host));
+    let host = host_of(advertise);
+    let mut same_host = ha_hosts.iter().filter(|entry| bare_host(entry.trim()) == host);
     let unique = match (same_host.next(), same_host.next()) {
         (Some(entry), None) => Some(entry),
         _ => None,
     };
     exact.or(unique).map(|entry| entry.trim().to_string())
-}
-
-fn bare(host: &str) -> &str {
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// The rows the primary keeps: one per `ha_hosts` entry, or per DB node heard when there is no
@@ -176,10 +174,7 @@ fn absent_row(host: String) -> HaRow {
 }
 
 fn port_of(address: &str) -> u16 {
-    address
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse().ok())
-        .unwrap_or(3306)
+    split_host_port(address).map_or(3306, |(_, port)| port)
 }
 
 /// "10.11.6-MariaDB-0+deb12u1-log" → "10.11.6": the column holds ten characters.

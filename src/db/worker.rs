@@ -10,8 +10,9 @@ use tokio::task::JoinHandle;
 use super::pandora_view::{ViewJob, ViewOutcome, ViewWriter};
 use super::repair::{self, Progress, RepairContext};
 use super::{DbBackend, DbError, DbProbe, ReplicationSource};
-use crate::config::Secret;
+use crate::address::split_host_port;
 use crate::core::db::DbAction;
+use crate::secret::Secret;
 
 /// Actions queued at most; the core decides one at a time, so more means something is wrong.
 const ACTION_QUEUE: usize = 4;
@@ -299,25 +300,5 @@ async fn execute_repair(
             .await
             .map(|summary| repair::Merged { summary, unsaved: None }),
         _ => unreachable!("only merges and resyncs are repairs"),
-    }
-}
-
-/// `host:port`, `[v6]:port`.
-pub fn split_host_port(addr: &str) -> Option<(String, u16)> {
-    let (host, port) = addr.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_string(), port.parse().ok()?)).filter(|(host, _)| !host.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_host_port;
-
-    #[test]
-    fn host_and_port_are_split() {
-        assert_eq!(split_host_port("127.0.0.1:3306"), Some(("127.0.0.1".into(), 3306)));
-        assert_eq!(split_host_port("[::1]:3307"), Some(("::1".into(), 3307)));
-        assert_eq!(split_host_port("db1:x"), None);
-        assert_eq!(split_host_port(":3306"), None);
     }
 }

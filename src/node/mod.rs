@@ -32,7 +32,7 @@ mod view;
 
 pub use admin::{AdminId, Answer};
 pub use outcome::Finished;
-pub use view::{describe, empty_report, facts_from, role_list, view_keys};
+pub use view::{describe, empty_report, facts_from, view_keys};
 use view::{node_status, StatusBook};
 
 /// What the node is built from: the agent's settings, as far as its decisions need them.

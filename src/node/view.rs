@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use gossip_ha_proto::api::{NodeLiveness, NodeStatus, ReachProblem, ReplicationLag, StatusReport};
 use gossip_ha_proto::gossip::{KEY_ANSWERS, KEY_DB, KEY_DB_PRIMARY, KEY_DB_REACH, KEY_DOWN};
 
+use crate::address::split_host_port;
 use crate::core::db::DbAction;
 use crate::core::lag::{DbNode, LagBook};
 use crate::core::reach::{Checker, ReachBook, ReachChange, Target};
 use crate::core::{Core, MonoMs, NodeView};
-use crate::db::worker::split_host_port;
 use crate::rewrite::Facts;
 
 /// The report before the first tick (and the frame of every later one).
@@ -183,8 +183,4 @@ pub fn facts_from(core: &Core, view: &[NodeView], cluster_id: &str, node_name: &
 /// How `action` reads in events and answers (its `Display`, next to its definition).
 pub fn describe(action: &DbAction) -> String {
     action.to_string()
-}
-
-pub fn role_list(roles: &[gossip_ha_proto::gossip::Role]) -> String {
-    roles.iter().map(|role| role.as_str()).collect::<Vec<_>>().join(",")
 }

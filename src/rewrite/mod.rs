@@ -152,8 +152,9 @@ impl Target {
             }
             Kind::Template => {
                 let template_path = self.template.as_deref().unwrap_or(Path::new(""));
-                let template = crate::config::read_config_file(template_path)
-                    .map_err(|err| self.file_error(format!("template: {err}")))?;
+                let template = crate::fsutil::read_config_text(template_path).map_err(|err| {
+                    self.file_error(format!("template: cannot read {}: {err}", template_path.display()))
+                })?;
                 edit::template(&template, &facts.variables())
             }
         };
@@ -241,7 +242,7 @@ impl Rewriter {
 
 fn record(events: &Mutex<EventLog>, kind: EventKind, reason: String) {
     if let Ok(mut log) = events.lock() {
-        log.push(crate::agent::unix_ms(), kind, None, reason);
+        log.push(crate::clock::unix_ms(), kind, None, reason);
     }
 }
 
@@ -296,7 +297,7 @@ async fn run(
                     entry.ok = true;
                     entry.error = None;
                     entry.value = Some(value);
-                    entry.changed_unix_ms = Some(crate::agent::unix_ms());
+                    entry.changed_unix_ms = Some(crate::clock::unix_ms());
                     if !target.reload.is_empty() && !reloads.contains(&target.reload) {
                         reloads.push(target.reload.clone());
                     }

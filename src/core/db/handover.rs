@@ -18,13 +18,13 @@ impl DbCore {
     /// A planned switchover to `to` (checked by the caller: a live, promotable replica of this
     /// primary): read-only now, then `to` promotes once it has applied everything.
     pub fn start_handover(&mut self, to: &str) -> Result<String, String> {
-        if self.role != LocalRole::Primary {
+        let Some(primacy) = self.role.primacy_mut() else {
             return Err("this node is not the primary".into());
-        }
-        if let Some(handover) = &self.handover {
+        };
+        if let Some(handover) = &primacy.handover {
             return Err(format!("a switchover to {} is already under way", handover.to));
         }
-        self.handover = Some(Handover {
+        primacy.handover = Some(Handover {
             to: to.to_string(),
             since: None,
             gtid: None,
@@ -37,8 +37,8 @@ impl DbCore {
 
     /// The node this primary yields to once it is read-only for a switchover.
     pub fn yields_to(&self) -> Option<&str> {
-        self.handover
-            .as_ref()
+        self.role
+            .handover()
             .filter(|handover| handover.gtid.is_some())
             .map(|handover| handover.to.as_str())
     }
@@ -47,7 +47,7 @@ impl DbCore {
     /// election then yields to it and `check_rivals` steps down); abandoned after the timeout.
     /// True when it decided something this step.
     pub(super) fn carry_out_handover(&mut self, view: &DbView<'_>, probe: &DbProbe, out: &mut Vec<DbDecision>) -> bool {
-        let Some(handover) = self.handover.as_mut() else {
+        let Some(handover) = self.role.primacy_mut().and_then(|primacy| primacy.handover.as_mut()) else {
             return false;
         };
         let since = *handover.since.get_or_insert(view.now);
@@ -60,7 +60,9 @@ impl DbCore {
         }
         if view.now.since(since) > self.policy.switchover_timeout_ms {
             let to = handover.to.clone();
-            self.handover = None;
+            if let Some(primacy) = self.role.primacy_mut() {
+                primacy.handover = None;
+            }
             self.act(
                 DbAction::Resume,
                 format!(

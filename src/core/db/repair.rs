@@ -42,7 +42,7 @@ impl DbCore {
     /// The shell reports how a merge or resync ended; the core decides what comes next.
     pub fn repair_finished(&mut self, action: &DbAction, result: Result<(), String>) -> Vec<DbDecision> {
         let mut out = Vec::new();
-        let Some(repair) = self.repair.as_mut() else {
+        let Some(repair) = self.role.repair_mut() else {
             return out;
         };
         match (action, result) {
@@ -55,8 +55,7 @@ impl DbCore {
                 out.push(DbDecision::Note {
                     reason: format!("rebuilt from {node}: rejoining as its replica"),
                 });
-                self.repair = None;
-                self.role = LocalRole::Starting;
+                self.role = LocalRole::starting();
                 self.last_repoint_at = None;
             }
             (DbAction::Merge(_) | DbAction::Resync { .. }, Err(err)) => {
@@ -88,7 +87,7 @@ impl DbCore {
     /// Newest progress of a running merge or resync, for status.
     /// The merge left data it could neither copy nor save: the rebuild saves everything first.
     pub fn save_before_rebuild(&mut self, why: &str) {
-        if let Some(repair) = self.repair.as_mut() {
+        if let Some(repair) = self.role.repair_mut() {
             repair.save_first = SaveFirst::BinlogAndDump;
             repair.status.progress = Some(format!(
                 "merge done, but {why}: saving this node's binary log and user databases before the rebuild"
@@ -99,7 +98,7 @@ impl DbCore {
     /// A merge's summary, shown with the repair until the node is rebuilt (at most
     /// `MAX_MERGE_SUMMARY_CHARS`: it is gossiped).
     pub fn record_merge(&mut self, summary: &str) {
-        if let Some(repair) = self.repair.as_mut() {
+        if let Some(repair) = self.role.repair_mut() {
             let mut kept: String = summary.chars().take(MAX_MERGE_SUMMARY_CHARS).collect();
             if kept.len() < summary.len() {
                 kept.push('…');
@@ -109,14 +108,14 @@ impl DbCore {
     }
 
     pub fn repair_progress(&mut self, progress: String) {
-        if let Some(repair) = self.repair.as_mut() {
+        if let Some(repair) = self.role.repair_mut() {
             repair.status.progress = Some(progress);
         }
     }
 
     /// `gossip-ha resync`: repair a diverged node now, or rebuild a replica from the primary.
     pub fn request_resync(&mut self, primary: Option<(&str, &str)>) -> Result<String, String> {
-        if let Some(repair) = self.repair.as_mut() {
+        if let Some(repair) = self.role.repair_mut() {
             if matches!(repair.status.stage, RepairStage::Merging | RepairStage::Resyncing) && repair.next.is_none() {
                 return Err(format!(
                     "a repair is already running ({})",
@@ -151,8 +150,7 @@ impl DbCore {
         let Some((winner, addr)) = primary else {
             return Err("no primary is elected: nothing to resync from".into());
         };
-        self.role = LocalRole::NeedsResync(format!("operator asked for a rebuild from {winner}"));
-        self.repair = Some(Repair {
+        let repair = Repair {
             status: RepairStatus {
                 winner: winner.to_string(),
                 fork_gtid: String::new(),
@@ -168,12 +166,16 @@ impl DbCore {
             save_first: SaveFirst::Nothing,
             failures: 0,
             failed_at: None,
-        });
+        };
+        self.role = LocalRole::NeedsResync {
+            why: format!("operator asked for a rebuild from {winner}"),
+            repair,
+        };
         Ok(format!("rebuilding from {winner} at {addr}"))
     }
 
     pub(super) fn advance_repair(&mut self, view: &DbView<'_>, out: &mut Vec<DbDecision>) {
-        let Some(repair) = self.repair.as_mut() else {
+        let Some(repair) = self.role.repair_mut() else {
             return;
         };
         // A clone loses nothing, so it is retried whatever splitbrain_autofix says.
@@ -412,8 +414,10 @@ impl DbCore {
                 (repair, format!("it has transactions {primary} lacks; {next}"))
             }
         };
-        self.role = LocalRole::NeedsResync(format!("{situation}; {then}"));
-        self.repair = Some(repair);
+        self.role = LocalRole::NeedsResync {
+            why: format!("{situation}; {then}"),
+            repair,
+        };
         out.push(DbDecision::NeedsResync {
             reason: format!("{situation}; stays read-only and will not rejoin on top of a different history; {then}"),
         });

@@ -1700,4 +1700,5 @@ fn a_server_logging_full_row_images_is_never_warned_about() {
 }
 
 mod histories;
+mod invariants;
 mod said_once;

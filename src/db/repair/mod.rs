@@ -105,7 +105,7 @@ impl RepairContext {
 
     /// The winner's database, with this node's admin credentials.
     async fn connect_to(&self, addr: &str) -> Result<Conn, DbError> {
-        let (host, port) = super::worker::split_host_port(addr).ok_or_else(|| DbError::Unreadable {
+        let (host, port) = crate::address::split_host_port(addr).ok_or_else(|| DbError::Unreadable {
             target: addr.to_string(),
             what: "winner address".into(),
             message: "expected host:port".into(),

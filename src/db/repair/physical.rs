@@ -136,7 +136,7 @@ pub async fn resync(
     ));
     run_command("stop the local server", &setup.stop_command).await?;
     wait_for_server(ctx, false).await?;
-    let kept = sibling(&setup.datadir, &format!("gossip-ha-old-{}", crate::agent::unix_ms()));
+    let kept = sibling(&setup.datadir, &format!("gossip-ha-old-{}", crate::clock::unix_ms()));
     std::fs::rename(&setup.datadir, &kept)
         .map_err(|err| tool_error("resync", format!("set aside {}: {err}", setup.datadir.display())))?;
     std::fs::rename(&fresh, &setup.datadir)

@@ -30,7 +30,7 @@ pub async fn resync(
 ) -> Result<String, DbError> {
     let started = Instant::now();
     let target = ctx.local_target();
-    let (host, port) = crate::db::worker::split_host_port(winner_addr).ok_or_else(|| DbError::Unreadable {
+    let (host, port) = crate::address::split_host_port(winner_addr).ok_or_else(|| DbError::Unreadable {
         target: winner_addr.to_string(),
         what: "winner address".into(),
         message: "expected host:port".into(),

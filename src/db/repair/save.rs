@@ -25,7 +25,7 @@ pub fn private_dir(state_dir: &Path, area: &str, label: &str) -> Result<PathBuf,
             }
         })
         .collect();
-    let dir = state_dir.join(area).join(format!("{}-{safe}", crate::agent::unix_ms()));
+    let dir = state_dir.join(area).join(format!("{}-{safe}", crate::clock::unix_ms()));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -95,7 +95,7 @@ pub async fn save_binlog(ctx: &RepairContext, dir: &Path, from_gtid: &str, file:
     };
     let path = dir.join(file);
     private_file(&path)?;
-    let bytes = tools::export_binlog(ctx, dir, &first, from_gtid, &path).await?;
+    let bytes = export_binlog(ctx, dir, &first, from_gtid, &path).await?;
     let from = if from_gtid.is_empty() {
         format!("all of it, from {first}")
     } else {
@@ -175,4 +175,40 @@ async fn local_user_databases(ctx: &RepairContext) -> Result<Vec<String>, DbErro
     let names = super::user_databases(ctx, &mut local, &ctx.local_target()).await;
     let _ = local.disconnect().await;
     names
+}
+
+/// This node's binary log after `fork_gtid` (all of it when the fork is unknown), read from
+/// the running server from `first_log` on, into `path`. Returns its size in bytes.
+async fn export_binlog(
+    ctx: &RepairContext,
+    dir: &Path,
+    first_log: &str,
+    fork_gtid: &str,
+    path: &Path,
+) -> Result<u64, DbError> {
+    let options = ClientOptions::write(dir, "local", &ctx.local, None)?;
+    let mut args = vec![
+        options.arg(),
+        "--read-from-remote-server".into(),
+        "--to-last-log".into(),
+        "--verbose".into(),
+        format!("--result-file={}", path.display()),
+    ];
+    if !fork_gtid.is_empty() {
+        args.push(format!("--start-position={fork_gtid}"));
+    }
+    args.push(first_log.to_string());
+    let child = tools::spawn("mariadb-binlog", &args, false, false)?;
+    match tokio::time::timeout(ctx.resync_timeout, tools::finish("mariadb-binlog", child)).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(tools::tool_error(
+                "mariadb-binlog",
+                format!("did not finish within {} s", ctx.resync_timeout.as_secs()),
+            ))
+        }
+    }
+    std::fs::metadata(path)
+        .map(|meta| meta.len())
+        .map_err(|err| tools::tool_error("mariadb-binlog", format!("{}: {err}", path.display())))
 }

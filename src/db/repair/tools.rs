@@ -9,7 +9,6 @@ use std::process::Stdio;
 use mysql_async::Opts;
 use tokio::process::Command;
 
-use super::RepairContext;
 use crate::db::DbError;
 
 /// Stderr kept from a tool for its error message.
@@ -113,40 +112,4 @@ pub async fn finish(program: &str, child: tokio::process::Child) -> Result<(), D
         .rev()
         .collect();
     Err(tool_error(program, format!("{} : {}", output.status, tail.trim())))
-}
-
-/// This node's binary log after `fork_gtid` (all of it when the fork is unknown), read from
-/// the running server from `first_log` on, into `path`. Returns its size in bytes.
-pub async fn export_binlog(
-    ctx: &RepairContext,
-    dir: &Path,
-    first_log: &str,
-    fork_gtid: &str,
-    path: &Path,
-) -> Result<u64, DbError> {
-    let options = ClientOptions::write(dir, "local", &ctx.local, None)?;
-    let mut args = vec![
-        options.arg(),
-        "--read-from-remote-server".into(),
-        "--to-last-log".into(),
-        "--verbose".into(),
-        format!("--result-file={}", path.display()),
-    ];
-    if !fork_gtid.is_empty() {
-        args.push(format!("--start-position={fork_gtid}"));
-    }
-    args.push(first_log.to_string());
-    let child = spawn("mariadb-binlog", &args, false, false)?;
-    match tokio::time::timeout(ctx.resync_timeout, finish("mariadb-binlog", child)).await {
-        Ok(result) => result?,
-        Err(_) => {
-            return Err(tool_error(
-                "mariadb-binlog",
-                format!("did not finish within {} s", ctx.resync_timeout.as_secs()),
-            ))
-        }
-    }
-    std::fs::metadata(path)
-        .map(|meta| meta.len())
-        .map_err(|err| tool_error("mariadb-binlog", format!("{}: {err}", path.display())))
 }

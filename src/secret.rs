@@ -1,3 +1,7 @@
+//! Secrets (passwords, connection URLs): a type that shows a mask wherever it is printed or
+//! serialised. A leaf: it imports nothing of the crate, so the database layer and the
+//! configuration can both use it.
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize, Serializer};
