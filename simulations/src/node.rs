@@ -127,6 +127,7 @@ impl SimAgent {
             threshold_ms: THRESHOLD_MS,
             generation: self.generation,
             certificate: None,
+            rounds: network.rounds(),
         };
         // Simulated nodes have no certificates: gossip is believed, as on plain loopback.
         let authority = Authority::default();

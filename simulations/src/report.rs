@@ -83,7 +83,7 @@ pub async fn convergence(nodes: usize) -> Convergence {
             tokio::time::Instant::now() < deadline,
             "{nodes} nodes did not converge in 120 simulated s"
         );
-        tokio::time::sleep(TICK).await;
+        network.run_for(TICK).await;
         for agent in agents.iter_mut() {
             agent.step().await;
         }
@@ -91,7 +91,7 @@ pub async fn convergence(nodes: usize) -> Convergence {
     let quiet_start = tokio::time::Instant::now();
     let bytes_before: u64 = network.bytes_sent().values().sum();
     for _ in 0..50 {
-        tokio::time::sleep(TICK).await;
+        network.run_for(TICK).await;
         for agent in agents.iter_mut() {
             agent.step().await;
         }
@@ -106,7 +106,7 @@ pub async fn convergence(nodes: usize) -> Convergence {
             tokio::time::Instant::now() < deadline + Duration::from_secs(120),
             "the newcomer never reached everyone"
         );
-        tokio::time::sleep(TICK).await;
+        network.run_for(TICK).await;
         for agent in agents.iter_mut() {
             agent.step().await;
         }
