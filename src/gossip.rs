@@ -3,11 +3,15 @@
 //! the core or the driver.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chitchat::transport::{Transport, UdpTransport};
-use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use chitchat::{
+    spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, Deserializable, FailureDetectorConfig, Heartbeat,
+};
 use gossip_ha_proto::db::DbAnnouncement;
 use gossip_ha_proto::gossip::{
     Announcement, AnnouncementError, ClusterRequest, RequestAnswer, KEY_ANSWERS, KEY_CERT, KEY_DB, KEY_DB_PRIMARY,
@@ -30,6 +34,9 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Peers that stay silent this long are dropped from chitchat's state (our core keeps its own
 /// memory of them, so status still lists them as down).
 const DEAD_NODE_GRACE: Duration = Duration::from_secs(3600);
+/// Chitchat's own round interval when rounds are driven from outside: its loop then runs one
+/// round at start (with no seeds, nobody to send to) and never again within a simulated run.
+const DRIVEN_INTERVAL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum GossipError {
@@ -127,7 +134,8 @@ pub struct IgnoredPeer {
 }
 
 pub struct Gossip {
-    handle: ChitchatHandle,
+    /// Shared only with a `RoundHandle` (weakly): the simulations' round driver.
+    handle: Arc<ChitchatHandle>,
     authority: Authority,
     /// Peers' last verified states (over TLS).
     sealed: SealedStates,
@@ -156,6 +164,102 @@ pub struct GossipParams {
     pub generation: u64,
     /// This agent's certificate (base64 DER) for the `cert` key, over TLS.
     pub certificate: Option<String>,
+    pub rounds: Rounds,
+}
+
+/// Who starts this node's gossip rounds.
+#[derive(Clone, Default)]
+pub enum Rounds {
+    /// Chitchat's own loop, every gossip interval, to partners it picks with an RNG it seeds
+    /// from the OS: the agent.
+    #[default]
+    Chitchat,
+    /// Whoever receives the `RoundHandle` (the simulations: partners from their seeded RNG, so a
+    /// run replays exactly). Chitchat's own loop is kept out of the way: no seeds, an interval
+    /// of a year.
+    Driven(Arc<dyn Fn(RoundHandle) + Send + Sync>),
+}
+
+impl std::fmt::Debug for Rounds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Rounds::Chitchat => "Chitchat",
+            Rounds::Driven(_) => "Driven",
+        })
+    }
+}
+
+/// Starts a driven node's rounds; does nothing once the node's gossip has stopped.
+#[derive(Clone)]
+pub struct RoundHandle {
+    handle: Weak<ChitchatHandle>,
+    addr: SocketAddr,
+    seeds: Vec<SocketAddr>,
+    interval: Duration,
+}
+
+/// A peer as a round sees it: its gossip address and the newest heartbeat known of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundPeer {
+    pub addr: SocketAddr,
+    pub heartbeat: u64,
+}
+
+impl RoundHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The seeds, this node's own address left out.
+    pub fn seeds(&self) -> &[SocketAddr] {
+        &self.seeds
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Every other address in this node's chitchat state, in address order, with the newest
+    /// heartbeat of any generation there; `None` once gossip has stopped.
+    pub async fn peers(&self) -> Option<Vec<RoundPeer>> {
+        let handle = self.handle.upgrade()?;
+        let chitchat = handle.chitchat();
+        let guard = tokio::time::timeout(STATE_LOCK_TIMEOUT, chitchat.lock()).await.ok()?;
+        let mut newest: BTreeMap<SocketAddr, u64> = BTreeMap::new();
+        for (id, state) in guard.node_states() {
+            if id.gossip_advertise_addr != self.addr {
+                let heartbeat = newest.entry(id.gossip_advertise_addr).or_default();
+                *heartbeat = (*heartbeat).max(u64::from(state.heartbeat()));
+            }
+        }
+        Some(
+            newest
+                .into_iter()
+                .map(|(addr, heartbeat)| RoundPeer { addr, heartbeat })
+                .collect(),
+        )
+    }
+
+    /// One round, as chitchat's own: this node's heartbeat advances, then a SYN to each partner.
+    /// False once gossip has stopped.
+    pub async fn round(&self, partners: &[SocketAddr]) -> bool {
+        let Some(handle) = self.handle.upgrade() else {
+            return false;
+        };
+        let chitchat = handle.chitchat();
+        let Ok(mut guard) = tokio::time::timeout(STATE_LOCK_TIMEOUT, chitchat.lock()).await else {
+            return false;
+        };
+        // Chitchat advances its own heartbeat only inside its loop (`pub(crate)`); a heartbeat
+        // can be made outside only from its serialized form.
+        let own = guard.self_node_state();
+        let next = u64::from(own.heartbeat()) + 1;
+        if let Ok(next) = Heartbeat::deserialize(&mut &next.to_le_bytes()[..]) {
+            own.try_set_heartbeat(next);
+        }
+        drop(guard);
+        partners.iter().all(|partner| handle.gossip(*partner).is_ok())
+    }
 }
 
 impl GossipParams {
@@ -169,6 +273,7 @@ impl GossipParams {
             threshold_ms: settings.threshold_ms(),
             generation,
             certificate: None,
+            rounds: Rounds::Chitchat,
         }
     }
 }
@@ -181,12 +286,13 @@ impl Gossip {
         authority: Authority,
     ) -> Result<Gossip, GossipError> {
         let interval = gossip_interval(params.threshold_ms);
+        let driven = matches!(params.rounds, Rounds::Driven(_));
         let config = ChitchatConfig {
             chitchat_id: ChitchatId::new(params.node_name.clone(), params.generation, params.advertise),
             cluster_id: params.cluster_id.clone(),
-            gossip_interval: interval,
+            gossip_interval: if driven { DRIVEN_INTERVAL } else { interval },
             listen_addr: params.listen,
-            seed_nodes: params.seeds.clone(),
+            seed_nodes: if driven { Vec::new() } else { params.seeds.clone() },
             failure_detector_config: FailureDetectorConfig {
                 initial_interval: interval,
                 dead_node_grace_period: DEAD_NODE_GRACE,
@@ -215,13 +321,26 @@ impl Gossip {
                 message: format!("{err:#}"),
             })?;
         let gossip = Gossip {
-            handle,
+            handle: Arc::new(handle),
             authority,
             sealed: SealedStates::default(),
             seal_counter: AtomicU64::new(0),
             generation: params.generation,
         };
         gossip.set_keys(&[]).await?;
+        if let Rounds::Driven(give) = &params.rounds {
+            give(RoundHandle {
+                handle: Arc::downgrade(&gossip.handle),
+                addr: params.advertise,
+                seeds: params
+                    .seeds
+                    .iter()
+                    .filter_map(|seed| seed.parse().ok())
+                    .filter(|seed| *seed != params.advertise)
+                    .collect(),
+                interval,
+            });
+        }
         Ok(gossip)
     }
 
@@ -328,7 +447,15 @@ impl Gossip {
     }
 
     pub async fn shutdown(self) {
-        match tokio::time::timeout(SHUTDOWN_TIMEOUT, self.handle.shutdown()).await {
+        // A round handle holds it only for the moment of a round, never across a shutdown.
+        let handle = match Arc::try_unwrap(self.handle) {
+            Ok(handle) => handle,
+            Err(shared) => {
+                let _ = shared.initiate_shutdown();
+                return;
+            }
+        };
+        match tokio::time::timeout(SHUTDOWN_TIMEOUT, handle.shutdown()).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!("gossip stopped with an error: {err:#}"),
             Err(_) => tracing::warn!("gossip did not stop within {SHUTDOWN_TIMEOUT:?}; abandoned"),

@@ -86,6 +86,7 @@ async fn start_liar(identity: TlsIdentity, seed: &AgentSpec) -> Gossip {
         threshold_ms: 1_000,
         generation: gossip_ha::clock::unix_ms(),
         certificate: Some(identity.gossiped_certificate()),
+        rounds: Default::default(),
     };
     let announcement = Announcement {
         roles: [Role::Db, Role::Server, Role::Console].into_iter().collect(),
@@ -449,6 +450,7 @@ async fn start_impostor(liar: TlsIdentity, cluster: &Cluster) -> Gossip {
         threshold_ms: 1_000,
         generation,
         certificate: Some(base64::engine::general_purpose::STANDARD.encode(db1_cert.as_ref())),
+        rounds: Default::default(),
     };
     let announcement = Announcement {
         roles: [Role::Db].into_iter().collect(),

@@ -2,11 +2,13 @@
 //!
 //! Many agents in one process — the agent's real chitchat gossip and real pure core — over an
 //! in-memory network, with a model database behind the real `DbBackend` trait, on tokio's paused
-//! clock. Every run prints its seed; the invariants are checked on every run.
+//! clock. Every run prints its seed; the invariants are checked on every run. A seed replays bit
+//! for bit: every run ends with a hash, and `--replay-check` runs each seed twice to compare.
 
 mod model_db;
 mod network;
 mod node;
+mod replay;
 mod report;
 mod scenario;
 mod world;
@@ -47,6 +49,13 @@ struct Args {
     /// Worker threads, each with its own simulated clock.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Run every seed twice and fail when the two runs' hashes differ.
+    #[arg(long)]
+    replay_check: bool,
+    /// Pick gossip partners with an OS-seeded RNG, as chitchat's own loop does: runs no longer
+    /// replay, and `--replay-check` must say so.
+    #[arg(long)]
+    inject_nondeterminism: bool,
 }
 
 pub fn simulate<T>(future: impl std::future::Future<Output = T>) -> T {
@@ -83,9 +92,17 @@ fn show_failure(outcome: &Outcome, scenario: &Scenario, seed: u64) {
 /// Long runs say how far they are on stderr, a line per tenth.
 const PROGRESS_FROM_RUNS: usize = 100;
 
-fn run_many(jobs: Vec<(Scenario, u64)>, threads: usize) -> Vec<(Outcome, u64)> {
+/// A seed whose two runs ended with different hashes.
+struct Divergence {
+    name: String,
+    seed: u64,
+    hashes: (u64, u64),
+}
+
+fn run_many(jobs: Vec<(Scenario, u64)>, threads: usize, replay_check: bool) -> (Vec<(Outcome, u64)>, Vec<Divergence>) {
     let next = AtomicU64::new(0);
     let results = Mutex::new(Vec::new());
+    let divergences = Mutex::new(Vec::new());
     let jobs = &jobs;
     let started = Instant::now();
     let tenth = (jobs.len() / 10).max(1);
@@ -95,6 +112,16 @@ fn run_many(jobs: Vec<(Scenario, u64)>, threads: usize) -> Vec<(Outcome, u64)> {
                 let index = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let Some((scenario, seed)) = jobs.get(index) else { break };
                 let outcome = simulate(world::run(scenario, *seed));
+                if replay_check {
+                    let again = simulate(world::run(scenario, *seed)).hash;
+                    if again != outcome.hash {
+                        divergences.lock().unwrap().push(Divergence {
+                            name: outcome.name.clone(),
+                            seed: *seed,
+                            hashes: (outcome.hash, again),
+                        });
+                    }
+                }
                 if !outcome.violations.is_empty() {
                     show_failure(&outcome, scenario, *seed);
                 }
@@ -115,12 +142,48 @@ fn run_many(jobs: Vec<(Scenario, u64)>, threads: usize) -> Vec<(Outcome, u64)> {
             });
         }
     });
-    results.into_inner().unwrap()
+    let mut divergences = divergences.into_inner().unwrap();
+    divergences.sort_by_key(|divergence| (divergence.seed, divergence.name.clone()));
+    (results.into_inner().unwrap(), divergences)
+}
+
+/// One hash for many runs, whatever order the threads finished them in.
+fn combined_hash(outcomes: &[(Outcome, u64)]) -> u64 {
+    let mut runs: Vec<(u64, &str, u64)> = outcomes
+        .iter()
+        .map(|(outcome, seed)| (*seed, outcome.name.as_str(), outcome.hash))
+        .collect();
+    runs.sort_unstable();
+    let mut hash = replay::Fnv64::default();
+    for (seed, name, run) in runs {
+        hash.write(format!("{seed} {name} {run:016x}").as_bytes());
+    }
+    hash.finish()
+}
+
+/// Says which seeds did not replay; true when all did.
+fn report_replay(runs: usize, divergences: &[Divergence]) -> bool {
+    if divergences.is_empty() {
+        println!("replay check: {runs} runs each run twice, every hash equal");
+        return true;
+    }
+    println!("replay check: {} of {runs} runs did not replay:", divergences.len());
+    for divergence in divergences {
+        let (first, second) = divergence.hashes;
+        println!(
+            "  {} (seed {}): {first:016x} then {second:016x}",
+            divergence.name, divergence.seed
+        );
+    }
+    false
 }
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let started = Instant::now();
+    if args.inject_nondeterminism {
+        replay::inject_os_randomness();
+    }
     if let Some(seed) = args.seed {
         let scenario = scenario::random(seed);
         let outcome = simulate(world::run(&scenario, seed));
@@ -132,8 +195,19 @@ fn main() -> std::process::ExitCode {
         } else {
             "0 passed, 1 failed"
         };
-        println!("seed {seed}: {}\n{verdict}", outcome.violations.join("; "));
-        return exit(outcome.violations.is_empty());
+        println!("seed {seed}: {}", outcome.violations.join("; "));
+        println!("hash {:016x}", outcome.hash);
+        let replayed = !args.replay_check || {
+            let again = simulate(world::run(&scenario, seed)).hash;
+            let divergence = (again != outcome.hash).then(|| Divergence {
+                name: outcome.name.clone(),
+                seed,
+                hashes: (outcome.hash, again),
+            });
+            report_replay(1, &Vec::from_iter(divergence))
+        };
+        println!("{verdict}");
+        return exit(outcome.violations.is_empty() && replayed);
     }
     let mut jobs: Vec<(Scenario, u64)> = Vec::new();
     match args.scenario.as_deref() {
@@ -165,11 +239,12 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let single = jobs.len() == 1 && args.seeds.is_none();
-    let outcomes = run_many(jobs, args.threads);
+    let (outcomes, divergences) = run_many(jobs, args.threads, args.replay_check);
     if single {
         for line in &outcomes[0].0.timeline {
             println!("{line}");
         }
+        println!("hash {:016x}", outcomes[0].0.hash);
     }
     let failed = outcomes
         .iter()
@@ -190,11 +265,15 @@ fn main() -> std::process::ExitCode {
             outcomes.iter().map(|(outcome, _)| outcome.acknowledged_writes).sum::<usize>()
         );
     }
+    if outcomes.len() > 1 {
+        println!("hash of the {} runs {:016x}", outcomes.len(), combined_hash(&outcomes));
+    }
+    let replayed = !args.replay_check || report_replay(outcomes.len(), &divergences);
     if args.report {
         report::full(&failovers, &args.plot, &args.report_nodes);
     }
     println!("{} passed, {} failed", outcomes.len() - failed, failed);
-    exit(failed == 0)
+    exit(failed == 0 && replayed)
 }
 
 fn exit(ok: bool) -> std::process::ExitCode {

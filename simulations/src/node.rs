@@ -168,6 +168,7 @@ impl SimAgent {
             threshold_ms: THRESHOLD_MS,
             generation: self.generation,
             certificate: None,
+            rounds: network.rounds(),
         };
         // Simulated nodes have no certificates: each peer's gossip is held to the grants its
         // certificate would carry, as `core::authority` does over TLS.

@@ -37,15 +37,21 @@ pub fn failover_table(outcomes: &[(Outcome, u64)]) -> BTreeMap<String, Vec<u64>>
     if outcomes.is_empty() {
         return by_family;
     }
-    println!("\nscenario                  failovers  median     p99        max");
+    let width = by_family
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max("scenario".len());
+    println!("\n{:<width$}  failovers  median     p99        max", "scenario");
     for (name, samples) in by_family.iter_mut() {
         samples.sort_unstable();
         if samples.is_empty() {
-            println!("{name:<24}  {:>9}  -", 0);
+            println!("{name:<width$}  {:>9}  -", 0);
             continue;
         }
         println!(
-            "{name:<24}  {:>9}  {:>6.2} s  {:>6.2} s  {:>6.2} s",
+            "{name:<width$}  {:>9}  {:>6.2} s  {:>6.2} s  {:>6.2} s",
             samples.len(),
             percentile(samples, 0.5) as f64 / 1000.0,
             percentile(samples, 0.99) as f64 / 1000.0,
@@ -83,7 +89,7 @@ pub async fn convergence(nodes: usize) -> Convergence {
             tokio::time::Instant::now() < deadline,
             "{nodes} nodes did not converge in 120 simulated s"
         );
-        tokio::time::sleep(TICK).await;
+        network.run_for(TICK).await;
         for agent in agents.iter_mut() {
             agent.step().await;
         }
@@ -91,7 +97,7 @@ pub async fn convergence(nodes: usize) -> Convergence {
     let quiet_start = tokio::time::Instant::now();
     let bytes_before: u64 = network.bytes_sent().values().sum();
     for _ in 0..50 {
-        tokio::time::sleep(TICK).await;
+        network.run_for(TICK).await;
         for agent in agents.iter_mut() {
             agent.step().await;
         }
@@ -106,7 +112,7 @@ pub async fn convergence(nodes: usize) -> Convergence {
             tokio::time::Instant::now() < deadline + Duration::from_secs(120),
             "the newcomer never reached everyone"
         );
-        tokio::time::sleep(TICK).await;
+        network.run_for(TICK).await;
         for agent in agents.iter_mut() {
             agent.step().await;
         }

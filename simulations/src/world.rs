@@ -16,6 +16,7 @@ use gossip_ha_proto::gossip::{Role, KEY_DB, KEY_ROLES};
 use crate::model_db::{Gtid, ModelCluster};
 use crate::network::SimNetwork;
 use crate::node::{Happening, SimAgent, THRESHOLD_MS};
+use crate::replay;
 use crate::scenario::{Op, Scenario};
 
 const TICK_MS: u64 = 50;
@@ -38,6 +39,8 @@ pub struct Outcome {
     pub timeline: Vec<String>,
     pub acknowledged_writes: usize,
     pub simulated_ms: u64,
+    /// The replay hash: timeline, final state and message trace (`replay::run_hash`).
+    pub hash: u64,
 }
 
 struct World {
@@ -178,7 +181,8 @@ impl World {
     }
 
     async fn tick(&mut self) {
-        tokio::time::sleep(Duration::from_millis(TICK_MS)).await;
+        // The network delivers and starts gossip rounds up to the tick (see `replay.rs`).
+        self.network.run_for(Duration::from_millis(TICK_MS)).await;
         self.now_ms += TICK_MS;
         self.ticks += 1;
         for index in 0..self.agents.len() {
@@ -371,6 +375,26 @@ impl World {
         }
     }
 
+    /// What the replay hash covers beyond the timeline: every database, every agent's view of
+    /// the primary and its DB role, every acknowledged write.
+    fn final_state(&self) -> Vec<String> {
+        let databases = self
+            .models
+            .snapshot()
+            .into_iter()
+            .map(|(host, server)| format!("{host}: {server:?}"));
+        let agents = self.agents.iter().map(|agent| {
+            let primary = agent.config_db_primary.as_deref().unwrap_or("-");
+            format!("{}: names {primary}, {:?}", agent.name, agent.db_role())
+        });
+        let acked = self.acked.iter().map(|(gtid, on)| format!("{gtid} on {on}"));
+        databases
+            .chain(agents)
+            .chain(acked)
+            .chain(self.violations.clone())
+            .collect()
+    }
+
     fn check_end(&mut self) {
         let writable = self.writable_primaries();
         let Some(final_primary) = writable.first().cloned() else {
@@ -512,11 +536,13 @@ pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
     }
     world.apply(&Op::Wait(FINAL_WAIT_MS)).await;
     world.check_end();
+    let hash = replay::run_hash(&world.timeline, &world.final_state(), world.network.trace());
     for agent in world.agents.iter_mut() {
         agent.crash().await;
     }
     let simulated_ms = world.now_ms;
     Outcome {
+        hash,
         name: scenario.name.clone(),
         violations: world.violations,
         failovers_ms: world.failovers_ms,
