@@ -3,17 +3,18 @@
 //! executor, an in-memory state file that survives crashes, and its "configuration file" (the
 //! settled DB primary, as a rewrite would write it). Only I/O lives here, as in `agent`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use gossip_ha::core::authority::Grants;
 use gossip_ha::core::db::{DbAction, DbPolicy, SaveFirst};
 use gossip_ha::core::MonoMs;
 use gossip_ha::db::{DbBackend, DbError, ReplicationSource};
 use gossip_ha::gossip::{Authority, Gossip, GossipParams, Seen};
-use gossip_ha::node::{Finished, Node, NodeDbSetup, NodeSetup, Probe, Ready, Tick};
+use gossip_ha::node::{AdminId, Answer, Finished, Node, NodeDbSetup, NodeSetup, Probe, Ready, Tick};
 use gossip_ha::state_file::PersistentState;
-use gossip_ha_proto::api::EventKind;
+use gossip_ha_proto::api::{Command, EventKind};
 use gossip_ha_proto::db::DbRole;
 use gossip_ha_proto::gossip::{Announcement, Role};
 
@@ -27,7 +28,14 @@ const SETTLE_MS: u64 = THRESHOLD_MS / 2;
 #[derive(Debug, Clone)]
 pub enum Happening {
     Note(String),
-    Promoted { epoch: u64 },
+    Promoted {
+        epoch: u64,
+    },
+    /// The node answered an operator's command given on its socket.
+    Answered {
+        command: Command,
+        answer: Answer,
+    },
 }
 
 pub struct SimAgent {
@@ -51,6 +59,10 @@ pub struct SimAgent {
     reporting: Vec<(u32, Finished)>,
     /// For the reachability check every agent makes of the DB hosts.
     models: ModelCluster,
+    /// Operators' commands given on this host's socket, not answered yet (a crash of the
+    /// agent drops them: the operator's client sees its connection close).
+    asked: BTreeMap<AdminId, Command>,
+    next_admin_id: AdminId,
 }
 
 impl SimAgent {
@@ -76,6 +88,8 @@ impl SimAgent {
             config_db_primary: None,
             reporting: Vec::new(),
             models: models.clone(),
+            asked: BTreeMap::new(),
+            next_admin_id: 0,
         }
     }
 
@@ -125,7 +139,7 @@ impl SimAgent {
             seeds: seeds.iter().map(SocketAddr::to_string).collect(),
             rewrite_settle_ms: SETTLE_MS,
             ha_hosts: Vec::new(),
-            relay_refusal: None,
+            relay_refusal: self.models.grants().get(&self.name).and_then(Grants::relay_refusal),
             db: self.is_db().then(|| NodeDbSetup {
                 policy: DbPolicy {
                     priority: self.priority,
@@ -194,6 +208,20 @@ impl SimAgent {
         self.node = None;
         // What the executor had not reported dies with the agent; the model keeps its effect.
         self.reporting.clear();
+        self.asked.clear();
+    }
+
+    /// An operator gives `command` on this host's socket, as root, as `gossip-ha` does; false
+    /// when the agent is down (the client cannot connect).
+    pub fn operator(&mut self, command: Command) -> bool {
+        let (now, wall_unix_ms) = (self.now(), self.wall_unix_ms());
+        let Some(node) = self.node.as_mut() else {
+            return false;
+        };
+        self.next_admin_id += 1;
+        self.asked.insert(self.next_admin_id, command.clone());
+        node.admin(now, wall_unix_ms, self.next_admin_id, command, 0);
+        true
     }
 
     /// One driver tick: gossip in, probe, the node's tick, then its `Ready` carried out.
@@ -279,6 +307,11 @@ impl SimAgent {
         for event in &ready.events {
             if worth_a_line(event.kind) {
                 happened.push(Happening::Note(event.reason.clone()));
+            }
+        }
+        for (id, answer) in std::mem::take(&mut ready.answers) {
+            if let Some(command) = self.asked.remove(&id) {
+                happened.push(Happening::Answered { command, answer });
             }
         }
         self.publish(&ready).await;

@@ -44,6 +44,12 @@ pub enum Op {
     /// The host's agent gossips a database primary claim with a huge epoch, which its
     /// certificate does not grant.
     Lie(String),
+    /// An operator on the first host runs `gossip-ha switchover <second>`: relayed to the
+    /// primary unless the first host is the primary.
+    Switchover(String, String),
+    /// An operator on the first host puts the second's database in maintenance (`true`) or
+    /// takes it out: relayed to the second unless it is the first.
+    Maintenance(String, String, bool),
 }
 
 impl fmt::Display for Op {
@@ -68,6 +74,11 @@ impl fmt::Display for Op {
             Op::LateRows(ms) => write!(f, "rows arrive {:.0} s late until healed", *ms as f64 / 1000.0),
             Op::Reinstall(a) => write!(f, "operator reinstalls the database server on {a}"),
             Op::Lie(a) => write!(f, "{a} gossips a forged primary claim"),
+            Op::Switchover(a, to) => write!(f, "operator on {a}: switchover to {to}"),
+            Op::Maintenance(a, node, on) => {
+                let verb = if *on { "on" } else { "off" };
+                write!(f, "operator on {a}: maintenance {verb} for {node}")
+            }
         }
     }
 }
@@ -286,6 +297,30 @@ pub fn named() -> Vec<Scenario> {
         ),
         // A console gossips a primary claim with a huge epoch: nobody follows it.
         standard("lying_console", vec![Op::Lie(s("console1")), Op::Wait(10_000)]),
+        // Operators' commands, given on DB hosts (their certificates grant admin) and relayed
+        // to the node that carries them out; refused at once where the host has no admin grant
+        // or nothing is to be done.
+        standard(
+            "operator_commands",
+            vec![
+                Op::Switchover(s("srv2"), s("db2")),
+                Op::Switchover(s("db2"), s("db2")),
+                Op::Wait(12_000),
+                Op::Maintenance(s("db2"), s("db1"), true),
+                Op::Wait(3_000),
+                Op::Switchover(s("db2"), s("db1")),
+                Op::Maintenance(s("console1"), s("db2"), true),
+                Op::Wait(3_000),
+                Op::Maintenance(s("db2"), s("db1"), false),
+                Op::Wait(3_000),
+                Op::Switchover(s("db1"), s("db1")),
+                Op::Wait(12_000),
+                Op::Switchover(s("db2"), s("db1")),
+                Op::Wait(1_000),
+                Op::Switchover(s("db1"), s("db1")),
+                Op::Wait(1_000),
+            ],
+        ),
         standard("whole_cluster_restart", {
             let hosts = Layout::STANDARD.hosts();
             let mut ops: Vec<Op> = hosts.iter().map(|host| Op::Crash(host.clone())).collect();
@@ -334,7 +369,7 @@ pub fn random(seed: u64) -> Scenario {
     let pick = |rng: &mut StdRng| hosts[rng.gen_range(0..hosts.len())].clone();
     let mut ops = vec![Op::Wait(rng.gen_range(0..5_000))];
     for _ in 0..rng.gen_range(2..7) {
-        let op = match rng.gen_range(0..16) {
+        let op = match rng.gen_range(0..17) {
             0 => Op::Cut(pick(&mut rng), pick(&mut rng)),
             1 => Op::CutOneWay(pick(&mut rng), pick(&mut rng)),
             2 => Op::Isolate(pick(&mut rng)),
@@ -350,6 +385,7 @@ pub fn random(seed: u64) -> Scenario {
             12 => Op::ExhaustConnections(pick(&mut rng), rng.gen_range(500..10_000)),
             13 => Op::LateRows(rng.gen_range(1_000..3_600_000)),
             14 => Op::Reinstall(layout.db(rng.gen_range(0..layout.dbs))),
+            15 => Op::Switchover(pick(&mut rng), layout.db(rng.gen_range(0..layout.dbs))),
             // Only a host without the db grant can lie about being a database.
             _ => Op::Lie(hosts[rng.gen_range(layout.dbs..hosts.len())].clone()),
         };

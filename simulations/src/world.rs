@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 use gossip_ha::core::authority::Grants;
+use gossip_ha::node::Answer;
+use gossip_ha_proto::api::Command;
 use gossip_ha_proto::db::{DbAnnouncement, DbRole};
 use gossip_ha_proto::gossip::{Role, KEY_DB, KEY_ROLES};
 
@@ -63,6 +65,10 @@ struct World {
     /// The DB agents' roles when a liar began in a settled cluster: no role may change until
     /// the next operation.
     roles_at_lie: Option<BTreeMap<String, Option<DbRole>>>,
+    /// (host asked, target) → when an operator asked that host for a switchover.
+    switchovers_asked: BTreeMap<(String, String), u64>,
+    /// When each host's promotion last succeeded.
+    promoted_at: BTreeMap<String, u64>,
 }
 
 impl World {
@@ -166,6 +172,19 @@ impl World {
             Op::LateRows(age_ms) => self.models.late_rows(*age_ms),
             Op::Reinstall(host) => self.models.reinstall(host, REINSTALL_SETUP_TRANSACTIONS),
             Op::Lie(host) => self.lie(host, settled_before).await,
+            Op::Switchover(asked, to) => {
+                let command = Command::Switchover { to: to.clone() };
+                if self.operator(asked, command) {
+                    self.switchovers_asked.insert((asked.clone(), to.clone()), self.now_ms);
+                }
+            }
+            Op::Maintenance(asked, node, on) => {
+                let command = Command::Maintenance {
+                    on: *on,
+                    node: Some(node.clone()),
+                };
+                self.operator(asked, command);
+            }
         }
         // Losing the writable primary (its mysqld, or its reachability) starts a failover clock.
         if let [primary] = primary_before.as_slice() {
@@ -185,6 +204,9 @@ impl World {
         self.network.run_for(Duration::from_millis(TICK_MS)).await;
         self.now_ms += TICK_MS;
         self.ticks += 1;
+        // Answers are checked after every agent's step: a promotion and the answer that saw
+        // it may fall in the same tick, the answer first.
+        let mut answers = Vec::new();
         for index in 0..self.agents.len() {
             let happenings = self.agents[index].step().await;
             let name = self.agents[index].name.clone();
@@ -193,10 +215,15 @@ impl World {
                     Happening::Note(note) => self.log(format!("{name}: {note}")),
                     Happening::Promoted { epoch } => {
                         self.log(format!("{name}: PROMOTED with epoch {epoch}"));
+                        self.promoted_at.insert(name.clone(), self.now_ms);
                         self.check_promotion(&name);
                     }
+                    Happening::Answered { command, answer } => answers.push((name.clone(), command, answer)),
                 }
             }
+        }
+        for (name, command, answer) in answers {
+            self.check_answer(&name, &command, &answer);
         }
         self.models.replicate();
         if self.ticks.is_multiple_of(WRITE_EVERY_TICKS) {
@@ -208,6 +235,44 @@ impl World {
                 self.failovers_ms.push(self.now_ms - since);
                 self.lost_primary_at = None;
             }
+        }
+    }
+
+    /// An operator gives `command` on `host`'s socket; false (and a line) when its agent is down.
+    fn operator(&mut self, host: &str, command: Command) -> bool {
+        let given = self.agent_mut(host).is_some_and(|agent| agent.operator(command));
+        if !given {
+            self.log(format!(
+                "{host}: the operator's client cannot connect: the agent is down"
+            ));
+        }
+        given
+    }
+
+    /// A switchover answered as done must have promoted its target after it was asked.
+    fn check_answer(&mut self, host: &str, command: &Command, answer: &Answer) {
+        let said = match answer {
+            Ok(done) => format!("done: {done}"),
+            Err(refused) => format!("refused: {refused}"),
+        };
+        let asked = match command {
+            Command::Switchover { to } => format!("switchover to {to}"),
+            Command::Maintenance { on, node } => {
+                let node = node.as_deref().unwrap_or(host);
+                format!("maintenance {} for {node}", if *on { "on" } else { "off" })
+            }
+            other => format!("{other:?}"),
+        };
+        self.log(format!("{host}: answers the operator's {asked}: {said}"));
+        let Command::Switchover { to } = command else { return };
+        let Some(asked_at) = self.switchovers_asked.remove(&(host.to_string(), to.clone())) else {
+            return;
+        };
+        let promoted_after = self.promoted_at.get(to).is_some_and(|at| *at >= asked_at);
+        if answer.is_ok() && !promoted_after {
+            self.violate(format!(
+                "{host} told the operator the switchover to {to} was done, but {to} was not promoted after it was asked"
+            ));
         }
     }
 
@@ -460,11 +525,12 @@ impl World {
     }
 }
 
-/// What each host's certificate would grant: the roles its layout gives it.
+/// What each host's certificate would grant: the roles its layout gives it, and admin to the
+/// DB hosts, as the README issues them.
 fn grants_of(host: &str, roles: &[Role]) -> (String, Grants) {
     let grants = Grants {
         roles: roles.iter().copied().collect(),
-        admin: false,
+        admin: roles.contains(&Role::Db),
     };
     (host.to_string(), grants)
 }
@@ -522,6 +588,8 @@ pub async fn run(scenario: &Scenario, seed: u64) -> Outcome {
         ticks: 0,
         liars: BTreeSet::new(),
         roles_at_lie: None,
+        switchovers_asked: BTreeMap::new(),
+        promoted_at: BTreeMap::new(),
     };
     // The cluster forms first: a fresh cluster elects its primary.
     world.apply(&Op::Wait(6_000)).await;

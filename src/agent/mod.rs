@@ -137,17 +137,6 @@ fn repair_context(
     })
 }
 
-/// Why other nodes would ignore this agent's requests, when its certificate grants no admin:
-/// the asking operator hears it at once instead of at the request's deadline.
-fn relay_refusal(identity: &TlsIdentity) -> Option<String> {
-    (!identity.grants.admin).then(|| {
-        format!(
-            "this host's certificate grants {}, not admin: other nodes ignore its requests; reissue it with `gossip-ha certs issue … --role admin --renew` to allow them",
-            identity.grants
-        )
-    })
-}
-
 /// Starts the transfer service when `db.transfer_port` is set; returns its advertised address.
 async fn start_transfer(
     settings: &Settings,
@@ -380,7 +369,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         ha_hosts: settings.db.ha_hosts.clone(),
         relay_refusal: identity
             .as_ref()
-            .and_then(|identity| relay_refusal(&identity.current())),
+            .and_then(|identity| identity.current().grants.relay_refusal()),
         db: node_db,
     });
     let mut driver = Driver {

@@ -50,6 +50,16 @@ impl Grants {
         Ok(grants)
     }
 
+    /// Why other nodes ignore requests relayed by a holder of these grants (none with admin):
+    /// the asking operator hears it at once instead of at the request's deadline.
+    pub fn relay_refusal(&self) -> Option<String> {
+        (!self.admin).then(|| {
+            format!(
+                "this host's certificate grants {self}, not admin: other nodes ignore its requests; reissue it with `gossip-ha certs issue … --role admin --renew` to allow them"
+            )
+        })
+    }
+
     fn names(&self) -> impl Iterator<Item = &str> {
         let admin = self.admin.then_some(ADMIN_GRANT);
         self.roles.iter().map(|role| role.as_str()).chain(admin)

@@ -6,6 +6,7 @@
 //! shell gave the command.
 
 use gossip_ha_proto::api::{Command, EventKind};
+use gossip_ha_proto::db::DbRole;
 use gossip_ha_proto::gossip::{ClusterRequest, ClusterRequestKind};
 
 use super::{describe, Finished, Node, PersistReason};
@@ -82,6 +83,9 @@ impl Node {
                     }
                 } else if self.core.db_primary().is_none() {
                     Err("no DB primary is elected: nothing to switch over".into())
+                } else if self.core.db_primary() == Some(to.as_str()) {
+                    // Waiting for `to` to be primary would answer "done" at once, for nothing.
+                    Err(format!("{to} is already the primary: nothing to switch over"))
                 } else {
                     let kind = ClusterRequestKind::Switchover { to };
                     return self.relay(id, kind, expect, timeout_ms, caller_uid);
@@ -105,6 +109,19 @@ impl Node {
             self.own_event(EventKind::AdminCommand, format!("{done} (asked by uid {caller_uid})"));
         }
         self.ready.answers.push((id, answer));
+    }
+
+    /// `to` is the DB primary and its database, as last seen, is writable: a promotion decided
+    /// but not yet carried out (or failed) is not a switchover done.
+    fn writable_primary(&self, to: &str) -> bool {
+        self.core.db_primary() == Some(to)
+            && self
+                .core
+                .view(self.now)
+                .iter()
+                .find(|view| view.name == to)
+                .and_then(|view| view.db.as_ref())
+                .is_some_and(|db| db.role == DbRole::Primary && db.read_only == Some(false))
     }
 
     /// Maintenance of this node: applied at once and written down for after a restart.
@@ -193,7 +210,8 @@ impl Node {
         let took = self.now.since(pending.asked);
         let waited_s = pending.deadline.since(pending.asked) / 1_000;
         let done = match &pending.expect {
-            Expect::Primary(to) => (self.core.db_primary() == Some(to.as_str()))
+            Expect::Primary(to) => self
+                .writable_primary(to)
                 .then(|| format!("switchover done: {to} is the DB primary ({took} ms after it was asked)")),
             Expect::Maintenance { node, on } => self
                 .core

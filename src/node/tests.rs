@@ -6,9 +6,10 @@ use gossip_ha_proto::api::{Command, EventKind};
 use gossip_ha_proto::gossip::{Announcement, Role, KEY_DB};
 
 use super::*;
-use gossip_ha_proto::db::DatabaseContent;
+use gossip_ha_proto::db::{DatabaseContent, DbAnnouncement, DbRole};
 
 use crate::core::db::{BinlogFormat, BinlogRowImage, DbProbe};
+use crate::core::Observation;
 use crate::state_file::MaintenanceRecord;
 
 const THRESHOLD_MS: u64 = 1_000;
@@ -238,6 +239,54 @@ fn commands_a_node_without_a_database_cannot_carry_out_are_refused_at_once() {
     let answers = node.ready().answers;
     assert!(
         matches!(answers.as_slice(), [(1, Err(_)), (2, Err(no_primary))] if no_primary.contains("no DB primary")),
+        "{answers:?}"
+    );
+}
+
+/// db2, a DB primary with a database, as a console's node hears it.
+fn primary_db2(heartbeat: u64) -> Observation {
+    Observation {
+        name: "db2".into(),
+        generation: 1,
+        heartbeat,
+        addr: "127.0.0.1:7002".into(),
+        announcement: announcement(&[Role::Db]),
+        db: Some(DbAnnouncement {
+            role: DbRole::Primary,
+            claims_primary: true,
+            reachable: true,
+            read_only: Some(false),
+            epoch: 1,
+            advertise: "127.0.0.1:3302".into(),
+            ..DbAnnouncement::default()
+        }),
+        db_primary: Some("db2".into()),
+        request: None,
+        answers: Vec::new(),
+        db_reach: Vec::new(),
+    }
+}
+
+#[test]
+fn a_switchover_to_the_current_primary_is_refused_not_answered_done() {
+    let mut node = Node::new(setup(None));
+    for (heartbeat, now_ms) in (0..10).map(|step| (step + 1, step * 100)) {
+        node.tick(Tick {
+            now: MonoMs(now_ms),
+            wall_unix_ms: 1_700_000_000_000 + now_ms,
+            observations: vec![primary_db2(heartbeat)],
+            ignored: Vec::new(),
+            refused: Vec::new(),
+            probe: None,
+            db_reach: Some(Vec::new()),
+        });
+    }
+    assert_eq!(node.core().db_primary(), Some("db2"));
+    node.ready();
+    node.admin(MonoMs(1_000), 0, 3, Command::Switchover { to: "db2".into() }, 0);
+    let answers = node.ready().answers;
+    assert!(
+        matches!(answers.as_slice(), [(3, Err(why))] if why.contains("db2 is already the primary")),
         "{answers:?}"
     );
 }
