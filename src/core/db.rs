@@ -51,6 +51,8 @@ pub struct DbCore {
     /// Silent-agent DB nodes whose host this primary reaches: since when, and whether it fenced
     /// them in this stretch (fenced again only after they were out of reach, or spoke, between).
     silent_in_reach: BTreeMap<String, SilentInReach>,
+    /// The old primary this node fenced, its host in reach, when it last promoted, and when.
+    fenced_at_promotion: Option<(String, MonoMs)>,
     /// The newest `now` stepped with: time never goes backwards here (`invariants.rs`).
     last_now: Option<MonoMs>,
     /// The highest epoch this node or any DB peer has announced, on any step so far.
@@ -98,6 +100,7 @@ impl DbCore {
             promoted_unix_ms: None,
             switchover_from: None,
             silent_in_reach: BTreeMap::new(),
+            fenced_at_promotion: None,
             last_now: None,
             highest_epoch_seen: persisted_epoch,
         }

@@ -553,9 +553,15 @@ impl Core {
             .as_ref()
             .zip(local_db)
             .and_then(|(db, local)| db.own_claim(me, local, fork_before.as_deref(), yields_before.as_deref()));
+        let down_after = down_after_ms(threshold_ms);
+        // The old primary this DB node just fenced still claims from before the fence: not a
+        // primary here (`DbCore::fenced_claim_stale`).
+        let stale =
+            |db: Option<&DbCore>, claim: &Claim| db.is_some_and(|db| db.fenced_claim_stale(claim, now, down_after));
         let peer_claims: Vec<Claim> = peers
             .iter()
-            .filter_map(|peer| peer_claim(peer, down_after_ms(threshold_ms)))
+            .filter_map(|peer| peer_claim(peer, down_after))
+            .filter(|claim| !stale(db.as_ref(), claim))
             .collect();
         let claims: Vec<Claim> = peer_claims.iter().copied().chain(own).collect();
         // Several claims whose positions are not all past the fork yet: keep the primary elected
@@ -586,6 +592,11 @@ impl Core {
             // A promotion or step-down decided just now changes this node's own claim at once.
             fork_after = db.promoted_from_gtid().map(str::to_string);
             yields_after = db.yields_to().map(str::to_string);
+            let peer_claims: Vec<Claim> = peer_claims
+                .iter()
+                .copied()
+                .filter(|claim| !stale(Some(db), claim))
+                .collect();
             after = elect_from(
                 &peer_claims,
                 db.own_claim(me, local, fork_after.as_deref(), yields_after.as_deref()),

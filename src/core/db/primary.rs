@@ -42,6 +42,16 @@ impl DbCore {
         }
     }
 
+    /// A claim by the old primary this node fenced when it promoted (its host in reach), with
+    /// an older epoch, announced before the fence made its database read-only: its agent drops
+    /// it at its next probe. Ranked as a rival, it could win on priority and both would step
+    /// down (the winner is read-only). After 2 × threshold it counts again: the fence missed.
+    pub(crate) fn fenced_claim_stale(&self, claim: &Claim, now: MonoMs, window_ms: u64) -> bool {
+        self.fenced_at_promotion
+            .as_ref()
+            .is_some_and(|(node, at)| node == claim.name && claim.epoch < self.epoch && now.since(*at) < window_ms)
+    }
+
     /// A primary that sees another primary claim: the split-brain rule of `elect_db_primary`
     /// decides who steps down. Should both keep believing they win (each reads the other's
     /// write count a little late while both take writes), after 2 × threshold the one with the
@@ -50,12 +60,21 @@ impl DbCore {
         let down_after_ms = 2 * view.threshold_ms;
         // A primary handing over to this node (a switchover) is no rival: it steps down as soon
         // as it sees this claim.
-        let rivals: Vec<Claim> = view
+        let (stale, rivals): (Vec<Claim>, Vec<Claim>) = view
             .peers
             .iter()
             .filter_map(|peer| peer_claim(peer, down_after_ms))
             .filter(|claim| claim.yields_to != Some(view.me))
-            .collect();
+            .partition(|claim| self.fenced_claim_stale(claim, view.now, down_after_ms));
+        if let Some(old) = stale.first().filter(|_| rivals.is_empty()) {
+            let old = old.name.to_string();
+            let reason = format!(
+                "{old} still claims primary (epoch {}) from before this node fenced it: its agent drops the claim once it sees its database read-only (no split-brain verdict for {} after the fence)",
+                stale[0].epoch,
+                seconds(down_after_ms)
+            );
+            self.note(Waiting::FencedClaimStale { old }, reason, out);
+        }
         // Elected again with this node's claim as it stands now (it may have just resumed it).
         // Owned copies: the claim must not borrow the core, whose episode it updates below.
         let fork_gtid = self.promoted_from_gtid.clone();

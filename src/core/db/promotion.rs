@@ -258,6 +258,7 @@ impl DbCore {
                 fenced: true,
             };
             self.silent_in_reach.insert(fence.node.clone(), fenced);
+            self.fenced_at_promotion = fence.host_reached.then(|| (fence.node.clone(), view.now));
             let (action, reason) = fence.decision();
             self.act(action, reason, out);
         }

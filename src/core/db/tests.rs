@@ -6,7 +6,7 @@ use gossip_ha_proto::db::{DbAnnouncement, DbRole, RepairStage};
 use gossip_ha_proto::gossip::{Announcement, ClusterRequest, ClusterRequestKind, Role};
 
 use super::*;
-use crate::core::{Core, Decision, Observation};
+use crate::core::{Core, Decision, Input, Observation};
 
 const THRESHOLD_MS: u64 = 1_000;
 
@@ -614,6 +614,51 @@ fn an_old_primary_is_fenced_before_promotion_whenever_its_agent_cannot_vouch_for
         };
         assert_eq!(actions(&decided), [fenced, promote(2)], "{case}: {}", notes(&decided));
     }
+}
+
+/// db1's agent could not reach its database (descriptors ran out): db2 fenced it, its host in
+/// reach, and promoted. db1's claim from before the fence (epoch 1, a higher priority) then
+/// arrives: it is no rival while its agent has not seen the fence (2 × threshold), or db2 would
+/// hand the primacy back to a read-only database and both would step down. Beyond that the
+/// fence missed and the split-brain rule decides.
+#[test]
+fn the_old_primary_fenced_at_promotion_is_no_rival_while_its_claim_is_from_before_the_fence() {
+    let replica = probe(true, "0-1-10", Some(replica_of("127.0.0.1:3303")));
+    let mut db2 = db_node("db2", 2);
+    db2.input(Input::DbReach(vec!["db1".into()]));
+    let before = [primary_peer("db1", 3, 1), witness("srv", Some("db1"))];
+    run(&mut db2, 0, 500, &before, &[], &replica);
+    let lapsed = Peer {
+        reachable: false,
+        unreachable_for_ms: 2_100,
+        db_primary: None,
+        ..primary_peer("db1", 3, 1)
+    };
+    let lapsed = [lapsed, witness("srv", None)];
+    let (promoted_at, acted) = (600..6_000)
+        .step_by(100)
+        .map(|now| (now, actions(&run(&mut db2, now, now, &lapsed, &[], &replica))))
+        .find(|(_, acted)| !acted.is_empty())
+        .expect("db2 promotes over the lapsed primary");
+    let fenced = DbAction::Fence {
+        node: "db1".into(),
+        addr: "127.0.0.1:3303".into(),
+        host_reached: true,
+    };
+    assert_eq!(acted, [fenced, promote(2)]);
+    let writable = probe(false, "0-1-10", None);
+    let back = [primary_peer("db1", 3, 1), witness("srv", Some("db1"))];
+    let window_end = promoted_at + 2_000;
+    let decided = run(&mut db2, promoted_at + 100, window_end - 100, &back, &[], &writable);
+    assert_eq!(actions(&decided), [], "{}", notes(&decided));
+    assert!(
+        notes(&decided).contains("from before this node fenced it"),
+        "{}",
+        notes(&decided)
+    );
+    assert_eq!(db2.db_primary(), Some("db2"));
+    let decided = run(&mut db2, window_end, window_end + 3_000, &back, &[], &writable);
+    assert_eq!(actions(&decided), [DbAction::StepDown], "{}", notes(&decided));
 }
 
 #[test]

@@ -70,6 +70,10 @@ pub enum Waiting {
     SplitPositionsStale {
         rivals: Vec<String>,
     },
+    /// The old primary this node fenced when it promoted still claims, from before the fence.
+    FencedClaimStale {
+        old: String,
+    },
     /// Two unrelated histories claim primary (two clusters, not a split).
     UnrelatedClaims {
         rivals: Vec<String>,
