@@ -272,6 +272,12 @@ impl ModelCluster {
         self.with(|state| state.exhausted_until.insert(host.to_string(), until));
     }
 
+    /// Some host's descriptor shortage is still running: its end is a change still to come.
+    pub fn any_exhausted(&self) -> bool {
+        let now = Instant::now();
+        self.with(|state| state.exhausted_until.values().any(|until| now < *until))
+    }
+
     fn exhausted(&self, host: &str) -> bool {
         self.with(|state| {
             state

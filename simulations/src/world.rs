@@ -301,7 +301,8 @@ impl World {
         ];
         agent.forge(&keys).await;
         self.liars.insert(liar.to_string());
-        if settled_before {
+        // A descriptor shortage still running ends during the check: a change of its own.
+        if settled_before && !self.models.any_exhausted() {
             let roles = self.agents.iter().filter(|agent| agent.is_db());
             self.roles_at_lie = Some(roles.map(|agent| (agent.name.clone(), agent.db_role())).collect());
         }

@@ -12,6 +12,12 @@ pub(super) struct Candidate<'a> {
     history: GtidSet,
     position: &'a str,
     databases: &'a [DatabaseContent],
+    /// A live peer that cannot be promoted now (cool-down, just promotable, lagging…) is ranked
+    /// all the same: it is never chosen, but no one is promoted over the data it holds.
+    promotable: bool,
+    /// In maintenance or waiting for a resync: an operator set it aside. Its history makes no
+    /// one stale, but an empty server is never promoted over its user databases.
+    set_aside: bool,
 }
 
 pub(super) struct Ranking<'a> {
@@ -20,7 +26,8 @@ pub(super) struct Ranking<'a> {
     most_advanced: Vec<usize>,
 }
 
-/// This node and every live, promotable DB peer whose history is readable.
+/// This node and every live DB peer whose history is readable and whose database answers,
+/// promotable or not.
 pub(super) fn rank<'a>(view: &DbView<'a>, priority: u8, probe: &'a DbProbe, live_peers: &[&PeerDb<'a>]) -> Ranking<'a> {
     let mut candidates = vec![Candidate {
         name: view.me,
@@ -28,15 +35,20 @@ pub(super) fn rank<'a>(view: &DbView<'a>, priority: u8, probe: &'a DbProbe, live
         history: probe.history().unwrap_or_else(|_| GtidSet::empty_mariadb()),
         position: &probe.gtid,
         databases: &probe.databases,
+        promotable: true,
+        set_aside: false,
     }];
     for (peer, db) in live_peers.iter().filter_map(|peer| peer.db.map(|db| (peer, db))) {
-        if let (true, Some(history)) = (db.promotable, announced_history(db)) {
+        let set_aside = db.maintenance || db.role == DbRole::NeedsResync;
+        if let (true, Some(history)) = (db.promotable || db.reachable, announced_history(db)) {
             candidates.push(Candidate {
                 name: peer.name,
                 priority: db.priority,
                 history,
                 position: &db.gtid,
                 databases: &db.databases,
+                promotable: db.promotable,
+                set_aside: set_aside && !db.promotable,
             });
         }
     }
@@ -63,7 +75,7 @@ pub(super) fn rank<'a>(view: &DbView<'a>, priority: u8, probe: &'a DbProbe, live
         .filter(|&i| {
             !candidates
                 .iter()
-                .any(|other| candidates[i].history.is_stale_against(&other.history))
+                .any(|other| !other.set_aside && candidates[i].history.is_stale_against(&other.history))
         })
         .collect();
     Ranking {
@@ -72,11 +84,23 @@ pub(super) fn rank<'a>(view: &DbView<'a>, priority: u8, probe: &'a DbProbe, live
     }
 }
 
+impl Candidate<'_> {
+    /// "GTID 0-1-235, pandora (4 tables, ~1200 rows)", for reasons.
+    pub(super) fn summary(&self) -> String {
+        format!(
+            "GTID {}, {}",
+            display_gtid(self.position),
+            describe_databases(self.databases)
+        )
+    }
+}
+
 impl<'a> Ranking<'a> {
     pub(super) fn best(&self) -> Option<&Candidate<'a>> {
         self.most_advanced
             .iter()
             .map(|&i| &self.candidates[i])
+            .filter(|candidate| candidate.promotable)
             .max_by_key(|candidate| {
                 (
                     !candidate.databases.is_empty(),
@@ -86,12 +110,25 @@ impl<'a> Ranking<'a> {
             })
     }
 
+    /// A live peer that cannot be promoted now but holds what `me` would lose: transactions of
+    /// a common history `me` lacks (not one set aside), or user databases where `me` holds none
+    /// and their histories have nothing in common (any). Promoting `me` would clone it from less.
+    pub(super) fn held_back_by(&self, me: &str) -> Option<&Candidate<'a>> {
+        let mine = self.candidates.iter().find(|candidate| candidate.name == me)?;
+        self.candidates.iter().find(|other| {
+            let unrelated = mine.history.relation(&other.history) == Relation::Unrelated;
+            let stale = !other.set_aside && mine.history.is_stale_against(&other.history);
+            !other.promotable && (stale || (unrelated && mine.databases.is_empty() && !other.databases.is_empty()))
+        })
+    }
+
     pub(super) fn is_most_advanced(&self, name: &str) -> bool {
         self.most_advanced.iter().any(|&i| self.candidates[i].name == name)
     }
 
+    /// Candidates that may be promoted now.
     pub(super) fn len(&self) -> usize {
-        self.candidates.len()
+        self.candidates.iter().filter(|candidate| candidate.promotable).count()
     }
 
     /// "db1 priority 2 GTID 0-1-235 (pandora (4 tables, ~1200 rows)); db2 …", for reasons.
@@ -100,11 +137,16 @@ impl<'a> Ranking<'a> {
             .iter()
             .map(|candidate| {
                 format!(
-                    "{} priority {} GTID {} ({})",
+                    "{} priority {} GTID {} ({}){}",
                     candidate.name,
                     candidate.priority,
                     display_gtid(candidate.position),
-                    describe_databases(candidate.databases)
+                    describe_databases(candidate.databases),
+                    if candidate.promotable {
+                        ""
+                    } else {
+                        ", not promotable now"
+                    }
                 )
             })
             .collect::<Vec<_>>()

@@ -217,6 +217,19 @@ impl DbCore {
             return self.hold(hold, out);
         }
         let ranking = candidates::rank(view, self.policy.priority, probe, &live_peers);
+        if let Some(peer) = ranking.held_back_by(view.me) {
+            let reason = format!(
+                "no primary, but {} holds what this node lacks ({}; this node: GTID {}, {}) and cannot be promoted now: waiting for it rather than cloning it from less",
+                peer.name,
+                peer.summary(),
+                display_gtid(&probe.gtid),
+                describe_databases(&probe.databases)
+            );
+            let waiting = Waiting::HeldBackBy {
+                peer: peer.name.to_string(),
+            };
+            return self.hold(Hold::new(waiting, reason), out);
+        }
         if ranking.best().is_none() {
             return;
         }

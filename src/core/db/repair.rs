@@ -389,6 +389,12 @@ impl DbCore {
                 Self::rebuild_plan(primary, primary_addr, RepairKind::Clone, SaveFirst::BinlogAndDump),
                 format!("its GTIDs hold nothing {primary} lacks, but {primary}'s history collides with what it holds: saving its binary log and user databases under state_dir, then cloning it from {primary}"),
             ),
+            // Refused with the very history the primary announces: that announcement is stale
+            // (its server was replaced, say), so what this node holds is saved first.
+            Some(Relation::Equal) if !probe.databases.is_empty() => (
+                Self::rebuild_plan(primary, primary_addr, RepairKind::Clone, SaveFirst::BinlogAndDump),
+                format!("{primary} refused the very history it announces, so its announcement is stale (a replaced server?): saving this node's binary log and user databases under state_dir, then cloning it from {primary}"),
+            ),
             Some(Relation::Equal | Relation::Behind) => (
                 Self::rebuild_plan(primary, primary_addr, RepairKind::Clone, SaveFirst::Nothing),
                 format!("it holds nothing {primary} lacks (an empty server, or {primary} no longer has the binary logs it needs): cloning it from {primary}, then it replicates"),

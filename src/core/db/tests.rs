@@ -661,6 +661,43 @@ fn the_old_primary_fenced_at_promotion_is_no_rival_while_its_claim_is_from_befor
     assert_eq!(actions(&decided), [DbAction::StepDown], "{}", notes(&decided));
 }
 
+/// An operator reinstalled db1's server (empty, a history of its own) while db2, which holds
+/// Pandora's data, cannot be promoted for now (a cool-down, say): the empty server is not
+/// promoted over it, and once db2 may be promoted it is the best candidate.
+#[test]
+fn an_empty_server_never_promotes_over_a_peer_holding_the_data_that_cannot_be_promoted_yet() {
+    let mut empty = probe(true, "101-101-2", None);
+    if let Ok(probe) = empty.probe.as_mut() {
+        probe.databases.clear();
+    }
+    let mut db1 = db_node("db1", 2);
+    let cooling = Peer {
+        promotable: false,
+        ..replica_peer("db2", 1, "0-1-55")
+    };
+    let decided = run(&mut db1, 0, 6_000, &[cooling], &[], &empty);
+    assert_eq!(actions(&decided), [], "{}", notes(&decided));
+    assert!(
+        notes(&decided).contains("db2 holds what this node lacks"),
+        "{}",
+        notes(&decided)
+    );
+    let decided = run(
+        &mut db1,
+        6_100,
+        12_000,
+        &[replica_peer("db2", 1, "0-1-55")],
+        &[],
+        &empty,
+    );
+    assert_eq!(actions(&decided), [], "{}", notes(&decided));
+    assert!(
+        notes(&decided).contains("db2 (priority 1) is the best candidate"),
+        "{}",
+        notes(&decided)
+    );
+}
+
 #[test]
 fn an_outranked_primary_steps_down_read_only_first_then_rejoins() {
     let mut old = Core::new("db1", "127.0.0.1:7000", 1, announcement(&[Role::Db])).with_db(DbCore::new(policy(3), 0));

@@ -57,6 +57,10 @@ pub enum Waiting {
         behind: bool,
     },
     ApplyingRelayLog,
+    /// A peer that cannot be promoted now holds what this node would lose.
+    HeldBackBy {
+        peer: String,
+    },
     OldPrimaryWitnessed {
         old: String,
         witness: String,

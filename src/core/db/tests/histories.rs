@@ -185,6 +185,15 @@ fn a_refused_replica_is_cloned_merged_or_kept_by_how_the_histories_relate() {
             Some(clone(SaveFirst::Nothing)),
             "no longer has the binary logs",
         ),
+        // The history db1 announces, refused all the same: db1's announcement is stale (an
+        // operator replaced its server), so the data here is saved before any clone.
+        (
+            "0-1-235",
+            &["pandora"],
+            "requested to start from GTID 0-1-235, which is not in the master's binlog",
+            Some(clone(SaveFirst::BinlogAndDump)),
+            "its announcement is stale",
+        ),
         (
             "0-2-4",
             &[],
