@@ -242,6 +242,15 @@ fn actions(decided: &[DbDecision]) -> Vec<DbAction> {
         .collect()
 }
 
+/// db2's fence of the old primary db1 at its advertised address.
+fn fence_db1(host_reached: bool) -> DbAction {
+    DbAction::Fence {
+        node: "db1".into(),
+        addr: "127.0.0.1:3303".into(),
+        host_reached,
+    }
+}
+
 fn promote(epoch: u64) -> DbAction {
     DbAction::Promote {
         epoch,
@@ -356,17 +365,7 @@ fn promotion_after_the_primary_dies_needs_a_witness_when_there_are_others() {
         std::slice::from_ref(&primary),
         &local,
     );
-    assert_eq!(
-        actions(&decided),
-        [
-            DbAction::Fence {
-                node: "db1".into(),
-                addr: "127.0.0.1:3303".into(),
-                host_reached: false
-            },
-            promote(2)
-        ]
-    );
+    assert_eq!(actions(&decided), [fence_db1(false), promote(2)]);
     let DbDecision::Act { reason, .. } = &decided
         .iter()
         .find(|d| {
@@ -413,17 +412,7 @@ fn two_nodes_alone_keep_the_two_node_behaviour() {
     let primary = primary_peer("db1", 3, 1);
     run(&mut replica, 0, 500, std::slice::from_ref(&primary), &[], &local);
     let decided = run(&mut replica, 600, 3_000, &[], std::slice::from_ref(&primary), &local);
-    assert_eq!(
-        actions(&decided),
-        [
-            DbAction::Fence {
-                node: "db1".into(),
-                addr: "127.0.0.1:3303".into(),
-                host_reached: false
-            },
-            promote(2)
-        ]
-    );
+    assert_eq!(actions(&decided), [fence_db1(false), promote(2)]);
 }
 
 #[test]
@@ -458,17 +447,7 @@ fn a_stale_replica_is_not_promoted_while_an_up_to_date_one_exists() {
         &current,
     );
     let decided = run(&mut fresh, 600, 3_000, &peers, std::slice::from_ref(&primary), &current);
-    assert_eq!(
-        actions(&decided),
-        [
-            DbAction::Fence {
-                node: "db1".into(),
-                addr: "127.0.0.1:3303".into(),
-                host_reached: false
-            },
-            promote(2)
-        ]
-    );
+    assert_eq!(actions(&decided), [fence_db1(false), promote(2)]);
 }
 
 #[test]
@@ -512,17 +491,7 @@ fn the_best_candidate_waits_bounded_for_its_relay_log() {
         std::slice::from_ref(&primary),
         &applying,
     );
-    assert_eq!(
-        actions(&decided),
-        [
-            DbAction::Fence {
-                node: "db1".into(),
-                addr: "127.0.0.1:3303".into(),
-                host_reached: false
-            },
-            promote(2)
-        ]
-    );
+    assert_eq!(actions(&decided), [fence_db1(false), promote(2)]);
 }
 
 #[test]
@@ -560,17 +529,7 @@ fn a_primary_claim_survives_a_short_database_outage_but_not_a_long_one() {
     };
     let decided = run(&mut replica, 4_100, 4_100, &[dead, witness], &[], &local);
     // Its agent cannot say whether mysqld still takes writes: fenced first, harmless if down.
-    assert_eq!(
-        actions(&decided),
-        [
-            DbAction::Fence {
-                node: "db1".into(),
-                addr: "127.0.0.1:3303".into(),
-                host_reached: false
-            },
-            promote(2)
-        ]
-    );
+    assert_eq!(actions(&decided), [fence_db1(false), promote(2)]);
 }
 
 /// The simulations' seed `descriptors_exhausted_primary`: the primary's agent ran out of
@@ -607,12 +566,12 @@ fn an_old_primary_is_fenced_before_promotion_whenever_its_agent_cannot_vouch_for
         );
         let alive: Vec<Peer> = alive.iter().cloned().chain([witness("srv", None)]).collect();
         let decided = run(&mut replica, 600, 6_000, &alive, silent, &local);
-        let fenced = DbAction::Fence {
-            node: "db1".into(),
-            addr: "127.0.0.1:3303".into(),
-            host_reached: false,
-        };
-        assert_eq!(actions(&decided), [fenced, promote(2)], "{case}: {}", notes(&decided));
+        assert_eq!(
+            actions(&decided),
+            [fence_db1(false), promote(2)],
+            "{case}: {}",
+            notes(&decided)
+        );
     }
 }
 
@@ -640,12 +599,7 @@ fn the_old_primary_fenced_at_promotion_is_no_rival_while_its_claim_is_from_befor
         .map(|now| (now, actions(&run(&mut db2, now, now, &lapsed, &[], &replica))))
         .find(|(_, acted)| !acted.is_empty())
         .expect("db2 promotes over the lapsed primary");
-    let fenced = DbAction::Fence {
-        node: "db1".into(),
-        addr: "127.0.0.1:3303".into(),
-        host_reached: true,
-    };
-    assert_eq!(acted, [fenced, promote(2)]);
+    assert_eq!(acted, [fence_db1(true), promote(2)]);
     let writable = probe(false, "0-1-10", None);
     let back = [primary_peer("db1", 3, 1), witness("srv", Some("db1"))];
     let window_end = promoted_at + 2_000;
